@@ -1,0 +1,48 @@
+// ems-bench SUBCOMMAND [flags]: benchmarks and harnesses for EMS.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "harness/commands.h"
+#include "replay/replay_command.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  const char* help;
+  int (*run)(int argc, char** argv);
+};
+
+constexpr Command kCommands[] = {
+    {"putget", "store and read back verified blocks through an ems-node", ems::bench::RunPutGet},
+    {"replay", "trace-driven hit ratio and TTFT harness (live or --simulate)",
+     ems::bench::RunReplay},
+};
+
+void PrintCommands() {
+  std::fprintf(stderr, "usage: ems-bench SUBCOMMAND [flags]   (ems-bench SUBCOMMAND --help)\n");
+  for (const Command& c : kCommands) std::fprintf(stderr, "  %-10s %s\n", c.name, c.help);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "help") == 0) {
+    PrintCommands();
+    return argc < 2 ? 2 : 0;
+  }
+  for (const Command& c : kCommands) {
+    if (std::strcmp(argv[1], c.name) == 0) {
+      absl::SetProgramUsageMessage(std::string("ems-bench ") + c.name + ": " + c.help);
+      // Parse flags after the subcommand; argv[1] is kept as the program name.
+      std::vector<char*> args = absl::ParseCommandLine(argc - 1, argv + 1);
+      return c.run(static_cast<int>(args.size()), args.data());
+    }
+  }
+  std::fprintf(stderr, "ems-bench: unknown subcommand '%s'\n", argv[1]);
+  PrintCommands();
+  return 2;
+}

@@ -1,0 +1,12 @@
+// Subcommands of ems-bench implemented in bench/harness. Each takes the positional arguments
+// left after flag parsing (args[0] is the subcommand) and returns the process exit code.
+#ifndef EMS_BENCH_HARNESS_COMMANDS_H_
+#define EMS_BENCH_HARNESS_COMMANDS_H_
+
+namespace ems::bench {
+
+int RunPutGet(int argc, char** argv);
+
+}  // namespace ems::bench
+
+#endif  // EMS_BENCH_HARNESS_COMMANDS_H_

@@ -1,0 +1,190 @@
+// ems::pool::Pool: KV blocks in one hugepage arena. Memory only: no network here.
+//
+// Block lifecycle (the one state machine; see pool.cc for transitions):
+//   Allocate ──► WRITING ──Seal──► SEALED (visible to Get/Contains/MatchPrefix)
+//                  │                 │ unpinned: evictable; Remove or eviction ──► freed
+//                  └─ handle dropped, lease released or expired before Seal ──► freed
+// A pinned block (a live ReadHandle or read lease) is never evicted or freed; Remove of a
+// pinned block hides it at once and frees it when the last pin goes.
+//
+// Leases are pins owned by something outside this process (a remote or local client): they
+// carry a deadline, and ExpireLeases() (run periodically by the node) drops the expired ones,
+// so a crashed client never leaks memory. RAII handles are leases owned by a C++ object.
+#ifndef EMS_POOL_POOL_H_
+#define EMS_POOL_POOL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "common/clock.h"
+#include "common/key.h"
+
+namespace ems::pool {
+
+struct PoolOptions {
+  // Arena size = huge_page_num × huge_page_flavor_mb MiB (the EMS API's names).
+  uint64_t huge_page_num = 256;
+  uint64_t huge_page_flavor_mb = 2;
+  // NUMA node to bind the arena to; -1 = no binding.
+  int numa_node = -1;
+  // Require hugetlb pages; when false and none are reserved, fall back to THP with a warning.
+  bool require_hugepages = false;
+  // "lru" or "s3fifo" (see eviction_policy.h).
+  std::string eviction_policy = "lru";
+  // Eviction starts when used bytes exceed high × capacity and runs until low × capacity.
+  double high_watermark = 0.95;
+  double low_watermark = 0.85;
+  // Largest value accepted (INVALID_ARGUMENT above it).
+  uint64_t max_value_bytes = 64ull << 20;
+  // Default deadline of a lease that does not give one.
+  absl::Duration default_lease = absl::Seconds(30);
+  // Number of index shards (power of two).
+  int index_shards = 64;
+  // Not owned; nullptr = Clock::Real(). Must outlive the pool.
+  Clock* clock = nullptr;
+};
+
+// Point-in-time counters. Cheap to take; not a consistent snapshot across fields.
+struct PoolStats {
+  uint64_t keys = 0;             // sealed blocks
+  uint64_t used_bytes = 0;       // bytes held by allocations (sealed + writing), rounded up
+  uint64_t capacity_bytes = 0;
+  uint64_t pinned_blocks = 0;
+  uint64_t unsealed_blocks = 0;
+  uint64_t puts = 0;             // successful seals
+  uint64_t gets = 0;             // Get calls
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t evictions = 0;
+  uint64_t reclaimed_writes = 0; // unsealed writes freed by expiry or abandonment
+  uint64_t bytes_in = 0;         // sealed value bytes
+  uint64_t bytes_out = 0;        // value bytes handed to readers
+  uint64_t metadata_bytes = 0;   // index + block metadata, off-arena
+  bool hugepages = false;        // arena on hugetlb pages (false: THP fallback)
+  std::string eviction_policy;
+};
+
+// Where a block lives in the arena; what a local client needs to copy in or out.
+struct BlockInfo {
+  uint64_t offset = 0;    // from the arena base
+  uint64_t size = 0;      // value bytes
+  uint64_t checksum = 0;  // XXH3-64; 0 until sealed
+};
+
+using LeaseId = uint64_t;
+
+class Pool;
+
+// A pin on a sealed block. Move-only; releases the pin when destroyed.
+// The bytes stay valid and unchanged for the handle's lifetime.
+class ReadHandle {
+ public:
+  ReadHandle() = default;
+  ReadHandle(ReadHandle&& other) noexcept;
+  ReadHandle& operator=(ReadHandle&& other) noexcept;
+  ~ReadHandle();
+
+  const uint8_t* data() const { return data_; }
+  const BlockInfo& info() const { return info_; }
+  uint64_t size() const { return info_.size; }
+  bool valid() const { return pool_ != nullptr; }
+
+ private:
+  friend class Pool;
+  ReadHandle(Pool* pool, LeaseId lease, const uint8_t* data, BlockInfo info)
+      : pool_(pool), lease_(lease), data_(data), info_(info) {}
+  void Reset();
+
+  Pool* pool_ = nullptr;
+  LeaseId lease_ = 0;
+  const uint8_t* data_ = nullptr;
+  BlockInfo info_;
+};
+
+// An allocated, not yet visible block. Fill data() then call Pool::Seal. Dropping the handle
+// without sealing frees the block. Move-only.
+class WriteHandle {
+ public:
+  WriteHandle() = default;
+  WriteHandle(WriteHandle&& other) noexcept;
+  WriteHandle& operator=(WriteHandle&& other) noexcept;
+  ~WriteHandle();
+
+  uint8_t* data() const { return data_; }
+  uint64_t size() const { return info_.size; }
+  const BlockInfo& info() const { return info_; }
+  bool valid() const { return pool_ != nullptr; }
+
+ private:
+  friend class Pool;
+  WriteHandle(Pool* pool, LeaseId lease, uint8_t* data, BlockInfo info)
+      : pool_(pool), lease_(lease), data_(data), info_(info) {}
+  void Reset();
+
+  Pool* pool_ = nullptr;
+  LeaseId lease_ = 0;
+  uint8_t* data_ = nullptr;
+  BlockInfo info_;
+};
+
+// The pool. Thread-safe: every method may be called from any thread.
+class Pool {
+ public:
+  // Maps the arena and builds the index. Fails with INVALID_ARGUMENT for bad options and
+  // RESOURCE_EXHAUSTED, naming the limit, for an arena larger than the machine or cgroup holds.
+  static absl::StatusOr<std::unique_ptr<Pool>> Create(const PoolOptions& options);
+  virtual ~Pool() = default;
+
+  // --- Writes -----------------------------------------------------------------------------
+  // Reserves `size` bytes for `key` (WRITING, invisible). Evicts if needed.
+  // Errors: INVALID_ARGUMENT (size 0 or > max_value_bytes, bad key);
+  //   ALREADY_EXISTS with message "same size" if the key is sealed or being written with this
+  //   size (callers treat it as a no-op success) and a message naming both sizes otherwise;
+  //   RESOURCE_EXHAUSTED if nothing evictable frees enough space.
+  // `parent` (optional) is the previous block of the key's prefix chain; policies may use it.
+  virtual absl::StatusOr<WriteHandle> Allocate(const BlockKey& key, uint64_t size,
+                                               const BlockKey* parent = nullptr) = 0;
+  // Makes the block visible; computes its checksum. If `expected_checksum` is non-zero and
+  // differs, frees the block and returns DATA_LOSS. The handle is consumed either way.
+  virtual absl::Status Seal(WriteHandle handle, uint64_t expected_checksum = 0) = 0;
+
+  // --- Reads ------------------------------------------------------------------------------
+  // Pins a sealed block. NOT_FOUND on a miss (counted).
+  virtual absl::StatusOr<ReadHandle> Get(const BlockKey& key) = 0;
+  // True if `key` is sealed. Counts neither hit nor miss, touches no recency.
+  virtual bool Contains(const BlockKey& key) = 0;
+  // Number of leading keys that are sealed; stops at the first miss. Touches the matched ones.
+  virtual size_t MatchPrefix(absl::Span<const BlockKey> keys) = 0;
+  // Removes a sealed block. NOT_FOUND if absent. A pinned block is freed when unpinned.
+  virtual absl::Status Remove(const BlockKey& key) = 0;
+
+  // --- Leases: pins and writes owned outside this process -----------------------------------
+  // Like Get/Allocate, but the pin is held by a lease that ends at Release, or at
+  // `ttl` (default_lease if zero) from now, whichever comes first.
+  virtual absl::StatusOr<std::pair<LeaseId, BlockInfo>> AcquireRead(const BlockKey& key,
+                                                                    absl::Duration ttl) = 0;
+  virtual absl::StatusOr<std::pair<LeaseId, BlockInfo>> AcquireWrite(
+      const BlockKey& key, uint64_t size, const BlockKey* parent, absl::Duration ttl) = 0;
+  // Seals a write lease (see Seal). NOT_FOUND if the lease is unknown or expired.
+  virtual absl::Status SealLease(LeaseId lease, uint64_t expected_checksum = 0) = 0;
+  // Ends a lease: a read pin is dropped, an unsealed write is freed. NOT_FOUND if unknown.
+  virtual absl::Status Release(LeaseId lease) = 0;
+  // Ends every lease past its deadline; returns how many. Called periodically by the owner.
+  virtual size_t ExpireLeases() = 0;
+
+  // --- Introspection ------------------------------------------------------------------------
+  virtual PoolStats Stats() = 0;
+  // The arena: a memfd (hugetlb or shmem) that local clients may map. Valid for the pool's life.
+  virtual int arena_fd() const = 0;
+  virtual uint8_t* arena_base() const = 0;
+  virtual uint64_t arena_bytes() const = 0;
+};
+
+}  // namespace ems::pool
+
+#endif  // EMS_POOL_POOL_H_
