@@ -22,7 +22,7 @@ struct RingNode {
 class HashRing {
  public:
   // The default spreads 1M keys over 3..64 equal nodes within 10% of the mean (hash_ring_test).
-  static constexpr int kDefaultVnodes = 1024;
+  static constexpr int kDefaultVnodes = 2048;
 
   // INVALID_ARGUMENT for an empty or duplicate id, zero capacity, or vnodes_per_node < 1.
   // An empty node list builds an empty ring (every lookup answers -1).
