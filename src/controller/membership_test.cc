@@ -1,0 +1,119 @@
+#include "controller/membership.h"
+
+#include <filesystem>
+
+#include "gtest/gtest.h"
+
+namespace ems::controller {
+namespace {
+
+class MembershipTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("ems_membership_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    Reopen();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void Reopen() {
+    membership_.reset();
+    store_.reset();
+    auto store = StateStore::Open((dir_ / "state.db").string());
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    MembershipOptions opts;
+    opts.clock = &clock_;
+    auto m = Membership::Create(store_.get(), opts);
+    ASSERT_TRUE(m.ok()) << m.status();
+    membership_ = *std::move(m);
+  }
+
+  static v1::NodeInfo Node(const std::string& id, const std::string& addr) {
+    v1::NodeInfo n;
+    n.set_id(id);
+    n.set_address(addr);
+    n.set_capacity_bytes(1 << 30);
+    return n;
+  }
+
+  std::filesystem::path dir_;
+  FakeClock clock_;
+  std::unique_ptr<StateStore> store_;
+  std::unique_ptr<Membership> membership_;
+};
+
+TEST_F(MembershipTest, RegisterBumpsEpochOnlyOnChange) {
+  auto m1 = membership_->Register("c", Node("n1", "127.0.0.1:1"));
+  ASSERT_TRUE(m1.ok()) << m1.status();
+  EXPECT_EQ(m1->epoch(), 1u);
+  auto again = membership_->Register("c", Node("n1", "127.0.0.1:1"));
+  EXPECT_EQ(again->epoch(), 1u) << "an identical re-register is not a change";
+  auto m2 = membership_->Register("c", Node("n2", "127.0.0.1:2"));
+  EXPECT_EQ(m2->epoch(), 2u);
+  ASSERT_EQ(m2->nodes_size(), 2);
+  EXPECT_EQ(m2->nodes(1).state(), v1::UP);
+}
+
+TEST_F(MembershipTest, RejectsIncompleteRegistrations) {
+  EXPECT_EQ(membership_->Register("", Node("n1", "a:1")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(membership_->Register("c", Node("", "a:1")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(membership_->Register("c", Node("n1", "")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(membership_->Heartbeat("c", "ghost", 0).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(MembershipTest, SilentNodeGoesDownAfterThreeMissedHeartbeatsAndComesBack) {
+  ASSERT_TRUE(membership_->Register("c", Node("n1", "a:1")).ok());
+  ASSERT_TRUE(membership_->Register("c", Node("n2", "a:2")).ok());
+  clock_.Advance(absl::Milliseconds(2500));
+  ASSERT_TRUE(membership_->Heartbeat("c", "n1", 2).ok());
+  EXPECT_EQ(membership_->MarkSilentNodesDown(), 0) << "2.5 s is under 3 intervals";
+  clock_.Advance(absl::Milliseconds(600));
+  EXPECT_EQ(membership_->MarkSilentNodesDown(), 1);
+  auto map = membership_->GetMap("c");
+  EXPECT_EQ(map->epoch(), 3u);
+  EXPECT_EQ(map->nodes(0).state(), v1::UP);
+  EXPECT_EQ(map->nodes(1).state(), v1::DOWN);
+
+  auto hb = membership_->Heartbeat("c", "n2", 3);
+  ASSERT_TRUE(hb.ok());
+  EXPECT_EQ(hb->epoch(), 4u);
+  EXPECT_TRUE(hb->has_map()) << "the caller's epoch is stale, so it gets the map";
+  EXPECT_EQ(hb->map().nodes(1).state(), v1::UP);
+}
+
+TEST_F(MembershipTest, MapSurvivesRestart) {
+  ASSERT_TRUE(membership_->Register("c", Node("n1", "a:1")).ok());
+  ASSERT_TRUE(membership_->Register("c", Node("n2", "a:2")).ok());
+  ASSERT_TRUE(membership_->SetNodeState("c", "n2", v1::DRAINING).ok());
+  Reopen();
+  auto map = membership_->GetMap("c");
+  ASSERT_TRUE(map.ok()) << map.status();
+  EXPECT_EQ(map->epoch(), 3u);
+  ASSERT_EQ(map->nodes_size(), 2);
+  EXPECT_EQ(map->nodes(1).state(), v1::DRAINING);
+  // Restart gives nodes a full grace period before they can be marked DOWN.
+  EXPECT_EQ(membership_->MarkSilentNodesDown(), 0);
+  // A draining node that re-registers stays draining.
+  EXPECT_EQ(membership_->Register("c", Node("n2", "a:2"))->nodes(1).state(), v1::DRAINING);
+}
+
+TEST_F(MembershipTest, WaitForNewerSeesTheNextEpoch) {
+  ASSERT_TRUE(membership_->Register("c", Node("n1", "a:1")).ok());
+  v1::ClusterMap out;
+  EXPECT_TRUE(membership_->WaitForNewer("c", 0, absl::ZeroDuration(), &out));
+  EXPECT_EQ(out.epoch(), 1u);
+  EXPECT_FALSE(membership_->WaitForNewer("c", 1, absl::Milliseconds(10), &out));
+  ASSERT_TRUE(membership_->RemoveNode("c", "n1").ok());
+  EXPECT_TRUE(membership_->WaitForNewer("c", 1, absl::Milliseconds(10), &out));
+  EXPECT_EQ(out.nodes_size(), 0);
+}
+
+}  // namespace
+}  // namespace ems::controller

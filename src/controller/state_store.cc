@@ -1,0 +1,127 @@
+#include "controller/state_store.h"
+
+#include <sqlite3.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace ems::controller {
+namespace {
+
+absl::Status SqliteError(sqlite3* db, absl::string_view what) {
+  return absl::InternalError(absl::StrCat("sqlite ", what, ": ", sqlite3_errmsg(db)));
+}
+
+// Owns a prepared statement; finalizes it on every path.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  bool ok() const { return rc_ == SQLITE_OK; }
+  sqlite3_stmt* get() { return stmt_; }
+  void BindText(int i, absl::string_view s) {
+    sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+  }
+  void BindBlob(int i, absl::string_view s) {
+    sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+  }
+  std::string Column(int i) {
+    const void* p = sqlite3_column_blob(stmt_, i);
+    return std::string(static_cast<const char*>(p), sqlite3_column_bytes(stmt_, i));
+  }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+      SQLITE_OK) {
+    absl::Status s = absl::InternalError(
+        absl::StrCat("cannot open state database ", path, ": ", db ? sqlite3_errmsg(db) : "?"));
+    sqlite3_close(db);
+    return s;
+  }
+  std::unique_ptr<StateStore> store(new StateStore(db));
+  absl::MutexLock lock(&store->mu_);
+  sqlite3_busy_timeout(db, 5000);
+  if (absl::Status s = store->Exec("PRAGMA journal_mode=WAL"); !s.ok()) return s;
+  // FULL: a commit is on disk before Put returns, so an acknowledged write survives SIGKILL
+  // and power loss alike.
+  if (absl::Status s = store->Exec("PRAGMA synchronous=FULL"); !s.ok()) return s;
+  if (absl::Status s = store->Exec(
+          "CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, key TEXT NOT NULL, "
+          "value BLOB NOT NULL, PRIMARY KEY (kind, key))");
+      !s.ok()) {
+    return s;
+  }
+  return store;
+}
+
+StateStore::~StateStore() {
+  absl::MutexLock lock(&mu_);
+  sqlite3_close(db_);
+}
+
+absl::Status StateStore::Exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    absl::Status s = absl::InternalError(absl::StrCat("sqlite: ", sql, ": ", err ? err : "?"));
+    sqlite3_free(err);
+    return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StateStore::Put(absl::string_view kind, absl::string_view key,
+                             absl::string_view value) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "INSERT OR REPLACE INTO records (kind, key, value) VALUES (?, ?, ?)");
+  if (!st.ok()) return SqliteError(db_, "prepare put");
+  st.BindText(1, kind);
+  st.BindText(2, key);
+  st.BindBlob(3, value);
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqliteError(db_, "put");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<std::string>> StateStore::Get(absl::string_view kind,
+                                                           absl::string_view key) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "SELECT value FROM records WHERE kind = ? AND key = ?");
+  if (!st.ok()) return SqliteError(db_, "prepare get");
+  st.BindText(1, kind);
+  st.BindText(2, key);
+  int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  if (rc != SQLITE_ROW) return SqliteError(db_, "get");
+  return std::optional<std::string>(st.Column(0));
+}
+
+absl::Status StateStore::Delete(absl::string_view kind, absl::string_view key) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "DELETE FROM records WHERE kind = ? AND key = ?");
+  if (!st.ok()) return SqliteError(db_, "prepare delete");
+  st.BindText(1, kind);
+  st.BindText(2, key);
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqliteError(db_, "delete");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> StateStore::List(
+    absl::string_view kind) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "SELECT key, value FROM records WHERE kind = ? ORDER BY key");
+  if (!st.ok()) return SqliteError(db_, "prepare list");
+  st.BindText(1, kind);
+  std::vector<std::pair<std::string, std::string>> out;
+  int rc;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) out.emplace_back(st.Column(0), st.Column(1));
+  if (rc != SQLITE_DONE) return SqliteError(db_, "list");
+  return out;
+}
+
+}  // namespace ems::controller
