@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -79,6 +81,9 @@ struct BlockInfo {
 using LeaseId = uint64_t;
 
 class Pool;
+namespace internal {
+class PoolImpl;
+}  // namespace internal
 
 // A pin on a sealed block. Move-only; releases the pin when destroyed.
 // The bytes stay valid and unchanged for the handle's lifetime.
@@ -96,6 +101,7 @@ class ReadHandle {
 
  private:
   friend class Pool;
+  friend class internal::PoolImpl;
   ReadHandle(Pool* pool, LeaseId lease, const uint8_t* data, BlockInfo info)
       : pool_(pool), lease_(lease), data_(data), info_(info) {}
   void Reset();
@@ -122,6 +128,7 @@ class WriteHandle {
 
  private:
   friend class Pool;
+  friend class internal::PoolImpl;
   WriteHandle(Pool* pool, LeaseId lease, uint8_t* data, BlockInfo info)
       : pool_(pool), lease_(lease), data_(data), info_(info) {}
   void Reset();
@@ -178,6 +185,8 @@ class Pool {
   virtual size_t ExpireLeases() = 0;
 
   // --- Introspection ------------------------------------------------------------------------
+  // Up to `limit` sealed keys, in index order (used to migrate blocks to new owners).
+  virtual std::vector<BlockKey> Keys(size_t limit) = 0;
   virtual PoolStats Stats() = 0;
   // The arena: a memfd (hugetlb or shmem) that local clients may map. Valid for the pool's life.
   virtual int arena_fd() const = 0;

@@ -1,0 +1,16 @@
+#include "pool/eviction_policy.h"
+
+#include "absl/strings/str_cat.h"
+#include "pool/internal/lru_policy.h"
+#include "pool/internal/s3fifo_policy.h"
+
+namespace ems::pool {
+
+absl::StatusOr<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(absl::string_view name) {
+  if (name == "lru") return std::make_unique<internal::LruPolicy>();
+  if (name == "s3fifo") return std::make_unique<internal::S3FifoPolicy>();
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown eviction policy '", name, "'; expected lru or s3fifo"));
+}
+
+}  // namespace ems::pool

@@ -1,0 +1,77 @@
+#include "pool/eviction_policy.h"
+
+#include "gtest/gtest.h"
+
+namespace ems::pool {
+namespace {
+
+auto Any = [](uint64_t) { return true; };
+
+std::unique_ptr<EvictionPolicy> Make(const char* name) {
+  auto p = MakeEvictionPolicy(name);
+  EXPECT_TRUE(p.ok()) << p.status();
+  return *std::move(p);
+}
+
+TEST(EvictionPolicyTest, FactoryNamesPolicies) {
+  EXPECT_EQ(Make("lru")->name(), "lru");
+  EXPECT_EQ(Make("s3fifo")->name(), "s3fifo");
+  auto bad = MakeEvictionPolicy("random");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("random"), std::string::npos);
+}
+
+TEST(EvictionPolicyTest, LruEvictsLeastRecentlyUsed) {
+  auto p = Make("lru");
+  for (uint64_t id = 1; id <= 4; ++id) p->OnInsert(id, 0);
+  p->OnAccess(1);  // order, most recent first: 1 4 3 2
+  EXPECT_EQ(p->Evict(Any), 2u);
+  EXPECT_EQ(p->Evict(Any), 3u);
+  p->OnErase(4);
+  EXPECT_EQ(p->Evict(Any), 1u);
+  EXPECT_EQ(p->Evict(Any), std::nullopt);
+  EXPECT_EQ(p->size(), 0u);
+}
+
+TEST(EvictionPolicyTest, PinnedBlocksAreSkippedAndEverythingPinnedIsNotALoop) {
+  for (const char* name : {"lru", "s3fifo"}) {
+    SCOPED_TRACE(name);
+    auto p = Make(name);
+    for (uint64_t id = 1; id <= 100; ++id) p->OnInsert(id, 0);
+    EXPECT_EQ(p->Evict([](uint64_t) { return false; }), std::nullopt);
+    EXPECT_EQ(p->size(), 100u) << "skipped blocks stay tracked";
+    auto v = p->Evict([](uint64_t id) { return id == 57; });
+    EXPECT_EQ(v, 57u);
+    EXPECT_EQ(p->size(), 99u);
+  }
+}
+
+TEST(EvictionPolicyTest, S3FifoEvictsOneHitWondersBeforeReusedBlocks) {
+  auto p = Make("s3fifo");
+  // 1..10 are read twice while in probation; 11..100 once (inserted only).
+  for (uint64_t id = 1; id <= 10; ++id) p->OnInsert(id, 0);
+  for (uint64_t id = 1; id <= 10; ++id) {
+    p->OnAccess(id);
+    p->OnAccess(id);
+  }
+  for (uint64_t id = 11; id <= 100; ++id) p->OnInsert(id, 0);
+  // 80 evictions keep the small queue above its 10% share, so only probation is evicted.
+  for (int i = 0; i < 80; ++i) {
+    auto v = p->Evict(Any);
+    ASSERT_TRUE(v.has_value());
+    EXPECT_GT(*v, 10u) << "a reused block was evicted before a one-hit wonder";
+  }
+}
+
+TEST(EvictionPolicyTest, S3FifoGhostHitGoesStraightToMain) {
+  auto p = Make("s3fifo");
+  for (uint64_t id = 1; id <= 20; ++id) p->OnInsert(id, 0);
+  EXPECT_EQ(p->Evict(Any), 1u);  // FIFO from the small queue, remembered as a ghost
+  p->OnInsert(1, 0);             // wanted again: main queue
+  for (uint64_t id = 21; id <= 40; ++id) p->OnInsert(id, 0);
+  // Everything in the small queue goes before the block that came back.
+  for (int i = 0; i < 30; ++i) EXPECT_NE(p->Evict(Any), 1u);
+}
+
+}  // namespace
+}  // namespace ems::pool

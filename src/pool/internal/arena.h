@@ -1,0 +1,51 @@
+// The pool's memory: one shared mapping of a memfd, on hugetlb pages when reserved.
+#ifndef EMS_POOL_INTERNAL_ARENA_H_
+#define EMS_POOL_INTERNAL_ARENA_H_
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+
+namespace ems::pool::internal {
+
+struct ArenaOptions {
+  uint64_t page_num = 0;
+  uint64_t page_mb = 2;  // 2 or 1024
+  int numa_node = -1;
+  bool require_hugepages = false;
+};
+
+// Owns the memfd and its mapping. Immutable after Create; thread-safe.
+class Arena {
+ public:
+  // Prefers a hugetlb memfd; otherwise a shmem memfd with MADV_HUGEPAGE (THP) and a warning.
+  // RESOURCE_EXHAUSTED if the size exceeds the machine's memory or the cgroup's limit;
+  // FAILED_PRECONDITION if hugepages are required but not reserved; INVALID_ARGUMENT for a
+  // bad page size, count or NUMA node.
+  static absl::StatusOr<std::unique_ptr<Arena>> Create(const ArenaOptions& options);
+  ~Arena();
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+
+  int fd() const { return fd_; }
+  uint8_t* base() const { return base_; }
+  uint64_t size() const { return size_; }
+  bool hugepages() const { return hugepages_; }
+
+ private:
+  Arena(int fd, uint8_t* base, uint64_t size, bool hugepages)
+      : fd_(fd), base_(base), size_(size), hugepages_(hugepages) {}
+
+  const int fd_;
+  uint8_t* const base_;
+  const uint64_t size_;
+  const bool hugepages_;
+};
+
+// The smaller of the machine's MemTotal and the cgroup (v2 or v1) memory limit, in bytes.
+uint64_t MemoryLimitBytes();
+
+}  // namespace ems::pool::internal
+
+#endif  // EMS_POOL_INTERNAL_ARENA_H_

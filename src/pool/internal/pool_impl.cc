@@ -1,0 +1,512 @@
+#include "pool/internal/pool_impl.h"
+
+#include <bit>
+
+#include "absl/strings/str_cat.h"
+#include "common/prefix_hash.h"
+#include "common/status_macros.h"
+
+namespace ems::pool {
+namespace internal {
+namespace {
+
+constexpr uint64_t kGranule = 4096;  // blocks are page aligned
+
+absl::Status SizeError(const BlockKey& key, uint64_t have, uint64_t want) {
+  return absl::AlreadyExistsError(absl::StrCat("key ", key.ToString(), " exists with size ", have,
+                                               "; this put has size ", want));
+}
+
+}  // namespace
+
+PoolImpl::PoolImpl(const PoolOptions& options, std::unique_ptr<Arena> arena,
+                   std::unique_ptr<EvictionPolicy> policy)
+    : options_(options),
+      arena_(std::move(arena)),
+      high_bytes_(static_cast<uint64_t>(options.high_watermark * arena_->size())),
+      low_bytes_(static_cast<uint64_t>(options.low_watermark * arena_->size())),
+      shard_mask_(options.index_shards - 1),
+      shards_(new Shard[options.index_shards]),
+      lease_shards_(new LeaseShard[kLeaseShards]),
+      allocator_(arena_->size(), kGranule),
+      policy_(std::move(policy)) {}
+
+PoolImpl::~PoolImpl() {
+  // REQUIRES (pool.h): no handle outlives the pool. Leases held by remote clients end here.
+  for (size_t i = 0; i < static_cast<size_t>(options_.index_shards); ++i) {
+    absl::MutexLock lock(&shards_[i].mu);
+    for (auto& [key, block] : shards_[i].index) delete block;
+  }
+}
+
+int64_t PoolImpl::NamespaceId(const std::string& ns, bool create) {
+  absl::MutexLock lock(&ns_mu_);
+  auto it = ns_ids_.find(ns);
+  if (it != ns_ids_.end()) return it->second;
+  if (!create) return -1;
+  const uint32_t id = static_cast<uint32_t>(ns_names_.size());
+  ns_names_.push_back(ns);
+  ns_ids_.emplace(ns, id);
+  return id;
+}
+
+BlockInfo PoolImpl::InfoOf(const Block* b) const {
+  return BlockInfo{b->chunk->offset, b->size, b->checksum};
+}
+
+LeaseId PoolImpl::AddLease(const Lease& lease) {
+  const LeaseId id = next_lease_.fetch_add(1, std::memory_order_relaxed);
+  LeaseShard& s = LeaseShardFor(id);
+  absl::MutexLock lock(&s.mu);
+  s.leases.emplace(id, lease);
+  return id;
+}
+
+bool PoolImpl::TakeLease(LeaseId id, Lease* out) {
+  LeaseShard& s = LeaseShardFor(id);
+  absl::MutexLock lock(&s.mu);
+  auto it = s.leases.find(id);
+  if (it == s.leases.end()) return false;
+  *out = it->second;
+  s.leases.erase(it);
+  return true;
+}
+
+// --- Space -----------------------------------------------------------------------------------
+
+uint64_t PoolImpl::PolicyIdFor(const InternalKey& k) {
+  // Derived from the key so a block that comes back gets the same id (S3-FIFO's ghost queue
+  // recognises it); a collision with a live block falls back to a unique counter id.
+  uint64_t id = k.digest.Low64() ^ (0x9e3779b97f4a7c15ull * (k.ns + 1));
+  if (id == 0 || by_id_.contains(id)) id = ++fallback_id_;
+  return id;
+}
+
+void PoolImpl::FreeBlock(Block* b) {
+  if (b->id != 0) {
+    policy_->OnErase(b->id);
+    by_id_.erase(b->id);
+    counters_.keys.fetch_sub(1, std::memory_order_relaxed);
+  }
+  if (b->chunk != nullptr) allocator_.Free(b->chunk);
+  delete b;
+}
+
+bool PoolImpl::EvictOne() {
+  auto victim = policy_->Evict([this](uint64_t id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    auto it = by_id_.find(id);
+    return it != by_id_.end() && it->second->pins.load(std::memory_order_relaxed) == 0;
+  });
+  if (!victim) return false;
+  Block* b = by_id_.at(*victim);
+  bool evict = false;
+  {
+    Shard& shard = ShardFor(KeyOf(b->ns, b->digest));
+    absl::MutexLock lock(&shard.mu);
+    // The authoritative check: a reader may have pinned it since the hint above.
+    if (b->state == BlockState::kSealed && b->pins.load(std::memory_order_relaxed) == 0) {
+      shard.index.erase(KeyOf(b->ns, b->digest));
+      b->state = BlockState::kRemoved;
+      evict = true;
+    }
+  }
+  if (!evict) {
+    policy_->OnInsert(*victim, 0);  // still live: track it again
+    return true;
+  }
+  FreeBlock(b);
+  counters_.evictions.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+Chunk* PoolImpl::AllocateSpace(uint64_t bytes) {
+  const uint64_t need = allocator_.RoundUp(bytes);
+  // Bounds every loop below: each round evicts one block or gives up.
+  size_t rounds = by_id_.size() + 16;
+  if (allocator_.used_bytes() + need > high_bytes_) {
+    while (allocator_.used_bytes() + need > low_bytes_ && rounds-- > 0 && EvictOne()) {
+    }
+  }
+  while (true) {
+    if (Chunk* c = allocator_.Allocate(bytes)) return c;
+    if (rounds-- == 0 || !EvictOne()) return nullptr;  // fragmentation or all pinned
+  }
+}
+
+// --- Writes ----------------------------------------------------------------------------------
+
+absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::DoAllocate(const BlockKey& key,
+                                                                   uint64_t size,
+                                                                   const BlockKey* parent,
+                                                                   absl::Time deadline) {
+  EMS_RETURN_IF_ERROR(ValidateNamespace(key.ns));
+  if (size == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("value of ", key.ToString(), " is empty"));
+  }
+  if (size > options_.max_value_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("value of ", size, " bytes exceeds the maximum of ",
+                                                   options_.max_value_bytes, " bytes"));
+  }
+  if (size > arena_->size()) {
+    return absl::InvalidArgumentError(absl::StrCat("value of ", size, " bytes exceeds the pool's ",
+                                                   arena_->size(), " bytes"));
+  }
+  const uint32_t ns = static_cast<uint32_t>(NamespaceId(key.ns, /*create=*/true));
+  const InternalKey ikey = KeyOf(ns, key.digest);
+  Block* b = new Block();
+  b->digest = key.digest;
+  b->ns = ns;
+  b->size = size;
+  {
+    Shard& shard = ShardFor(ikey);
+    absl::MutexLock lock(&shard.mu);
+    auto [it, inserted] = shard.index.try_emplace(ikey, b);
+    if (!inserted) {
+      const uint64_t have = it->second->size;
+      delete b;
+      if (have == size) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("key ", key.ToString(), " is already stored with the same size"));
+      }
+      return SizeError(key, have, size);
+    }
+  }
+  uint64_t parent_id = 0;
+  if (parent != nullptr) {
+    const int64_t pns = NamespaceId(parent->ns, false);
+    if (pns >= 0) {
+      Shard& ps = ShardFor(KeyOf(static_cast<uint32_t>(pns), parent->digest));
+      absl::MutexLock lock(&ps.mu);
+      auto it = ps.index.find(KeyOf(static_cast<uint32_t>(pns), parent->digest));
+      if (it != ps.index.end() && it->second->state == BlockState::kSealed) {
+        parent_id = it->second->id;
+      }
+    }
+  }
+  Chunk* chunk;
+  uint64_t used, pinned_hint;
+  {
+    absl::MutexLock lock(&space_mu_);
+    chunk = AllocateSpace(size);
+    b->chunk = chunk;
+    used = allocator_.used_bytes();
+    pinned_hint = counters_.pinned.load(std::memory_order_relaxed);
+  }
+  if (chunk == nullptr) {
+    {
+      Shard& shard = ShardFor(ikey);
+      absl::MutexLock lock(&shard.mu);
+      shard.index.erase(ikey);
+    }
+    delete b;
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "no space for ", size, " bytes: ", used, " of ", arena_->size(),
+        " bytes in use and nothing more is evictable (", pinned_hint, " read pins held)"));
+  }
+  counters_.unsealed.fetch_add(1, std::memory_order_relaxed);
+  const LeaseId lease = AddLease({b, /*write=*/true, deadline, parent_id});
+  return std::make_pair(lease, InfoOf(b));
+}
+
+absl::StatusOr<WriteHandle> PoolImpl::Allocate(const BlockKey& key, uint64_t size,
+                                               const BlockKey* parent) {
+  EMS_ASSIGN_OR_RETURN(auto grant, DoAllocate(key, size, parent, absl::InfiniteFuture()));
+  return WriteHandle(this, grant.first, arena_->base() + grant.second.offset, grant.second);
+}
+
+absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::AcquireWrite(const BlockKey& key,
+                                                                     uint64_t size,
+                                                                     const BlockKey* parent,
+                                                                     absl::Duration ttl) {
+  if (ttl <= absl::ZeroDuration()) ttl = options_.default_lease;
+  return DoAllocate(key, size, parent, options_.clock->Now() + ttl);
+}
+
+absl::Status PoolImpl::DoSeal(LeaseId lease_id, uint64_t expected_checksum) {
+  Lease lease;
+  if (!TakeLease(lease_id, &lease)) {
+    return absl::NotFoundError(absl::StrCat("write lease ", lease_id, " is unknown or expired"));
+  }
+  if (!lease.write) {
+    LeaseShard& s = LeaseShardFor(lease_id);
+    absl::MutexLock lock(&s.mu);
+    s.leases.emplace(lease_id, lease);  // put it back untouched
+    return absl::FailedPreconditionError(absl::StrCat("lease ", lease_id, " is a read lease"));
+  }
+  Block* b = lease.block;
+  const uint64_t sum = Checksum(arena_->base() + b->chunk->offset, b->size);
+  const InternalKey ikey = KeyOf(b->ns, b->digest);
+  counters_.unsealed.fetch_sub(1, std::memory_order_relaxed);
+  absl::MutexLock space(&space_mu_);
+  if (expected_checksum != 0 && expected_checksum != sum) {
+    {
+      Shard& shard = ShardFor(ikey);
+      absl::MutexLock lock(&shard.mu);
+      shard.index.erase(ikey);
+    }
+    const std::string what = absl::StrCat("block ", b->digest.ToHex(), " of ", b->size, " bytes");
+    FreeBlock(b);
+    return absl::DataLossError(absl::StrCat(what, " does not match the checksum its writer sent; "
+                                            "not stored"));
+  }
+  // Tracked by the policy and visible in one step under space_mu_, so a concurrent Remove
+  // (which frees under space_mu_) cannot slip in between.
+  b->id = PolicyIdFor(ikey);
+  by_id_.emplace(b->id, b);
+  policy_->OnInsert(b->id, lease.parent_id);
+  {
+    Shard& shard = ShardFor(ikey);
+    absl::MutexLock lock(&shard.mu);
+    b->checksum = sum;
+    b->state = BlockState::kSealed;
+  }
+  counters_.keys.fetch_add(1, std::memory_order_relaxed);
+  counters_.puts.fetch_add(1, std::memory_order_relaxed);
+  counters_.bytes_in.fetch_add(b->size, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+absl::Status PoolImpl::Seal(WriteHandle handle, uint64_t expected_checksum) {
+  if (handle.pool_ != this) {
+    return absl::InvalidArgumentError("write handle is empty or from another pool");
+  }
+  handle.pool_ = nullptr;  // consumed: the handle must not release the lease
+  return DoSeal(handle.lease_, expected_checksum);
+}
+
+absl::Status PoolImpl::SealLease(LeaseId lease, uint64_t expected_checksum) {
+  return DoSeal(lease, expected_checksum);
+}
+
+// --- Reads -----------------------------------------------------------------------------------
+
+absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::DoAcquireRead(const BlockKey& key,
+                                                                      absl::Time deadline) {
+  counters_.gets.fetch_add(1, std::memory_order_relaxed);
+  const int64_t ns = NamespaceId(key.ns, false);
+  Block* b = nullptr;
+  if (ns >= 0) {
+    const InternalKey ikey = KeyOf(static_cast<uint32_t>(ns), key.digest);
+    Shard& shard = ShardFor(ikey);
+    absl::MutexLock lock(&shard.mu);
+    auto it = shard.index.find(ikey);
+    if (it != shard.index.end() && it->second->state == BlockState::kSealed) {
+      b = it->second;
+      b->pins.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  if (b == nullptr) {
+    counters_.misses.fetch_add(1, std::memory_order_relaxed);
+    return absl::NotFoundError(absl::StrCat("key ", key.ToString(), " not found"));
+  }
+  counters_.hits.fetch_add(1, std::memory_order_relaxed);
+  counters_.pinned.fetch_add(1, std::memory_order_relaxed);
+  counters_.bytes_out.fetch_add(b->size, std::memory_order_relaxed);
+  Touch({b->id});
+  const LeaseId lease = AddLease({b, /*write=*/false, deadline, 0});
+  return std::make_pair(lease, InfoOf(b));
+}
+
+absl::StatusOr<ReadHandle> PoolImpl::Get(const BlockKey& key) {
+  EMS_ASSIGN_OR_RETURN(auto grant, DoAcquireRead(key, absl::InfiniteFuture()));
+  return ReadHandle(this, grant.first, arena_->base() + grant.second.offset, grant.second);
+}
+
+absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::AcquireRead(const BlockKey& key,
+                                                                    absl::Duration ttl) {
+  if (ttl <= absl::ZeroDuration()) ttl = options_.default_lease;
+  return DoAcquireRead(key, options_.clock->Now() + ttl);
+}
+
+void PoolImpl::Touch(const std::vector<uint64_t>& ids) {
+  if (ids.empty()) return;
+  absl::MutexLock lock(&space_mu_);
+  for (uint64_t id : ids) policy_->OnAccess(id);
+}
+
+bool PoolImpl::Contains(const BlockKey& key) {
+  const int64_t ns = NamespaceId(key.ns, false);
+  if (ns < 0) return false;
+  const InternalKey ikey = KeyOf(static_cast<uint32_t>(ns), key.digest);
+  Shard& shard = ShardFor(ikey);
+  absl::MutexLock lock(&shard.mu);
+  auto it = shard.index.find(ikey);
+  return it != shard.index.end() && it->second->state == BlockState::kSealed;
+}
+
+size_t PoolImpl::MatchPrefix(absl::Span<const BlockKey> keys) {
+  std::vector<uint64_t> ids;
+  ids.reserve(keys.size());
+  int64_t ns = -1;
+  const std::string* last_ns = nullptr;
+  for (const BlockKey& key : keys) {
+    if (last_ns == nullptr || *last_ns != key.ns) {  // prompts rarely switch namespace
+      ns = NamespaceId(key.ns, false);
+      last_ns = &key.ns;
+    }
+    if (ns < 0) break;
+    const InternalKey ikey = KeyOf(static_cast<uint32_t>(ns), key.digest);
+    Shard& shard = ShardFor(ikey);
+    absl::MutexLock lock(&shard.mu);
+    auto it = shard.index.find(ikey);
+    if (it == shard.index.end() || it->second->state != BlockState::kSealed) break;
+    ids.push_back(it->second->id);
+  }
+  Touch(ids);
+  return ids.size();
+}
+
+void PoolImpl::Unpin(Block* b) {
+  bool free_now;
+  {
+    Shard& shard = ShardFor(KeyOf(b->ns, b->digest));
+    absl::MutexLock lock(&shard.mu);
+    free_now = b->pins.fetch_sub(1, std::memory_order_relaxed) == 1 &&
+               b->state == BlockState::kRemoved;
+  }
+  counters_.pinned.fetch_sub(1, std::memory_order_relaxed);
+  if (free_now) {
+    absl::MutexLock lock(&space_mu_);
+    FreeBlock(b);
+  }
+}
+
+absl::Status PoolImpl::Remove(const BlockKey& key) {
+  const int64_t ns = NamespaceId(key.ns, false);
+  Block* b = nullptr;
+  bool free_now = false;
+  if (ns >= 0) {
+    const InternalKey ikey = KeyOf(static_cast<uint32_t>(ns), key.digest);
+    Shard& shard = ShardFor(ikey);
+    absl::MutexLock lock(&shard.mu);
+    auto it = shard.index.find(ikey);
+    if (it != shard.index.end() && it->second->state == BlockState::kSealed) {
+      b = it->second;
+      shard.index.erase(it);
+      b->state = BlockState::kRemoved;
+      free_now = b->pins.load(std::memory_order_relaxed) == 0;
+    }
+  }
+  if (b == nullptr) return absl::NotFoundError(absl::StrCat("key ", key.ToString(), " not found"));
+  if (free_now) {
+    absl::MutexLock lock(&space_mu_);
+    FreeBlock(b);
+  }
+  return absl::OkStatus();
+}
+
+// --- Leases ----------------------------------------------------------------------------------
+
+absl::Status PoolImpl::DoRelease(LeaseId lease_id, bool expired) {
+  Lease lease;
+  if (!TakeLease(lease_id, &lease)) {
+    return absl::NotFoundError(absl::StrCat("lease ", lease_id, " is unknown or expired"));
+  }
+  Block* b = lease.block;
+  if (!lease.write) {
+    Unpin(b);
+    return absl::OkStatus();
+  }
+  // An unsealed write: nobody else can see the block, so it goes straight back.
+  {
+    const InternalKey ikey = KeyOf(b->ns, b->digest);
+    Shard& shard = ShardFor(ikey);
+    absl::MutexLock lock(&shard.mu);
+    shard.index.erase(ikey);
+  }
+  counters_.unsealed.fetch_sub(1, std::memory_order_relaxed);
+  counters_.reclaimed.fetch_add(1, std::memory_order_relaxed);
+  static_cast<void>(expired);
+  absl::MutexLock lock(&space_mu_);
+  FreeBlock(b);
+  return absl::OkStatus();
+}
+
+absl::Status PoolImpl::Release(LeaseId lease) { return DoRelease(lease, false); }
+
+size_t PoolImpl::ExpireLeases() {
+  const absl::Time now = options_.clock->Now();
+  std::vector<LeaseId> expired;
+  for (size_t i = 0; i < kLeaseShards; ++i) {
+    absl::MutexLock lock(&lease_shards_[i].mu);
+    for (const auto& [id, lease] : lease_shards_[i].leases) {
+      if (lease.deadline < now) expired.push_back(id);
+    }
+  }
+  size_t ended = 0;
+  for (LeaseId id : expired) ended += DoRelease(id, true).ok();
+  return ended;
+}
+
+// --- Introspection ---------------------------------------------------------------------------
+
+std::vector<BlockKey> PoolImpl::Keys(size_t limit) {
+  std::vector<std::pair<uint32_t, Digest>> raw;
+  for (size_t i = 0; i < static_cast<size_t>(options_.index_shards) && raw.size() < limit; ++i) {
+    absl::MutexLock lock(&shards_[i].mu);
+    for (const auto& [key, block] : shards_[i].index) {
+      if (raw.size() >= limit) break;
+      if (block->state == BlockState::kSealed) raw.emplace_back(key.ns, key.digest);
+    }
+  }
+  std::vector<BlockKey> out;
+  out.reserve(raw.size());
+  absl::MutexLock lock(&ns_mu_);
+  for (auto& [ns, digest] : raw) out.push_back(BlockKey{ns_names_[ns], digest});
+  return out;
+}
+
+PoolStats PoolImpl::Stats() {
+  PoolStats s;
+  auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  s.keys = get(counters_.keys);
+  s.unsealed_blocks = get(counters_.unsealed);
+  s.pinned_blocks = get(counters_.pinned);
+  s.puts = get(counters_.puts);
+  s.gets = get(counters_.gets);
+  s.hits = get(counters_.hits);
+  s.misses = get(counters_.misses);
+  s.evictions = get(counters_.evictions);
+  s.reclaimed_writes = get(counters_.reclaimed);
+  s.bytes_in = get(counters_.bytes_in);
+  s.bytes_out = get(counters_.bytes_out);
+  s.capacity_bytes = arena_->size();
+  s.hugepages = arena_->hugepages();
+  {
+    absl::MutexLock lock(&space_mu_);
+    s.used_bytes = allocator_.used_bytes();
+    s.eviction_policy = std::string(policy_->name());
+    // Block record + index slot (key, pointer, control byte at 7/8 load) + policy entry
+    // (list node and map slot) + id map slot, plus the allocator's chunk records.
+    constexpr uint64_t kPerBlock = sizeof(Block) + (sizeof(InternalKey) + 8 + 1) * 8 / 7 +
+                                   (24 + 16) + (16 + 1) * 8 / 7;
+    s.metadata_bytes = (s.keys + s.unsealed_blocks) * kPerBlock + allocator_.metadata_bytes();
+  }
+  return s;
+}
+
+}  // namespace internal
+
+absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
+  PoolOptions opts = options;
+  if (opts.clock == nullptr) opts.clock = Clock::Real();
+  if (!(opts.low_watermark > 0 && opts.low_watermark <= opts.high_watermark &&
+        opts.high_watermark <= 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "watermarks must satisfy 0 < low <= high <= 1, got low=", opts.low_watermark,
+        " high=", opts.high_watermark));
+  }
+  if (opts.index_shards <= 0 || !std::has_single_bit(static_cast<unsigned>(opts.index_shards))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("index_shards must be a power of two, got ", opts.index_shards));
+  }
+  if (opts.max_value_bytes == 0) return absl::InvalidArgumentError("max_value_bytes must be > 0");
+  EMS_ASSIGN_OR_RETURN(auto policy, MakeEvictionPolicy(opts.eviction_policy));
+  EMS_ASSIGN_OR_RETURN(auto arena, internal::Arena::Create(internal::ArenaOptions{
+                                       opts.huge_page_num, opts.huge_page_flavor_mb,
+                                       opts.numa_node, opts.require_hugepages}));
+  return std::unique_ptr<Pool>(
+      new internal::PoolImpl(opts, std::move(arena), std::move(policy)));
+}
+
+}  // namespace ems::pool

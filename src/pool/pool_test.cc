@@ -1,0 +1,317 @@
+#include "pool/pool.h"
+
+#include <atomic>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/prefix_hash.h"
+#include "gtest/gtest.h"
+
+namespace ems::pool {
+namespace {
+
+constexpr uint64_t kMiB = 1 << 20;
+
+BlockKey Key(uint64_t i, const std::string& ns = "test/ns") {
+  Digest d;
+  std::memcpy(d.bytes.data(), &i, sizeof(i));
+  std::memcpy(d.bytes.data() + 8, &i, sizeof(i));
+  return BlockKey{ns, d};
+}
+
+// Deterministic contents derived from the key index, so every read can be verified.
+void Fill(uint8_t* p, uint64_t n, uint64_t seed) {
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (uint64_t i = 0; i < n; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    p[i] = static_cast<uint8_t>(x);
+  }
+}
+
+bool Verify(const uint8_t* p, uint64_t n, uint64_t seed) {
+  std::vector<uint8_t> want(n);
+  Fill(want.data(), n, seed);
+  return std::memcmp(p, want.data(), n) == 0;
+}
+
+class PoolTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Pool> MakePool(uint64_t pages = 16, const std::string& policy = "lru") {
+    PoolOptions o;
+    o.huge_page_num = pages;  // 2 MiB each
+    o.eviction_policy = policy;
+    o.clock = &clock_;
+    o.max_value_bytes = 8 * kMiB;
+    auto p = Pool::Create(o);
+    EXPECT_TRUE(p.ok()) << p.status();
+    return p.ok() ? *std::move(p) : nullptr;
+  }
+
+  absl::Status Put(Pool& pool, uint64_t i, uint64_t size, const BlockKey* parent = nullptr) {
+    auto h = pool.Allocate(Key(i), size, parent);
+    if (!h.ok()) return h.status();
+    Fill(h->data(), size, i);
+    return pool.Seal(*std::move(h));
+  }
+
+  FakeClock clock_;
+};
+
+TEST_F(PoolTest, PutGetRoundTripVerifiesEveryByte) {
+  auto pool = MakePool();
+  for (uint64_t i = 0; i < 20; ++i) ASSERT_TRUE(Put(*pool, i, 4096 + i * 1000).ok());
+  for (uint64_t i = 0; i < 20; ++i) {
+    auto h = pool->Get(Key(i));
+    ASSERT_TRUE(h.ok()) << h.status();
+    ASSERT_EQ(h->size(), 4096 + i * 1000);
+    EXPECT_TRUE(Verify(h->data(), h->size(), i));
+    EXPECT_EQ(h->info().checksum, Checksum(h->data(), h->size()));
+    EXPECT_EQ(h->info().offset % 4096, 0u);
+  }
+  auto s = pool->Stats();
+  EXPECT_EQ(s.keys, 20u);
+  EXPECT_EQ(s.hits, 20u);
+  EXPECT_EQ(s.pinned_blocks, 0u) << "handles released their pins";
+  EXPECT_FALSE(s.hugepages) << "no hugepages are reserved on the test machine";
+  EXPECT_EQ(pool->Get(Key(99)).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(pool->Stats().misses, 1u);
+}
+
+TEST_F(PoolTest, RePutSemantics) {
+  auto pool = MakePool();
+  ASSERT_TRUE(Put(*pool, 1, 10000).ok());
+  auto same = pool->Allocate(Key(1), 10000);
+  EXPECT_EQ(same.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(absl::StrContains(same.status().message(), "same size"));
+  auto other = pool->Allocate(Key(1), 20000);
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(absl::StrContains(other.status().message(), "10000"));
+  EXPECT_TRUE(absl::StrContains(other.status().message(), "20000"));
+  // A key being written is taken too.
+  auto w = pool->Allocate(Key(2), 5000);
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(pool->Allocate(Key(2), 5000).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_FALSE(pool->Contains(Key(2))) << "unsealed blocks are invisible";
+}
+
+TEST_F(PoolTest, BadInputGetsInvalidArgument) {
+  auto pool = MakePool(4);
+  EXPECT_EQ(pool->Allocate(Key(1), 0).status().code(), absl::StatusCode::kInvalidArgument);
+  auto big = pool->Allocate(Key(1), 9 * kMiB);
+  EXPECT_EQ(big.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(big.status().message(), "maximum"));
+  EXPECT_EQ(pool->Allocate(BlockKey{"", Key(1).digest}, 10).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PoolTest, CreateRejectsBadOptions) {
+  PoolOptions o;
+  o.huge_page_num = 0;
+  EXPECT_EQ(Pool::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.huge_page_num = 1;
+  o.huge_page_flavor_mb = 4;
+  EXPECT_EQ(Pool::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.huge_page_flavor_mb = 2;
+  o.eviction_policy = "mru";
+  EXPECT_EQ(Pool::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.eviction_policy = "lru";
+  o.low_watermark = 0.99;
+  EXPECT_EQ(Pool::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.low_watermark = 0.85;
+  o.index_shards = 3;
+  EXPECT_EQ(Pool::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PoolTest, RefusesAnArenaLargerThanTheMachine) {
+  PoolOptions o;
+  o.huge_page_num = 1ull << 30;  // 2 PiB
+  auto p = Pool::Create(o);
+  ASSERT_EQ(p.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(absl::StrContains(p.status().message(), "exceeds"));
+}
+
+TEST_F(PoolTest, RequireHugepagesFailsClearlyWhenNoneAreReserved) {
+  PoolOptions o;
+  o.huge_page_num = 1ull << 20;  // more than any test machine reserves
+  o.huge_page_flavor_mb = 2;
+  o.require_hugepages = true;
+  auto p = Pool::Create(o);
+  EXPECT_FALSE(p.ok());
+}
+
+TEST_F(PoolTest, EvictsBetweenWatermarksAndKeepsServing) {
+  auto pool = MakePool(16);  // 32 MiB
+  // 3x the capacity in 1 MiB blocks.
+  for (uint64_t i = 0; i < 96; ++i) ASSERT_TRUE(Put(*pool, i, kMiB).ok()) << i;
+  auto s = pool->Stats();
+  EXPECT_GT(s.evictions, 0u);
+  EXPECT_LE(s.used_bytes, 32 * kMiB * 95 / 100);
+  // The newest blocks survive under LRU and every surviving block is intact.
+  for (uint64_t i = 90; i < 96; ++i) EXPECT_TRUE(pool->Contains(Key(i))) << i;
+  uint64_t present = 0;
+  for (uint64_t i = 0; i < 96; ++i) {
+    auto h = pool->Get(Key(i));
+    if (!h.ok()) continue;
+    ++present;
+    ASSERT_TRUE(Verify(h->data(), h->size(), i)) << "block " << i << " corrupted";
+  }
+  EXPECT_EQ(present, pool->Stats().keys);
+}
+
+TEST_F(PoolTest, PinnedBlocksAreNeverEvictedAndFullOfPinsIsResourceExhausted) {
+  auto pool = MakePool(4);  // 8 MiB
+  std::vector<ReadHandle> pins;
+  for (uint64_t i = 0; i < 7; ++i) {
+    ASSERT_TRUE(Put(*pool, i, kMiB).ok());
+    auto h = pool->Get(Key(i));
+    ASSERT_TRUE(h.ok());
+    pins.push_back(*std::move(h));
+  }
+  auto full = pool->Allocate(Key(100), 2 * kMiB);
+  EXPECT_EQ(full.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(absl::StrContains(full.status().message(), "pins"));
+  for (uint64_t i = 0; i < 7; ++i) {
+    EXPECT_TRUE(Verify(pins[i].data(), pins[i].size(), i)) << "a pinned block changed";
+  }
+  pins.clear();
+  EXPECT_TRUE(Put(*pool, 100, 2 * kMiB).ok()) << "unpinned blocks are evictable again";
+}
+
+TEST_F(PoolTest, RemoveWhilePinnedHidesNowAndFreesAtUnpin) {
+  auto pool = MakePool();
+  ASSERT_TRUE(Put(*pool, 1, kMiB).ok());
+  const uint64_t used = pool->Stats().used_bytes;
+  {
+    auto h = pool->Get(Key(1));
+    ASSERT_TRUE(h.ok());
+    ASSERT_TRUE(pool->Remove(Key(1)).ok());
+    EXPECT_FALSE(pool->Contains(Key(1)));
+    EXPECT_EQ(pool->Stats().used_bytes, used) << "still pinned";
+    EXPECT_TRUE(Verify(h->data(), h->size(), 1));
+  }
+  EXPECT_EQ(pool->Stats().used_bytes, 0u);
+  EXPECT_EQ(pool->Remove(Key(1)).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(PoolTest, DroppedWriteHandleFreesItsBlock) {
+  auto pool = MakePool();
+  { auto h = pool->Allocate(Key(1), kMiB); }
+  auto s = pool->Stats();
+  EXPECT_EQ(s.used_bytes, 0u);
+  EXPECT_EQ(s.unsealed_blocks, 0u);
+  EXPECT_TRUE(Put(*pool, 1, kMiB).ok()) << "the key is free again";
+}
+
+TEST_F(PoolTest, ExpiredLeasesReturnMemoryToBaseline) {
+  auto pool = MakePool();
+  ASSERT_TRUE(Put(*pool, 1, kMiB).ok());
+  const uint64_t baseline = pool->Stats().used_bytes;
+  auto w = pool->AcquireWrite(Key(2), 3 * kMiB, nullptr, absl::Seconds(5));
+  ASSERT_TRUE(w.ok());
+  auto r = pool->AcquireRead(Key(1), absl::Seconds(5));
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(pool->Remove(Key(1)).ok());  // pinned by the read lease
+  EXPECT_EQ(pool->ExpireLeases(), 0u);
+  clock_.Advance(absl::Seconds(6));
+  EXPECT_EQ(pool->ExpireLeases(), 2u);
+  auto s = pool->Stats();
+  EXPECT_EQ(s.used_bytes, 0u) << "baseline was " << baseline << " before the leases";
+  EXPECT_EQ(s.reclaimed_writes, 1u);
+  EXPECT_EQ(s.pinned_blocks, 0u);
+  EXPECT_EQ(pool->SealLease(w->first, 0).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(PoolTest, SealVerifiesTheWritersChecksum) {
+  auto pool = MakePool();
+  auto w = pool->AcquireWrite(Key(1), 8192, nullptr, absl::Seconds(5));
+  ASSERT_TRUE(w.ok());
+  uint8_t* p = pool->arena_base() + w->second.offset;
+  Fill(p, 8192, 1);
+  const uint64_t good = Checksum(p, 8192);
+  EXPECT_EQ(pool->SealLease(w->first, good ^ 1).code(), absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(pool->Contains(Key(1)));
+  EXPECT_EQ(pool->Stats().used_bytes, 0u);
+  w = pool->AcquireWrite(Key(1), 8192, nullptr, absl::Seconds(5));
+  ASSERT_TRUE(w.ok());
+  Fill(pool->arena_base() + w->second.offset, 8192, 1);
+  EXPECT_TRUE(pool->SealLease(w->first, good).ok());
+  EXPECT_TRUE(pool->Contains(Key(1)));
+}
+
+TEST_F(PoolTest, MatchPrefixCountsLeadingKeys) {
+  auto pool = MakePool();
+  for (uint64_t i : {0, 1, 2, 4}) ASSERT_TRUE(Put(*pool, i, 4096).ok());
+  std::vector<BlockKey> keys = {Key(0), Key(1), Key(2), Key(3), Key(4)};
+  EXPECT_EQ(pool->MatchPrefix(keys), 3u);
+  EXPECT_EQ(pool->MatchPrefix({Key(9)}), 0u);
+  EXPECT_EQ(pool->MatchPrefix({}), 0u);
+  std::vector<BlockKey> other_ns = {Key(0, "other")};
+  EXPECT_EQ(pool->MatchPrefix(other_ns), 0u) << "namespaces isolate";
+}
+
+TEST_F(PoolTest, KeysListsSealedBlocks) {
+  auto pool = MakePool();
+  for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(Put(*pool, i, 4096).ok());
+  auto w = pool->Allocate(Key(50), 4096);  // unsealed: not listed
+  auto keys = pool->Keys(100);
+  EXPECT_EQ(keys.size(), 10u);
+  EXPECT_EQ(pool->Keys(3).size(), 3u);
+}
+
+TEST_F(PoolTest, ConcurrentPutGetRemoveWithEvictionKeepsEveryByteIntact) {
+  for (const char* policy : {"lru", "s3fifo"}) {
+    SCOPED_TRACE(policy);
+    auto pool = MakePool(8, policy);  // 16 MiB, far less than the working set
+    std::atomic<uint64_t> verified{0}, corrupt{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        std::mt19937_64 rng(t);
+        for (int op = 0; op < 3000; ++op) {
+          const uint64_t i = rng() % 200;
+          const uint64_t size = 4096 * (1 + i % 64);  // fixed per key
+          switch (rng() % 4) {
+            case 0:
+            case 1: {
+              auto s = Put(*pool, i, size);
+              if (!s.ok() && !absl::IsAlreadyExists(s) && !absl::IsResourceExhausted(s)) {
+                ADD_FAILURE() << s;
+              }
+              break;
+            }
+            case 2: {
+              auto h = pool->Get(Key(i));
+              if (h.ok()) {
+                if (h->size() != size || !Verify(h->data(), h->size(), i)) ++corrupt;
+                ++verified;
+              }
+              break;
+            }
+            default:
+              pool->Remove(Key(i)).IgnoreError();
+          }
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(corrupt.load(), 0u);
+    EXPECT_GT(verified.load(), 0u);
+    auto s = pool->Stats();
+    EXPECT_EQ(s.pinned_blocks, 0u);
+    EXPECT_EQ(s.unsealed_blocks, 0u);
+    // Used bytes are exactly the sealed blocks' rounded sizes.
+    uint64_t expect_used = 0;
+    for (uint64_t i = 0; i < 200; ++i) {
+      if (pool->Contains(Key(i))) expect_used += 4096 * (1 + i % 64);
+    }
+    EXPECT_EQ(s.used_bytes, expect_used);
+  }
+}
+
+}  // namespace
+}  // namespace ems::pool
