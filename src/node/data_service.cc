@@ -1,0 +1,233 @@
+#include "node/data_service.h"
+
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+
+namespace ems::node {
+namespace {
+
+constexpr char kVersion[] = "0.1.0";
+
+absl::StatusOr<BlockKey> KeyFrom(const v1::Key& k) { return MakeKey(k.ns(), k.digest()); }
+
+// Parses every key, naming the first bad one by its index.
+absl::StatusOr<std::vector<BlockKey>> KeysFrom(
+    const google::protobuf::RepeatedPtrField<v1::Key>& keys) {
+  std::vector<BlockKey> out;
+  out.reserve(keys.size());
+  for (int i = 0; i < keys.size(); ++i) {
+    auto k = KeyFrom(keys[i]);
+    if (!k.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("keys[", i, "]: ", k.status().message()));
+    }
+    out.push_back(*std::move(k));
+  }
+  return out;
+}
+
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& s) {
+  grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+  r->Finish(ToGrpcStatus(s));
+  return r;
+}
+
+}  // namespace
+
+absl::Status DataService::Admit(grpc::CallbackServerContext* ctx,
+                                const google::protobuf::RepeatedPtrField<v1::Key>* keys) {
+  const auto& md = ctx->client_metadata();
+  if (!options_.cd_key.empty()) {
+    auto it = md.find(kCdKeyHeader);
+    if (it == md.end() || absl::string_view(it->second.data(), it->second.size()) !=
+                              absl::string_view(options_.cd_key)) {
+      return absl::UnauthenticatedError(
+          absl::StrCat("node ", options_.node_id, " requires the project's cdKey in ",
+                       kCdKeyHeader));
+    }
+  }
+  if (keys == nullptr || !options_.view) return absl::OkStatus();
+  auto it = md.find(kEpochHeader);
+  if (it == md.end()) return absl::OkStatus();  // a caller without a map talks to one node
+  uint64_t client_epoch = 0;
+  if (!absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &client_epoch)) {
+    return absl::InvalidArgumentError(absl::StrCat(kEpochHeader, " is not a number"));
+  }
+  std::shared_ptr<const ClusterView> view = options_.view();
+  if (view == nullptr || client_epoch >= view->epoch()) return absl::OkStatus();
+  for (const v1::Key& k : *keys) {
+    auto key = KeyFrom(k);
+    if (key.ok() && !view->Owns(options_.node_id, *key)) {
+      ctx->AddTrailingMetadata(kEpochHeader, absl::StrCat(view->epoch()));
+      return absl::FailedPreconditionError(
+          absl::StrCat("node ", options_.node_id, " does not own ", key->ToString(),
+                       " under epoch ", view->epoch(), " (caller has epoch ", client_epoch, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DataService::PutOne(const v1::PutRequest& req, v1::PutResponse* resp) {
+  auto key = KeyFrom(req.key());
+  if (!key.ok()) return key.status();
+  absl::StatusOr<BlockKey> parent;
+  if (req.has_parent()) {
+    parent = KeyFrom(req.parent());
+    if (!parent.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("parent: ", parent.status().message()));
+    }
+  }
+  auto handle =
+      pool_->Allocate(*key, req.value().size(), req.has_parent() ? &*parent : nullptr);
+  if (!handle.ok()) {
+    if (absl::IsAlreadyExists(handle.status()) &&
+        absl::StrContains(handle.status().message(), "same size")) {
+      resp->set_existed(true);  // immutable and already there: a no-op success
+      return absl::OkStatus();
+    }
+    return handle.status();
+  }
+  std::memcpy(handle->data(), req.value().data(), req.value().size());
+  return pool_->Seal(*std::move(handle), req.checksum());
+}
+
+void DataService::GetOne(const v1::Key& k, v1::GetResponse* resp, absl::Status* status) {
+  auto key = KeyFrom(k);
+  if (!key.ok()) {
+    *status = key.status();
+    return;
+  }
+  auto handle = pool_->Get(*key);
+  if (!handle.ok()) {
+    if (!absl::IsNotFound(handle.status())) *status = handle.status();
+    resp->set_found(false);
+    return;
+  }
+  resp->set_found(true);
+  resp->set_value(reinterpret_cast<const char*>(handle->data()), handle->size());
+  resp->set_checksum(handle->info().checksum);
+}
+
+grpc::ServerUnaryReactor* DataService::Put(grpc::CallbackServerContext* ctx,
+                                           const v1::PutRequest* req, v1::PutResponse* resp) {
+  google::protobuf::RepeatedPtrField<v1::Key> keys;
+  *keys.Add() = req->key();
+  if (absl::Status s = Admit(ctx, &keys); !s.ok()) return Done(ctx, s);
+  return Done(ctx, PutOne(*req, resp));
+}
+
+grpc::ServerUnaryReactor* DataService::Get(grpc::CallbackServerContext* ctx,
+                                           const v1::GetRequest* req, v1::GetResponse* resp) {
+  google::protobuf::RepeatedPtrField<v1::Key> keys;
+  *keys.Add() = req->key();
+  if (absl::Status s = Admit(ctx, &keys); !s.ok()) return Done(ctx, s);
+  absl::Status status;
+  GetOne(req->key(), resp, &status);
+  return Done(ctx, status);
+}
+
+grpc::ServerUnaryReactor* DataService::BatchPut(grpc::CallbackServerContext* ctx,
+                                                const v1::BatchPutRequest* req,
+                                                v1::BatchPutResponse* resp) {
+  google::protobuf::RepeatedPtrField<v1::Key> keys;
+  for (const auto& item : req->items()) *keys.Add() = item.key();
+  if (absl::Status s = Admit(ctx, &keys); !s.ok()) return Done(ctx, s);
+  for (const v1::PutRequest& item : req->items()) {
+    v1::PutResponse ignored;
+    absl::Status s = PutOne(item, &ignored);
+    v1::ItemStatus* st = resp->add_statuses();
+    st->set_code(static_cast<int>(s.code()));
+    st->set_message(std::string(s.message()));
+  }
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* DataService::BatchGet(grpc::CallbackServerContext* ctx,
+                                                const v1::BatchGetRequest* req,
+                                                v1::BatchGetResponse* resp) {
+  if (absl::Status s = Admit(ctx, &req->keys()); !s.ok()) return Done(ctx, s);
+  for (int i = 0; i < req->keys_size(); ++i) {
+    absl::Status status;
+    GetOne(req->keys(i), resp->add_items(), &status);
+    if (!status.ok()) {
+      resp->Clear();
+      return Done(ctx, absl::Status(status.code(),
+                                    absl::StrCat("keys[", i, "]: ", status.message())));
+    }
+  }
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* DataService::MatchPrefix(grpc::CallbackServerContext* ctx,
+                                                   const v1::MatchPrefixRequest* req,
+                                                   v1::MatchPrefixResponse* resp) {
+  if (absl::Status s = Admit(ctx, &req->keys()); !s.ok()) return Done(ctx, s);
+  auto keys = KeysFrom(req->keys());
+  if (!keys.ok()) return Done(ctx, keys.status());
+  resp->set_matched(static_cast<uint32_t>(pool_->MatchPrefix(*keys)));
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* DataService::Exists(grpc::CallbackServerContext* ctx,
+                                              const v1::ExistsRequest* req,
+                                              v1::ExistsResponse* resp) {
+  if (absl::Status s = Admit(ctx, &req->keys()); !s.ok()) return Done(ctx, s);
+  auto keys = KeysFrom(req->keys());
+  if (!keys.ok()) return Done(ctx, keys.status());
+  for (const BlockKey& k : *keys) resp->add_present(pool_->Contains(k));
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* DataService::Remove(grpc::CallbackServerContext* ctx,
+                                              const v1::RemoveRequest* req,
+                                              v1::RemoveResponse* resp) {
+  if (absl::Status s = Admit(ctx, nullptr); !s.ok()) return Done(ctx, s);
+  auto keys = KeysFrom(req->keys());
+  if (!keys.ok()) return Done(ctx, keys.status());
+  uint32_t removed = 0;
+  for (const BlockKey& k : *keys) removed += pool_->Remove(k).ok();
+  resp->set_removed(removed);
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* DataService::Stats(grpc::CallbackServerContext* ctx,
+                                             const v1::StatsRequest*, v1::StatsResponse* resp) {
+  if (absl::Status s = Admit(ctx, nullptr); !s.ok()) return Done(ctx, s);
+  FillStats(*pool_, resp);
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* DataService::Health(grpc::CallbackServerContext* ctx,
+                                              const v1::HealthRequest*, v1::HealthResponse* resp) {
+  resp->set_status(serving_.load(std::memory_order_acquire) ? v1::HealthResponse::SERVING
+                                                            : v1::HealthResponse::NOT_SERVING);
+  resp->set_node_id(options_.node_id);
+  resp->set_version(kVersion);
+  return Done(ctx, absl::OkStatus());
+}
+
+void FillStats(pool::Pool& pool, v1::StatsResponse* resp) {
+  const pool::PoolStats s = pool.Stats();
+  resp->set_keys(s.keys);
+  resp->set_used_bytes(s.used_bytes);
+  resp->set_capacity_bytes(s.capacity_bytes);
+  resp->set_get_count(s.gets);
+  resp->set_put_count(s.puts);
+  resp->set_hit_count(s.hits);
+  resp->set_miss_count(s.misses);
+  resp->set_hit_ratio(s.gets == 0 ? 0.0 : static_cast<double>(s.hits) / s.gets);
+  resp->set_bytes_in(s.bytes_in);
+  resp->set_bytes_out(s.bytes_out);
+  resp->set_evictions(s.evictions);
+  resp->set_pinned_blocks(s.pinned_blocks);
+  resp->set_unsealed_blocks(s.unsealed_blocks);
+  resp->set_reclaimed_writes(s.reclaimed_writes);
+  resp->set_hugepages(s.hugepages);
+  resp->set_eviction_policy(s.eviction_policy);
+  resp->set_metadata_bytes(s.metadata_bytes);
+}
+
+}  // namespace ems::node

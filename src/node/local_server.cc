@@ -1,0 +1,271 @@
+#include "node/local_server.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/key.h"
+#include "ems/v1/local.pb.h"
+#include "spdlog/spdlog.h"
+
+namespace ems::node {
+namespace {
+
+// Requests are small control messages; a batch of 4096 keys fits easily.
+constexpr size_t kMaxMessageBytes = 1 << 20;
+
+absl::StatusOr<BlockKey> KeyFrom(const v1::Key& k) { return MakeKey(k.ns(), k.digest()); }
+
+void SetStatus(v1::LocalGrant* g, const absl::Status& s) {
+  g->set_code(static_cast<int>(s.code()));
+  g->set_message(std::string(s.message()));
+}
+
+bool SendResponse(int fd, const v1::LocalResponse& resp, int pass_fd) {
+  std::string buf = resp.SerializeAsString();
+  iovec iov{buf.data(), buf.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  if (pass_fd >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+  }
+  return sendmsg(fd, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(buf.size());
+}
+
+}  // namespace
+
+struct LocalServer::Connection {
+  int fd = -1;
+  std::thread thread;
+  // Leases granted on this connection and not yet sealed or released. Only its own thread
+  // touches the set.
+  absl::flat_hash_set<pool::LeaseId> leases;
+};
+
+LocalServer::LocalServer(pool::Pool* pool, LocalServerOptions options, int listen_fd)
+    : pool_(pool), options_(std::move(options)), listen_fd_(listen_fd) {}
+
+absl::StatusOr<std::unique_ptr<LocalServer>> LocalServer::Start(pool::Pool* pool,
+                                                                LocalServerOptions options) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (options.socket_path.empty() || options.socket_path.size() >= sizeof(addr.sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat("local socket path must be 1..",
+                                                   sizeof(addr.sun_path) - 1, " bytes, got '",
+                                                   options.socket_path, "'"));
+  }
+  std::memcpy(addr.sun_path, options.socket_path.c_str(), options.socket_path.size());
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
+  unlink(options.socket_path.c_str());  // a stale socket of a previous run
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 64) != 0) {
+    absl::Status s = absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options.socket_path, ": ", std::strerror(errno)));
+    close(fd);
+    return s;
+  }
+  std::unique_ptr<LocalServer> server(new LocalServer(pool, std::move(options), fd));
+  server->accept_thread_ = std::thread([s = server.get()] { s->AcceptLoop(); });
+  spdlog::info("local path: serving the arena on {}", server->options_.socket_path);
+  return server;
+}
+
+LocalServer::~LocalServer() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    for (auto& [raw, conn] : conns_) shutdown(conn->fd, SHUT_RDWR);  // wakes its recv
+  }
+  shutdown(listen_fd_, SHUT_RDWR);
+  accept_thread_.join();
+  close(listen_fd_);
+  unlink(options_.socket_path.c_str());
+  // Connection threads leave their map entry on exit; wait for all of them.
+  mu_.LockWhen(absl::Condition(
+      +[](absl::flat_hash_map<Connection*, std::unique_ptr<Connection>>* m) { return m->empty(); },
+      &conns_));
+  std::vector<std::thread> threads = std::move(finished_);
+  mu_.Unlock();
+  for (auto& t : threads) t.join();
+}
+
+int LocalServer::connections() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(conns_.size());
+}
+
+void LocalServer::AcceptLoop() {
+  while (true) {
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return;  // shut down
+    }
+    absl::MutexLock lock(&mu_);
+    for (auto& t : finished_) t.join();  // reap threads of connections that ended
+    finished_.clear();
+    if (stopping_ || static_cast<int>(conns_.size()) >= options_.max_connections) {
+      spdlog::warn("local path: refusing a connection ({} open)", conns_.size());
+      close(fd);
+      continue;
+    }
+    auto conn = std::make_unique<Connection>();
+    Connection* raw = conn.get();
+    raw->fd = fd;
+    conns_.emplace(raw, std::move(conn));
+    raw->thread = std::thread([this, raw] { Serve(raw); });
+  }
+}
+
+void LocalServer::Serve(Connection* conn) {
+  std::string buf(kMaxMessageBytes, '\0');
+  while (true) {
+    ssize_t n = recv(conn->fd, buf.data(), buf.size(), MSG_TRUNC);
+    if (n <= 0) break;  // closed, reset or shut down
+    v1::LocalRequest req;
+    v1::LocalResponse resp;
+    int pass_fd = -1;
+    if (static_cast<size_t>(n) > buf.size() || !req.ParseFromArray(buf.data(), static_cast<int>(n))) {
+      resp.set_code(static_cast<int>(absl::StatusCode::kInvalidArgument));
+      resp.set_message(static_cast<size_t>(n) > buf.size()
+                           ? absl::StrCat("local request of ", n, " bytes exceeds ", buf.size())
+                           : "local request is not a valid LocalRequest message");
+    } else {
+      resp.set_id(req.id());
+      switch (req.op_case()) {
+        case v1::LocalRequest::kHello:
+          resp.set_arena_bytes(pool_->arena_bytes());
+          resp.set_node_id(options_.node_id);
+          pass_fd = pool_->arena_fd();
+          break;
+        case v1::LocalRequest::kWrite: {
+          const absl::Duration ttl = absl::Milliseconds(req.write().lease_ms());
+          for (const v1::LocalWrite& item : req.write().items()) {
+            v1::LocalGrant* g = resp.add_grants();
+            auto key = KeyFrom(item.key());
+            absl::StatusOr<BlockKey> parent;
+            if (key.ok() && item.has_parent()) parent = KeyFrom(item.parent());
+            if (!key.ok() || (item.has_parent() && !parent.ok())) {
+              SetStatus(g, key.ok() ? parent.status() : key.status());
+              continue;
+            }
+            auto grant = pool_->AcquireWrite(*key, item.size(),
+                                             item.has_parent() ? &*parent : nullptr, ttl);
+            if (!grant.ok()) {
+              if (absl::IsAlreadyExists(grant.status()) &&
+                  absl::StrContains(grant.status().message(), "same size")) {
+                g->set_existed(true);  // already stored: nothing to write
+              } else {
+                SetStatus(g, grant.status());
+              }
+              continue;
+            }
+            conn->leases.insert(grant->first);
+            g->set_lease(grant->first);
+            g->set_offset(grant->second.offset);
+            g->set_size(grant->second.size);
+          }
+          break;
+        }
+        case v1::LocalRequest::kSeal:
+          for (int i = 0; i < req.seal().leases_size(); ++i) {
+            const pool::LeaseId lease = req.seal().leases(i);
+            const uint64_t sum = i < req.seal().checksums_size() ? req.seal().checksums(i) : 0;
+            v1::LocalGrant* g = resp.add_grants();
+            g->set_lease(lease);
+            if (conn->leases.erase(lease) == 0) {
+              SetStatus(g, absl::NotFoundError(absl::StrCat(
+                               "lease ", lease, " was not granted on this connection")));
+              continue;
+            }
+            SetStatus(g, pool_->SealLease(lease, sum));
+          }
+          break;
+        case v1::LocalRequest::kRead: {
+          const absl::Duration ttl = absl::Milliseconds(req.read().lease_ms());
+          for (const v1::Key& k : req.read().keys()) {
+            v1::LocalGrant* g = resp.add_grants();
+            auto key = KeyFrom(k);
+            if (!key.ok()) {
+              SetStatus(g, key.status());
+              continue;
+            }
+            auto grant = pool_->AcquireRead(*key, ttl);
+            if (!grant.ok()) {
+              SetStatus(g, grant.status());
+              continue;
+            }
+            conn->leases.insert(grant->first);
+            g->set_lease(grant->first);
+            g->set_offset(grant->second.offset);
+            g->set_size(grant->second.size);
+            g->set_checksum(grant->second.checksum);
+          }
+          break;
+        }
+        case v1::LocalRequest::kRelease:
+          for (pool::LeaseId lease : req.release().leases()) {
+            v1::LocalGrant* g = resp.add_grants();
+            g->set_lease(lease);
+            if (conn->leases.erase(lease) == 0) {
+              SetStatus(g, absl::NotFoundError(absl::StrCat(
+                               "lease ", lease, " was not granted on this connection")));
+              continue;
+            }
+            absl::Status s = pool_->Release(lease);
+            // An expired lease is already gone: releasing it is not the client's error.
+            if (!s.ok() && !absl::IsNotFound(s)) SetStatus(g, s);
+          }
+          break;
+        case v1::LocalRequest::kMatchPrefix: {
+          std::vector<BlockKey> keys;
+          keys.reserve(req.match_prefix().keys_size());
+          absl::Status bad;
+          for (const v1::Key& k : req.match_prefix().keys()) {
+            auto key = KeyFrom(k);
+            if (!key.ok()) {
+              bad = key.status();
+              break;
+            }
+            keys.push_back(*std::move(key));
+          }
+          if (!bad.ok()) {
+            resp.set_code(static_cast<int>(bad.code()));
+            resp.set_message(std::string(bad.message()));
+          } else {
+            resp.set_matched(static_cast<uint32_t>(pool_->MatchPrefix(keys)));
+          }
+          break;
+        }
+        case v1::LocalRequest::OP_NOT_SET:
+          resp.set_code(static_cast<int>(absl::StatusCode::kInvalidArgument));
+          resp.set_message("local request names no operation");
+          break;
+      }
+    }
+    if (!SendResponse(conn->fd, resp, pass_fd)) break;
+  }
+  // The client is gone: end whatever it still held.
+  for (pool::LeaseId lease : conn->leases) pool_->Release(lease).IgnoreError();
+  close(conn->fd);
+  absl::MutexLock lock(&mu_);
+  auto it = conns_.find(conn);
+  finished_.push_back(std::move(it->second->thread));
+  conns_.erase(it);
+}
+
+}  // namespace ems::node

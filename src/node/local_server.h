@@ -1,0 +1,60 @@
+// Same-machine data path, node side: a Unix socket (SOCK_SEQPACKET) through which co-located
+// clients receive the arena's memfd and ask for write reservations and read pins. Bytes move
+// by the client's own memcpy into or out of the shared arena; only control crosses the socket.
+#ifndef EMS_NODE_LOCAL_SERVER_H_
+#define EMS_NODE_LOCAL_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "pool/pool.h"
+
+namespace ems::node {
+
+struct LocalServerOptions {
+  std::string socket_path;  // created (and an existing stale socket replaced) at Start
+  std::string node_id;
+  int max_connections = 256;
+};
+
+// One thread per connection (co-located clients are few: one per inference worker). Every
+// grant is a pool lease owned by its connection; a closed connection ends all of its leases,
+// so a client killed mid-write or mid-read leaks nothing. Thread-safe.
+class LocalServer {
+ public:
+  // `pool` is not owned and must outlive the server.
+  static absl::StatusOr<std::unique_ptr<LocalServer>> Start(pool::Pool* pool,
+                                                            LocalServerOptions options);
+  ~LocalServer();  // closes the socket, ends every connection (and its leases), joins threads
+
+  int connections() const;
+  const std::string& socket_path() const { return options_.socket_path; }
+
+ private:
+  struct Connection;
+  LocalServer(pool::Pool* pool, LocalServerOptions options, int listen_fd);
+  void AcceptLoop();
+  void Serve(Connection* conn);
+
+  pool::Pool* const pool_;
+  const LocalServerOptions options_;
+  const int listen_fd_;
+
+  mutable absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_map<Connection*, std::unique_ptr<Connection>> conns_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> finished_ ABSL_GUARDED_BY(mu_);  // threads of closed connections
+
+  std::thread accept_thread_;
+};
+
+}  // namespace ems::node
+
+#endif  // EMS_NODE_LOCAL_SERVER_H_

@@ -1,0 +1,108 @@
+// ems-node: the EMS daemon, one per machine.
+#include <signal.h>
+
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "common/logging.h"
+#include "node/node.h"
+#include "spdlog/spdlog.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
+          "host:port for the gRPC data plane; port 0 picks a free port. The bound address is "
+          "printed on stdout as 'LISTENING host:port'");
+ABSL_FLAG(uint64_t, huge_page_num, 256,
+          "number of hugepages in the arena (arena = huge_page_num x huge_page_flavor MB); any "
+          "count that fits the machine, e.g. 256 for 512 MB");
+ABSL_FLAG(uint64_t, huge_page_flavor, 2, "hugepage size in MB: 2 or 1024");
+ABSL_FLAG(int, numa_node, -1, "bind the arena to this NUMA node; -1 = no binding");
+ABSL_FLAG(bool, require_hugepages, false,
+          "fail at start-up unless enough hugetlb pages are reserved (default: fall back to "
+          "transparent huge pages with a warning)");
+ABSL_FLAG(std::string, eviction_policy, "lru", "eviction policy: lru or s3fifo");
+ABSL_FLAG(double, high_watermark, 0.95, "start evicting above this fraction of the arena");
+ABSL_FLAG(double, low_watermark, 0.85, "evict down to this fraction of the arena");
+ABSL_FLAG(uint64_t, max_value_bytes, 64ull << 20, "largest value accepted, in bytes");
+ABSL_FLAG(int, lease_seconds, 30,
+          "deadline of a lease held by a remote or local client; an unsealed write or read pin "
+          "older than this is reclaimed");
+ABSL_FLAG(int, index_shards, 64, "index shards (a power of two)");
+ABSL_FLAG(int, metrics_port, 0,
+          "HTTP port for /metrics (Prometheus text) and /healthz; 0 picks a free port (printed "
+          "as 'METRICS port'); -1 disables");
+ABSL_FLAG(std::string, metrics_host, "0.0.0.0", "address the metrics endpoint binds to");
+ABSL_FLAG(std::string, node_id, "", "this node's id in the cluster map; default hostname:port");
+ABSL_FLAG(std::string, local_socket, "",
+          "Unix socket path for same-machine clients (shared-memory path); empty disables");
+ABSL_FLAG(std::string, cd_key, "",
+          "project credential clients must present (metadata ems-cd-key); empty = none");
+ABSL_FLAG(std::string, controller, "",
+          "host:port of ems-controller's membership service; empty = standalone node");
+ABSL_FLAG(std::string, cluster, "default", "cluster name to register in");
+ABSL_FLAG(std::string, zone, "", "failure domain for zone-aware replica placement");
+ABSL_FLAG(std::string, advertise, "",
+          "address other nodes and clients use to reach this node; default 127.0.0.1:<port>");
+ABSL_FLAG(int, shutdown_grace_seconds, 10,
+          "on SIGTERM, how long in-flight calls may take before the node exits");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "ems-node: serves a DRAM pool of KV-cache blocks over gRPC.\n"
+      "usage: ems-node [--flag=value ...]   (--helpfull lists library flags too)");
+  absl::ParseCommandLine(argc, argv);
+  ems::InitLogging(absl::GetFlag(FLAGS_log_level));
+
+  // SIGTERM and SIGINT are taken synchronously by the main thread (sigwait): every other
+  // thread inherits the blocked mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  ems::node::NodeOptions o;
+  o.listen = absl::GetFlag(FLAGS_listen);
+  o.pool.huge_page_num = absl::GetFlag(FLAGS_huge_page_num);
+  o.pool.huge_page_flavor_mb = absl::GetFlag(FLAGS_huge_page_flavor);
+  o.pool.numa_node = absl::GetFlag(FLAGS_numa_node);
+  o.pool.require_hugepages = absl::GetFlag(FLAGS_require_hugepages);
+  o.pool.eviction_policy = absl::GetFlag(FLAGS_eviction_policy);
+  o.pool.high_watermark = absl::GetFlag(FLAGS_high_watermark);
+  o.pool.low_watermark = absl::GetFlag(FLAGS_low_watermark);
+  o.pool.max_value_bytes = absl::GetFlag(FLAGS_max_value_bytes);
+  o.pool.default_lease = absl::Seconds(absl::GetFlag(FLAGS_lease_seconds));
+  o.pool.index_shards = absl::GetFlag(FLAGS_index_shards);
+  o.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  o.metrics_host = absl::GetFlag(FLAGS_metrics_host);
+  o.node_id = absl::GetFlag(FLAGS_node_id);
+  o.local_socket = absl::GetFlag(FLAGS_local_socket);
+  o.cd_key = absl::GetFlag(FLAGS_cd_key);
+  o.controller = absl::GetFlag(FLAGS_controller);
+  o.cluster = absl::GetFlag(FLAGS_cluster);
+  o.zone = absl::GetFlag(FLAGS_zone);
+  o.advertise = absl::GetFlag(FLAGS_advertise);
+  if (o.pool.max_value_bytes + (16 << 20) > o.max_message_bytes) {
+    o.max_message_bytes = o.pool.max_value_bytes + (16 << 20);
+  }
+
+  auto node = ems::node::Node::Start(o);
+  if (!node.ok()) {
+    spdlog::error("ems-node: {}", node.status().ToString());
+    return 1;
+  }
+  const std::string host = o.listen.substr(0, o.listen.rfind(':'));
+  std::printf("LISTENING %s:%d\n", host.c_str(), (*node)->port());
+  if ((*node)->metrics_port() > 0) std::printf("METRICS %d\n", (*node)->metrics_port());
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("ems-node: signal {}; finishing in-flight calls", sig);
+  (*node)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));
+  node->reset();
+  spdlog::info("ems-node: stopped");
+  return 0;
+}

@@ -1,0 +1,171 @@
+#include "node/node.h"
+
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "node/data_service.h"
+#include "node/local_server.h"
+#include "node/membership_agent.h"
+#include "spdlog/spdlog.h"
+
+namespace ems::node {
+namespace {
+
+std::string HostName() {
+  char buf[256] = {};
+  gethostname(buf, sizeof(buf) - 1);
+  return buf;
+}
+
+}  // namespace
+
+Node::Node(NodeOptions options) : options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
+  std::unique_ptr<Node> node(new Node(std::move(options)));
+  NodeOptions& o = node->options_;
+  EMS_ASSIGN_OR_RETURN(node->pool_, pool::Pool::Create(o.pool));
+
+  DataServiceOptions sopts;
+  sopts.cd_key = o.cd_key;
+  Node* raw = node.get();
+  sopts.view = [raw]() -> std::shared_ptr<const ClusterView> {
+    MembershipAgent* agent = raw->agent_raw_.load(std::memory_order_acquire);
+    return agent ? agent->view() : nullptr;
+  };
+  const std::string host = o.listen.substr(0, o.listen.rfind(':'));
+  const std::string requested_port = o.listen.substr(o.listen.rfind(':') + 1);
+  if (o.node_id.empty()) {
+    // The default id must be unique per machine before the port is bound.
+    o.node_id = requested_port == "0" ? absl::StrCat(HostName(), "-", getpid())
+                                      : absl::StrCat(HostName(), ":", requested_port);
+  }
+  sopts.node_id = o.node_id;
+  node->service_ = std::make_unique<DataService>(node->pool_.get(), sopts);
+
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(o.listen, grpc::InsecureServerCredentials(), &node->port_);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(o.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(o.max_message_bytes));
+  builder.RegisterService(node->service_.get());
+  node->server_ = builder.BuildAndStart();
+  if (node->server_ == nullptr || node->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on --listen ", o.listen));
+  }
+  spdlog::info("ems-node {}: gRPC on {}:{}", o.node_id, host, node->port_);
+
+  if (!o.local_socket.empty()) {
+    EMS_ASSIGN_OR_RETURN(node->local_,
+                         LocalServer::Start(node->pool_.get(), {o.local_socket, o.node_id}));
+  }
+  if (o.metrics_port >= 0) EMS_RETURN_IF_ERROR(node->StartMetrics());
+
+  node->sweeper_ = std::thread([raw] {
+    while (!raw->stop_.WaitForNotificationWithTimeout(raw->options_.lease_sweep)) {
+      if (size_t n = raw->pool_->ExpireLeases(); n > 0) {
+        spdlog::info("ems-node: ended {} expired leases", n);
+      }
+    }
+  });
+
+  if (!o.controller.empty()) {
+    MembershipAgentOptions aopts;
+    aopts.controller = o.controller;
+    aopts.cluster = o.cluster;
+    v1::NodeInfo& self = aopts.self;
+    self.set_id(o.node_id);
+    self.set_address(o.advertise.empty() ? absl::StrCat("127.0.0.1:", node->port_) : o.advertise);
+    self.set_zone(o.zone);
+    self.set_capacity_bytes(node->pool_->arena_bytes());
+    self.set_local_socket(o.local_socket);
+    self.set_host(HostName());
+    node->agent_ = std::make_unique<MembershipAgent>(aopts, nullptr);
+    node->agent_raw_.store(node->agent_.get(), std::memory_order_release);
+  }
+  return node;
+}
+
+absl::Status Node::StartMetrics() {
+  http_ = std::make_unique<httplib::Server>();
+  http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(MetricsText(), "text/plain; version=0.0.4");
+  });
+  http_->Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+    const bool ok = !stop_.HasBeenNotified();
+    res.status = ok ? 200 : 503;
+    res.set_content(ok ? "ok\n" : "shutting down\n", "text/plain");
+  });
+  if (options_.metrics_port == 0) {
+    metrics_port_ = http_->bind_to_any_port(options_.metrics_host);
+  } else {
+    metrics_port_ = http_->bind_to_port(options_.metrics_host, options_.metrics_port)
+                        ? options_.metrics_port
+                        : -1;
+  }
+  if (metrics_port_ <= 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on --metrics_port ",
+                                               options_.metrics_port));
+  }
+  http_thread_ = std::thread([this] { http_->listen_after_bind(); });
+  return absl::OkStatus();
+}
+
+std::string Node::MetricsText() {
+  const pool::PoolStats s = pool_->Stats();
+  std::string out;
+  auto metric = [&out](const char* name, const char* type, const char* help, double value) {
+    absl::StrAppendFormat(&out, "# HELP ems_%s %s\n# TYPE ems_%s %s\nems_%s %.17g\n", name, help,
+                          name, type, name, value);
+  };
+  metric("keys", "gauge", "Sealed blocks held.", s.keys);
+  metric("used_bytes", "gauge", "Arena bytes allocated to blocks.", s.used_bytes);
+  metric("capacity_bytes", "gauge", "Arena size in bytes.", s.capacity_bytes);
+  metric("gets_total", "counter", "Get lookups.", s.gets);
+  metric("puts_total", "counter", "Blocks sealed.", s.puts);
+  metric("hits_total", "counter", "Gets that found their block.", s.hits);
+  metric("misses_total", "counter", "Gets that missed.", s.misses);
+  metric("hit_ratio", "gauge", "hits / gets since start.",
+         s.gets == 0 ? 0.0 : static_cast<double>(s.hits) / s.gets);
+  metric("bytes_in_total", "counter", "Value bytes stored.", s.bytes_in);
+  metric("bytes_out_total", "counter", "Value bytes read.", s.bytes_out);
+  metric("evictions_total", "counter", "Blocks evicted for space.", s.evictions);
+  metric("pinned_blocks", "gauge", "Read pins held.", s.pinned_blocks);
+  metric("unsealed_blocks", "gauge", "Writes in progress.", s.unsealed_blocks);
+  metric("reclaimed_writes_total", "counter", "Unsealed writes freed.", s.reclaimed_writes);
+  metric("metadata_bytes", "gauge", "Off-arena metadata bytes (estimate).", s.metadata_bytes);
+  metric("hugepages", "gauge", "1 if the arena is on hugetlb pages.", s.hugepages ? 1 : 0);
+  return out;
+}
+
+void Node::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (service_) service_->SetServing(false);
+  stop_.Notify();
+  if (server_) {
+    server_->Shutdown(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(absl::ToInt64Milliseconds(grace)));
+  }
+  // No call is in flight any more, so nothing reads the agent.
+  agent_raw_.store(nullptr, std::memory_order_release);
+  agent_.reset();
+  local_.reset();
+  if (http_) {
+    http_->stop();
+    if (http_thread_.joinable()) http_thread_.join();
+  }
+  if (sweeper_.joinable()) sweeper_.join();
+}
+
+Node::~Node() {
+  Shutdown(absl::ZeroDuration());
+  server_.reset();
+  service_.reset();
+  pool_.reset();
+}
+
+}  // namespace ems::node
