@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace ems::controller {
 namespace {
@@ -14,7 +15,9 @@ absl::Status SqliteError(sqlite3* db, absl::string_view what) {
 // Owns a prepared statement; finalizes it on every path.
 class Statement {
  public:
-  Statement(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
+  Statement(sqlite3* db, const char* sql) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
   ~Statement() { sqlite3_finalize(stmt_); }
   bool ok() const { return rc_ == SQLITE_OK; }
   sqlite3_stmt* get() { return stmt_; }
@@ -52,9 +55,9 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& 
   // FULL: a commit is on disk before Put returns, so an acknowledged write survives SIGKILL
   // and power loss alike.
   if (absl::Status s = store->Exec("PRAGMA synchronous=FULL"); !s.ok()) return s;
-  if (absl::Status s = store->Exec(
-          "CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, key TEXT NOT NULL, "
-          "value BLOB NOT NULL, PRIMARY KEY (kind, key))");
+  if (absl::Status s =
+          store->Exec("CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, key TEXT NOT NULL, "
+                      "value BLOB NOT NULL, PRIMARY KEY (kind, key))");
       !s.ok()) {
     return s;
   }
@@ -109,6 +112,29 @@ absl::Status StateStore::Delete(absl::string_view kind, absl::string_view key) {
   st.BindText(2, key);
   if (sqlite3_step(st.get()) != SQLITE_DONE) return SqliteError(db_, "delete");
   return absl::OkStatus();
+}
+
+absl::Status StateStore::Apply(const std::vector<Write>& writes) {
+  absl::MutexLock lock(&mu_);
+  EMS_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  for (const Write& w : writes) {
+    Statement st(db_, w.value ? "INSERT OR REPLACE INTO records (kind, key, value) VALUES (?, ?, ?)"
+                              : "DELETE FROM records WHERE kind = ? AND key = ?");
+    absl::Status s;
+    if (!st.ok()) {
+      s = SqliteError(db_, "prepare batch");
+    } else {
+      st.BindText(1, w.kind);
+      st.BindText(2, w.key);
+      if (w.value) st.BindBlob(3, *w.value);
+      if (sqlite3_step(st.get()) != SQLITE_DONE) s = SqliteError(db_, "batch write");
+    }
+    if (!s.ok()) {
+      Exec("ROLLBACK").IgnoreError();  // the batch's error is the one worth reporting
+      return s;
+    }
+  }
+  return Exec("COMMIT");
 }
 
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> StateStore::List(

@@ -33,6 +33,14 @@ class StateStore {
   absl::StatusOr<std::optional<std::string>> Get(absl::string_view kind, absl::string_view key);
   // OK whether or not the record existed.
   absl::Status Delete(absl::string_view kind, absl::string_view key);
+  // One write of a batch: `value` set = put, nullopt = delete.
+  struct Write {
+    std::string kind;
+    std::string key;
+    std::optional<std::string> value;
+  };
+  // Applies every write in one transaction: all of them survive a crash, or none does.
+  absl::Status Apply(const std::vector<Write>& writes);
   // Every record of `kind`, ordered by key.
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> List(absl::string_view kind);
 

@@ -1,0 +1,25 @@
+// Identifiers, secrets and timestamps of the control plane.
+#ifndef EMS_CONTROLLER_IDS_H_
+#define EMS_CONTROLLER_IDS_H_
+
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace ems::controller {
+
+// `bytes` random bytes from OpenSSL's CSPRNG, as 2*bytes lowercase hex digits.
+std::string RandomHex(int bytes);
+// A random (version 4) UUID, lowercase 8-4-4-4-12.
+std::string NewUuid();
+// SHA-256 of `data` as 64 lowercase hex digits.
+std::string Sha256Hex(absl::string_view data);
+// The API's time format: UTC "yyyy-MM-ddTHH:mm:ssZ".
+std::string FormatApiTime(absl::Time t);
+// True for 8-4-4-4-12 hex digits (either case).
+bool IsUuid(absl::string_view s);
+
+}  // namespace ems::controller
+
+#endif  // EMS_CONTROLLER_IDS_H_
