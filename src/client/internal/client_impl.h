@@ -1,0 +1,84 @@
+// The Client implementation: standalone (one node) or routed over a cluster map.
+#ifndef EMS_CLIENT_INTERNAL_CLIENT_IMPL_H_
+#define EMS_CLIENT_INTERNAL_CLIENT_IMPL_H_
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "client/client.h"
+#include "client/internal/node_connection.h"
+#include "common/cluster_view.h"
+#include "ems/v1/data.pb.h"
+#include "ems/v1/membership.grpc.pb.h"
+
+namespace ems::client::internal {
+
+// How one item fared on one node.
+enum class Outcome : uint8_t { kDone, kMiss, kTransport, kStale };
+
+class ClientImpl final : public Client {
+ public:
+  explicit ClientImpl(const ClientOptions& options);
+  ~ClientImpl() override;
+  // Standalone: checks the node answers Health. Cluster: fetches the first map.
+  absl::Status Init();
+
+  absl::Status Put(const BlockKey& key, absl::Span<const uint8_t> value,
+                   const BlockKey* parent) override;
+  absl::StatusOr<size_t> Get(const BlockKey& key, absl::Span<uint8_t> out) override;
+  std::vector<absl::Status> BatchPut(absl::Span<const PutItem> items) override;
+  std::vector<absl::StatusOr<size_t>> BatchGet(absl::Span<const GetItem> items) override;
+  absl::StatusOr<size_t> MatchPrefix(absl::Span<const BlockKey> keys) override;
+  absl::StatusOr<std::vector<bool>> Exists(absl::Span<const BlockKey> keys) override;
+  absl::StatusOr<size_t> Remove(absl::Span<const BlockKey> keys) override;
+  absl::StatusOr<v1::StatsResponse> Stats() override;
+  ClientCounters counters() const override;
+  uint64_t epoch() const override;
+
+ private:
+  using ConnPtr = std::shared_ptr<NodeConnection>;
+  struct Routing {
+    std::shared_ptr<const ClusterView> view;  // nullptr in standalone mode
+    uint64_t epoch = 0;
+  };
+
+  Routing Current() const;
+  ConnPtr Conn(const v1::NodeInfo& node);
+  // Candidate nodes for reading (all=false: write owners first then draining ones) or writing.
+  std::vector<ConnPtr> Candidates(const Routing& r, const BlockKey& key, bool write);
+  // Fetches the map from the controller; adopts it if newer.
+  absl::Status RefreshMap();
+  void RefreshLoop();
+
+  // One round of BatchGet through a node's shared-memory channel for items `idx`.
+  static void GetLocal(LocalChannel* local, absl::Span<const GetItem> items,
+                       const std::vector<size_t>& idx,
+                       std::vector<absl::StatusOr<size_t>>& results,
+                       std::vector<Outcome>& outcomes);
+
+  const ClientOptions options_;
+  const bool cluster_;
+  ConnPtr single_;  // standalone mode
+  std::unique_ptr<v1::Membership::Stub> membership_;
+  std::string hostname_;
+
+  mutable absl::Mutex mu_;
+  Routing routing_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, ConnPtr> conns_ ABSL_GUARDED_BY(mu_);  // by node id
+
+  struct Counters {
+    std::atomic<uint64_t> get_timeouts{0}, put_drops{0}, map_refreshes{0}, retries{0};
+  } counters_;  // relaxed: statistics only
+
+  absl::Notification stop_;
+  std::thread refresher_;
+};
+
+}  // namespace ems::client::internal
+
+#endif  // EMS_CLIENT_INTERNAL_CLIENT_IMPL_H_

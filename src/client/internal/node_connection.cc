@@ -1,0 +1,53 @@
+#include "client/internal/node_connection.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace ems::client::internal {
+namespace {
+
+constexpr char kEpochHeader[] = "ems-epoch";
+constexpr char kCdKeyHeader[] = "ems-cd-key";
+constexpr int kMaxMessageBytes = 80 << 20;  // above the 64 MiB value limit plus framing
+
+}  // namespace
+
+NodeConnection::NodeConnection(std::string id, std::string address,
+                               const std::string& local_socket, const ClientOptions& options)
+    : id_(std::move(id)), address_(std::move(address)), options_(options) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  stub_ = v1::DataPlane::NewStub(
+      grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args));
+  if (options.use_local && !local_socket.empty()) {
+    auto local = LocalChannel::Connect({local_socket, options.verify_checksums});
+    if (local.ok()) {
+      local_ = *std::move(local);
+      spdlog::debug("client: node {} reached through shared memory at {}", id_, local_socket);
+    } else {
+      spdlog::warn("client: node {}: local path unavailable ({}); using gRPC", id_,
+                   local.status().ToString());
+    }
+  }
+}
+
+void NodeConnection::Prepare(grpc::ClientContext* ctx, uint64_t epoch) const {
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::microseconds(absl::ToInt64Microseconds(options_.timeout)));
+  if (!options_.cd_key.empty()) ctx->AddMetadata(kCdKeyHeader, options_.cd_key);
+  if (epoch > 0) ctx->AddMetadata(kEpochHeader, absl::StrCat(epoch));
+}
+
+uint64_t EpochFromTrailer(const grpc::ClientContext& ctx) {
+  const auto& md = ctx.GetServerTrailingMetadata();
+  auto it = md.find(kEpochHeader);
+  uint64_t epoch = 0;
+  if (it != md.end()) {
+    absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &epoch);
+  }
+  return epoch;
+}
+
+}  // namespace ems::client::internal

@@ -1,0 +1,46 @@
+// A client's link to one node: a gRPC stub, and the shared-memory channel when the node runs
+// on this machine.
+#ifndef EMS_CLIENT_INTERNAL_NODE_CONNECTION_H_
+#define EMS_CLIENT_INTERNAL_NODE_CONNECTION_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "client/client.h"
+#include "client/local_channel.h"
+#include "ems/v1/data.grpc.pb.h"
+
+namespace ems::client::internal {
+
+// Thread-safe; shared by every call routed to the node.
+class NodeConnection {
+ public:
+  // `local_socket` non-empty: try the shared-memory path (falls back to gRPC on failure).
+  NodeConnection(std::string id, std::string address, const std::string& local_socket,
+                 const ClientOptions& options);
+
+  const std::string& id() const { return id_; }
+  const std::string& address() const { return address_; }
+  v1::DataPlane::Stub* stub() { return stub_.get(); }
+  // nullptr when the node is remote or its socket could not be used.
+  LocalChannel* local() { return local_.get(); }
+
+  // Sets deadline, credential and (cluster mode, epoch > 0) the caller's map epoch.
+  void Prepare(grpc::ClientContext* ctx, uint64_t epoch) const;
+
+ private:
+  const std::string id_;
+  const std::string address_;
+  const ClientOptions options_;
+  std::unique_ptr<v1::DataPlane::Stub> stub_;
+  std::unique_ptr<LocalChannel> local_;
+};
+
+// The epoch a node put in its trailer after refusing a key it does not own; 0 if none.
+uint64_t EpochFromTrailer(const grpc::ClientContext& ctx);
+
+}  // namespace ems::client::internal
+
+#endif  // EMS_CLIENT_INTERNAL_NODE_CONNECTION_H_
