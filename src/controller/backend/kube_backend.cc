@@ -1,0 +1,291 @@
+#include "controller/backend/kube_backend.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace ems::controller {
+namespace {
+
+std::string ShortId(const Cluster& c) { return c.id.substr(0, 8); }
+std::string DaemonSetName(const Cluster& c) { return "ems-node-" + ShortId(c); }
+std::string ConfigMapName(const Cluster& c) { return "ems-node-" + ShortId(c) + "-config"; }
+std::string Namespace(const Cluster& c) {
+  return c.spec.k8s.ns.empty() ? "ems-system" : c.spec.k8s.ns;
+}
+
+bool NodeReady(const Json& node) {
+  const Json* conds = nullptr;
+  if (node.contains("status") && node["status"].contains("conditions")) {
+    conds = &node["status"]["conditions"];
+  }
+  if (conds == nullptr || !conds->is_array()) return false;
+  for (const Json& c : *conds) {
+    if (StrOr(c, "type") == "Ready") return StrOr(c, "status") == "True";
+  }
+  return false;
+}
+
+const Json* Labels(const Json& object) {
+  if (!object.contains("metadata") || !object["metadata"].contains("labels")) return nullptr;
+  const Json& l = object["metadata"]["labels"];
+  return l.is_object() ? &l : nullptr;
+}
+
+std::string LabelOf(const Json& object, const std::string& key) {
+  const Json* l = Labels(object);
+  return l != nullptr ? StrOr(*l, key.c_str()) : "";
+}
+
+std::string NameOf(const Json& object) {
+  return object.contains("metadata") ? StrOr(object["metadata"], "name") : "";
+}
+
+// A JSON template from manifests_dir, or null.
+Json Template(const std::string& dir, const char* file) {
+  if (dir.empty()) return nullptr;
+  std::ifstream in(dir + "/" + file);
+  if (!in) return nullptr;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto j = ParseJson(ss.str(), file);
+  return j.ok() && j->is_object() ? *j : Json(nullptr);
+}
+
+}  // namespace
+
+KubeBackend::KubeBackend(KubeBackendOptions options)
+    : options_(std::move(options)),
+      client_({options_.api_server, options_.token_file, options_.ca_file}) {}
+
+absl::StatusOr<std::unique_ptr<KubeBackend>> KubeBackend::FromInCluster(
+    KubeBackendOptions options) {
+  if (options.api_server.empty()) {
+    const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
+    const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
+    if (host == nullptr || port == nullptr) {
+      return absl::FailedPreconditionError(
+          "not running in a pod (KUBERNETES_SERVICE_HOST unset): pass --k8s_api_server");
+    }
+    options.api_server = absl::StrCat("https://", host, ":", port);
+  }
+  return std::make_unique<KubeBackend>(std::move(options));
+}
+
+absl::StatusOr<Json> KubeBackend::ListNodes(const std::string& selector) {
+  std::string path = "/api/v1/nodes";
+  if (!selector.empty()) path += "?labelSelector=" + KubeClient::Escape(selector);
+  auto list = client_.Get(path);
+  if (!list.ok()) return list.status();
+  if (!list->contains("items") || !(*list)["items"].is_array()) return Json::array();
+  return (*list)["items"];
+}
+
+absl::StatusOr<std::vector<std::string>> KubeBackend::PlanNodes(const Cluster& c) {
+  const std::string selector = c.spec.k8s.label.key + "=" + c.spec.k8s.label.value;
+  auto nodes = ListNodes(selector);
+  if (!nodes.ok()) return nodes.status();
+  std::vector<std::string> eligible;
+  for (const Json& n : *nodes) {
+    const std::string owner = LabelOf(n, kClusterLabel);
+    if (NodeReady(n) && (owner.empty() || owner == c.id)) eligible.push_back(NameOf(n));
+  }
+  std::sort(eligible.begin(), eligible.end());
+  const size_t want = static_cast<size_t>(c.spec.k8s.node_count);
+  if (eligible.size() < want) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("only ", eligible.size(), " Ready nodes carry label ", selector,
+                     " and belong to no other EMS cluster; ", want, " needed"));
+  }
+  eligible.resize(want);
+  return eligible;
+}
+
+absl::StatusOr<std::vector<std::string>> KubeBackend::DiscoverNodes(const Cluster& c) {
+  auto nodes = ListNodes(c.spec.k8s.label.key + "=" + c.spec.k8s.label.value);
+  if (!nodes.ok()) return nodes.status();
+  std::vector<std::string> names;
+  for (const Json& n : *nodes) names.push_back(NameOf(n));
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Json KubeBackend::ConfigMapFor(const Cluster& c) const {
+  Json cm = Template(options_.manifests_dir, "configmap.json");
+  if (cm.is_null()) cm = {{"apiVersion", "v1"}, {"kind", "ConfigMap"}};
+  cm["metadata"] = {{"name", ConfigMapName(c)},
+                    {"namespace", Namespace(c)},
+                    {"labels", {{"app", "ems-node"}, {kClusterLabel, c.id}}}};
+  cm["data"]["cluster"] = c.id;
+  cm["data"]["controller"] = options_.controller_address;
+  cm["data"]["huge_page_num"] = std::to_string(c.spec.memory.huge_page_num);
+  cm["data"]["huge_page_flavor"] = std::to_string(c.spec.memory.huge_page_flavor);
+  return cm;
+}
+
+Json KubeBackend::DaemonSetFor(const Cluster& c) const {
+  Json ds = Template(options_.manifests_dir, "daemonset.json");
+  const Json labels = {{"app", "ems-node"}, {kClusterLabel, c.id}};
+  if (ds.is_null()) {
+    const std::string port = std::to_string(options_.node_port);
+    Json container = {
+        {"name", "ems-node"},
+        {"image", options_.image},
+        {"args",
+         {"--listen=0.0.0.0:" + port, "--huge_page_num=$(HUGE_PAGE_NUM)",
+          "--huge_page_flavor=$(HUGE_PAGE_FLAVOR)", "--controller=$(CONTROLLER)",
+          "--cluster=$(CLUSTER)", "--node_id=$(NODE_NAME)", "--advertise=$(POD_IP):" + port}},
+        {"env",
+         {{{"name", "NODE_NAME"}, {"valueFrom", {{"fieldRef", {{"fieldPath", "spec.nodeName"}}}}}},
+          {{"name", "POD_IP"}, {"valueFrom", {{"fieldRef", {{"fieldPath", "status.podIP"}}}}}}}},
+        {"envFrom", Json::array()},
+        {"ports", {{{"name", "grpc"}, {"containerPort", options_.node_port}}}},
+        {"readinessProbe", {{"grpc", {{"port", options_.node_port}}}}}};
+    ds = {{"apiVersion", "apps/v1"},
+          {"kind", "DaemonSet"},
+          {"spec", {{"template", {{"spec", {{"containers", {container}}}}}}}}};
+  }
+  ds["metadata"] = {{"name", DaemonSetName(c)}, {"namespace", Namespace(c)}, {"labels", labels}};
+  ds["spec"]["selector"] = {{"matchLabels", labels}};
+  ds["spec"]["template"]["metadata"]["labels"] = labels;
+  ds["spec"]["template"]["spec"]["nodeSelector"] = {{kClusterLabel, c.id}};
+  // The ConfigMap's keys become the environment the args refer to.
+  for (Json& container : ds["spec"]["template"]["spec"]["containers"]) {
+    container["envFrom"] = Json::array({{{"configMapRef", {{"name", ConfigMapName(c)}}}}});
+  }
+  return ds;
+}
+
+absl::Status KubeBackend::Apply(const std::string& collection, const std::string& path,
+                                Json object) {
+  for (int attempt = 0; attempt <= options_.conflict_retries; ++attempt) {
+    auto current = client_.Get(path);
+    if (absl::IsNotFound(current.status())) {
+      auto created = client_.Create(collection, object);
+      if (created.ok()) return absl::OkStatus();
+      if (!absl::IsAlreadyExists(created.status())) return created.status();
+      continue;  // someone created it meanwhile: replace it
+    }
+    if (!current.ok()) return current.status();
+    object["metadata"]["resourceVersion"] = StrOr((*current)["metadata"], "resourceVersion");
+    auto replaced = client_.Replace(path, object);
+    if (replaced.ok()) return absl::OkStatus();
+    if (!absl::IsAborted(replaced.status())) return replaced.status();
+  }
+  return absl::AbortedError(
+      absl::StrCat(path, ": still conflicting after ", options_.conflict_retries, " retries"));
+}
+
+absl::Status KubeBackend::Prepare(const Cluster& c) {
+  const std::string ns = "/api/v1/namespaces/" + Namespace(c);
+  const std::string apps = "/apis/apps/v1/namespaces/" + Namespace(c);
+  if (absl::Status s =
+          Apply(ns + "/configmaps", ns + "/configmaps/" + ConfigMapName(c), ConfigMapFor(c));
+      !s.ok()) {
+    return s;
+  }
+  return Apply(apps + "/daemonsets", apps + "/daemonsets/" + DaemonSetName(c), DaemonSetFor(c));
+}
+
+absl::Status KubeBackend::UpdateNodeLabel(const std::string& name, const std::string& key,
+                                          const std::string* value) {
+  const std::string path = "/api/v1/nodes/" + name;
+  for (int attempt = 0; attempt <= options_.conflict_retries; ++attempt) {
+    auto node = client_.Get(path);
+    if (!node.ok()) return node.status();
+    Json& labels = (*node)["metadata"]["labels"];
+    if (!labels.is_object()) labels = Json::object();
+    if (value != nullptr) {
+      if (StrOr(labels, key.c_str()) == *value) return absl::OkStatus();
+      labels[key] = *value;
+    } else {
+      if (!labels.contains(key)) return absl::OkStatus();
+      labels.erase(key);
+    }
+    // The read's resourceVersion rides along: a concurrent writer makes this a 409.
+    auto replaced = client_.Replace(path, *node);
+    if (replaced.ok()) return absl::OkStatus();
+    if (!absl::IsAborted(replaced.status())) return replaced.status();
+    spdlog::info("kubernetes: node {} changed under us (attempt {}); re-reading", name,
+                 attempt + 1);
+  }
+  return absl::AbortedError(absl::StrCat("node ", name, ": label update still conflicting after ",
+                                         options_.conflict_retries, " retries"));
+}
+
+absl::Status KubeBackend::StartNodes(const Cluster& c, const std::vector<std::string>& names) {
+  for (const std::string& n : names) {
+    if (absl::Status s = UpdateNodeLabel(n, kClusterLabel, &c.id); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status KubeBackend::StopNodes(const Cluster& c, const std::vector<std::string>& names) {
+  for (const std::string& n : names) {
+    absl::Status s = UpdateNodeLabel(n, kClusterLabel, nullptr);
+    if (!s.ok() && !absl::IsNotFound(s)) return s;  // a node that is gone runs nothing
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<NodeStatus>> KubeBackend::Status(const Cluster& c,
+                                                            const std::vector<std::string>& names) {
+  auto pods = client_.Get("/api/v1/namespaces/" + Namespace(c) +
+                          "/pods?labelSelector=" + KubeClient::Escape("app=ems-node"));
+  if (!pods.ok()) return pods.status();
+  std::vector<NodeStatus> out;
+  for (const std::string& name : names) {
+    NodeStatus st{name};
+    st.detail = "no ems-node pod on the node yet";
+    if (pods->contains("items")) {
+      for (const Json& pod : (*pods)["items"]) {
+        if (!pod.contains("spec") || StrOr(pod["spec"], "nodeName") != name) continue;
+        const std::string owner = LabelOf(pod, kClusterLabel);
+        if (!owner.empty() && owner != c.id) continue;  // another EMS cluster's pod
+        st.ready = NodeReady(pod);                      // pods carry the same Ready condition shape
+        const std::string ip = pod.contains("status") ? StrOr(pod["status"], "podIP") : "";
+        if (!ip.empty()) st.address = absl::StrCat(ip, ":", options_.node_port);
+        st.detail = st.ready ? "" : "pod not Ready";
+        break;
+      }
+    }
+    out.push_back(std::move(st));
+  }
+  return out;
+}
+
+absl::Status KubeBackend::Release(const Cluster& c) {
+  for (const std::string& path :
+       {"/apis/apps/v1/namespaces/" + Namespace(c) + "/daemonsets/" + DaemonSetName(c),
+        "/api/v1/namespaces/" + Namespace(c) + "/configmaps/" + ConfigMapName(c)}) {
+    absl::Status s = client_.Delete(path);
+    if (!s.ok() && !absl::IsNotFound(s)) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<NodeLabel>> KubeBackend::ListLabels(const std::string& k8s_id) {
+  if (!options_.k8s_cluster_id.empty() && k8s_id != options_.k8s_cluster_id) {
+    return std::vector<NodeLabel>();
+  }
+  auto nodes = ListNodes("");
+  if (!nodes.ok()) return nodes.status();
+  std::set<std::pair<std::string, std::string>> labels;
+  for (const Json& n : *nodes) {
+    const Json* l = Labels(n);
+    if (l == nullptr) continue;
+    for (const auto& [k, v] : l->items()) {
+      if (v.is_string()) labels.emplace(k, v.get<std::string>());
+    }
+  }
+  std::vector<NodeLabel> out;
+  for (const auto& [k, v] : labels) out.push_back({k, v});
+  return out;
+}
+
+}  // namespace ems::controller

@@ -1,0 +1,71 @@
+// The `kubernetes` backend: ems-node runs as a DaemonSet per EMS cluster, scheduled on the K8s
+// nodes that carry the label ems.io/cluster=<cluster id>. Creating a cluster picks
+// node_count Ready nodes carrying the spec's label (ems=true by default) and labels them;
+// expand labels the named nodes, shrink unlabels them; readiness is the DaemonSet pod's Ready
+// condition on each node. Node label updates are read-modify-write with resourceVersion and
+// retried on conflict. The ConfigMap and DaemonSet follow deploy/k8s (ems-node image, ports,
+// hugepages), generated per cluster; JSON templates in manifests_dir override them.
+// Tested against FakeKubeApiServer (no API server runs here). Thread-safe.
+#ifndef EMS_CONTROLLER_BACKEND_KUBE_BACKEND_H_
+#define EMS_CONTROLLER_BACKEND_KUBE_BACKEND_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "controller/backend/backend.h"
+#include "controller/backend/kube_client.h"
+
+namespace ems::controller {
+
+struct KubeBackendOptions {
+  std::string api_server;  // "" = in-cluster: https://$KUBERNETES_SERVICE_HOST:$..._PORT
+  std::string token_file;
+  std::string ca_file;
+  std::string manifests_dir;       // optional daemonset.json / configmap.json templates
+  std::string controller_address;  // membership address nodes register with
+  std::string image = "ems/ems-node:latest";
+  int node_port = 50051;       // ems-node's gRPC port in the pod
+  std::string k8s_cluster_id;  // "" = answer ListClustersLabels for any id
+  int conflict_retries = 5;
+};
+
+inline constexpr char kClusterLabel[] = "ems.io/cluster";
+
+class KubeBackend : public Backend {
+ public:
+  explicit KubeBackend(KubeBackendOptions options);
+  // Fills api_server from the in-cluster environment when empty. FAILED_PRECONDITION outside
+  // a pod with no --k8s_api_server.
+  static absl::StatusOr<std::unique_ptr<KubeBackend>> FromInCluster(KubeBackendOptions options);
+
+  const char* name() const override { return "kubernetes"; }
+  absl::StatusOr<std::vector<std::string>> PlanNodes(const Cluster& c) override;
+  absl::StatusOr<std::vector<std::string>> DiscoverNodes(const Cluster& c) override;
+  absl::Status Prepare(const Cluster& c) override;
+  absl::Status StartNodes(const Cluster& c, const std::vector<std::string>& names) override;
+  absl::Status StopNodes(const Cluster& c, const std::vector<std::string>& names) override;
+  absl::StatusOr<std::vector<NodeStatus>> Status(const Cluster& c,
+                                                 const std::vector<std::string>& names) override;
+  absl::Status Release(const Cluster& c) override;
+  absl::StatusOr<std::vector<NodeLabel>> ListLabels(const std::string& k8s_cluster_id) override;
+
+  // The objects Prepare applies (exposed for tests and `emsctl`-free inspection).
+  Json ConfigMapFor(const Cluster& c) const;
+  Json DaemonSetFor(const Cluster& c) const;
+
+ private:
+  // Sets (value != nullptr) or removes the label `key` of node `name`, retrying conflicts.
+  absl::Status UpdateNodeLabel(const std::string& name, const std::string& key,
+                               const std::string* value);
+  // Creates or replaces the object at `path` (its collection is `collection`).
+  absl::Status Apply(const std::string& collection, const std::string& path, Json object);
+  absl::StatusOr<Json> ListNodes(const std::string& selector);
+
+  const KubeBackendOptions options_;
+  KubeClient client_;
+};
+
+}  // namespace ems::controller
+
+#endif  // EMS_CONTROLLER_BACKEND_KUBE_BACKEND_H_
