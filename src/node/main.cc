@@ -48,6 +48,12 @@ ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "on SIGTERM, how long in-flight calls may take before the node exits");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off");
 
+// jemalloc reads this at start-up: return freed message buffers to the OS within a second so
+// the process's memory beyond the arena stays small (docs/pool.md).
+extern "C" {
+const char* malloc_conf = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
+}
+
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "ems-node: serves a DRAM pool of KV-cache blocks over gRPC.\n"

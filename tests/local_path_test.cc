@@ -1,0 +1,191 @@
+// The same-machine shared-memory path against a real ems-node process.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/time/clock.h"
+#include "client/client.h"
+#include "client/local_channel.h"
+#include "ems/v1/data.pb.h"
+#include "gtest/gtest.h"
+#include "testing/blocks.h"
+#include "testing/local_raw.h"
+#include "testing/process.h"
+
+namespace ems {
+namespace {
+
+using testing::TestKey;
+using testing::TestValue;
+
+class LocalPathTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    socket_ = (std::filesystem::temp_directory_path() /
+               ("ems-local-" + std::to_string(getpid()) + ".sock"))
+                  .string();
+    auto node = testing::StartNode({"--huge_page_num=32", "--local_socket=" + socket_});
+    ASSERT_TRUE(node.ok()) << node.status();
+    node_ = *std::move(node);
+    auto remote = Client::Connect({.address = node_->Value("LISTENING"), .use_local = false});
+    ASSERT_TRUE(remote.ok());
+    remote_ = *std::move(remote);
+  }
+
+  v1::StatsResponse Stats() { return *remote_->Stats(); }
+
+  // Waits (bounded) until `pred` holds for the node's stats.
+  template <typename Pred>
+  bool WaitForStats(Pred pred) {
+    for (int i = 0; i < 500; ++i) {
+      if (pred(Stats())) return true;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return false;
+  }
+
+  std::string socket_;
+  std::unique_ptr<testing::Process> node_;
+  std::unique_ptr<Client> remote_;
+};
+
+TEST_F(LocalPathTest, RoundTripsAtEverySizeThroughSharedMemory) {
+  auto local = client::LocalChannel::Connect({socket_, /*verify_checksums=*/true});
+  ASSERT_TRUE(local.ok()) << local.status();
+  EXPECT_EQ((*local)->arena_bytes(), 64u << 20);
+  const size_t sizes[] = {1, 4096, 64 << 10, 256 << 10, 2 << 20, 8 << 20};
+  for (size_t k = 0; k < std::size(sizes); ++k) {
+    const auto value = TestValue(k, sizes[k]);
+    ASSERT_TRUE((*local)->Put(TestKey(k), value).ok()) << sizes[k];
+    std::vector<uint8_t> out(sizes[k]);
+    auto n = (*local)->Get(TestKey(k), absl::MakeSpan(out));
+    ASSERT_TRUE(n.ok()) << n.status();
+    ASSERT_EQ(out, value);
+    // And the remote path sees the same bytes.
+    std::vector<uint8_t> remote_out(sizes[k]);
+    ASSERT_TRUE(remote_->Get(TestKey(k), absl::MakeSpan(remote_out)).ok());
+    ASSERT_EQ(remote_out, value);
+  }
+  EXPECT_EQ(*(*local)->MatchPrefix({TestKey(0), TestKey(1), TestKey(77)}), 2u);
+}
+
+TEST_F(LocalPathTest, ClientUsesTheLocalSocketWhenGivenOne) {
+  auto c = Client::Connect({.address = node_->Value("LISTENING"), .local_socket = socket_});
+  ASSERT_TRUE(c.ok());
+  const auto value = TestValue(5, 1 << 20);
+  ASSERT_TRUE((*c)->Put(TestKey(5), value).ok());
+  std::vector<uint8_t> out(value.size());
+  ASSERT_TRUE((*c)->Get(TestKey(5), absl::MakeSpan(out)).ok());
+  EXPECT_EQ(out, value);
+}
+
+TEST_F(LocalPathTest, ClientKilledMidWriteLeaksNothing) {
+  const uint64_t baseline = Stats().used_bytes();
+  pid_t pid = fork();
+  if (pid == 0) {
+    testing::RawLocal raw(socket_);
+    v1::LocalRequest req;
+    auto* w = req.mutable_write()->add_items();
+    testing::SetKey(TestKey(42), w->mutable_key());
+    w->set_size(4 << 20);
+    v1::LocalResponse resp;
+    _exit(raw.Call(req, &resp) && resp.grants(0).code() == 0 ? 0 : 1);  // dies holding it
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_EQ(WEXITSTATUS(status), 0) << "the child got its write lease";
+  EXPECT_TRUE(WaitForStats([&](const v1::StatsResponse& s) {
+    return s.used_bytes() == baseline && s.unsealed_blocks() == 0;
+  })) << "used " << Stats().used_bytes() << " vs baseline " << baseline;
+  EXPECT_GE(Stats().reclaimed_writes(), 1u);
+  // The key is free for a real writer.
+  EXPECT_TRUE(remote_->Put(TestKey(42), TestValue(42, 4 << 20)).ok());
+}
+
+TEST_F(LocalPathTest, ClientKilledMidReadLeaksNothing) {
+  ASSERT_TRUE(remote_->Put(TestKey(7), TestValue(7, 2 << 20)).ok());
+  const uint64_t with_block = Stats().used_bytes();
+  pid_t pid = fork();
+  if (pid == 0) {
+    testing::RawLocal raw(socket_);
+    v1::LocalRequest req;
+    testing::SetKey(TestKey(7), req.mutable_read()->add_keys());
+    v1::LocalResponse resp;
+    if (!raw.Call(req, &resp) || resp.grants(0).code() != 0) _exit(1);
+    _exit(0);  // dies holding the read pin
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  ASSERT_TRUE(remote_->Remove({TestKey(7)}).ok());
+  EXPECT_TRUE(WaitForStats([&](const v1::StatsResponse& s) {
+    return s.used_bytes() == with_block - (2 << 20) && s.pinned_blocks() == 0;
+  })) << "the dead reader's pin was never dropped";
+}
+
+TEST_F(LocalPathTest, AConnectionCannotTouchLeasesItWasNotGranted) {
+  testing::RawLocal a(socket_), b(socket_);
+  ASSERT_TRUE(a.ok() && b.ok());
+  v1::LocalRequest req;
+  auto* w = req.mutable_write()->add_items();
+  testing::SetKey(TestKey(9), w->mutable_key());
+  w->set_size(8192);
+  v1::LocalResponse granted;
+  ASSERT_TRUE(a.Call(req, &granted));
+  ASSERT_EQ(granted.grants(0).code(), 0);
+  const uint64_t lease = granted.grants(0).lease();
+
+  for (bool seal : {true, false}) {
+    v1::LocalRequest steal;
+    if (seal) {
+      steal.mutable_seal()->add_leases(lease);
+    } else {
+      steal.mutable_release()->add_leases(lease);
+    }
+    v1::LocalResponse resp;
+    ASSERT_TRUE(b.Call(steal, &resp));
+    EXPECT_EQ(resp.grants(0).code(), static_cast<int>(absl::StatusCode::kNotFound));
+    EXPECT_TRUE(absl::StrContains(resp.grants(0).message(), "not granted on this connection"));
+  }
+  EXPECT_FALSE(*remote_->MatchPrefix({TestKey(9)})) << "nobody sealed it";
+}
+
+TEST_F(LocalPathTest, ConcurrentReadersWhileEvictionRunsSeeOnlyWholeBlocks) {
+  auto local = client::LocalChannel::Connect({socket_, false});
+  ASSERT_TRUE(local.ok());
+  std::atomic<bool> stop{false};
+  std::atomic<int> verified{0}, wrong{0};
+  std::thread writer([&] {
+    for (int i = 0; i < 200 && !stop; ++i) {  // 200 MiB through a 64 MiB pool
+      (*local)->Put(TestKey(1000 + i), TestValue(1000 + i, 1 << 20)).IgnoreError();
+    }
+    stop = true;
+  });
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&, t] {
+      std::vector<uint8_t> out(1 << 20);
+      for (int i = t; !stop; i = (i + 7) % 200) {
+        auto n = (*local)->Get(TestKey(1000 + i), absl::MakeSpan(out));
+        if (!n.ok()) continue;
+        if (out == TestValue(1000 + i, 1 << 20)) {
+          ++verified;
+        } else {
+          ++wrong;
+        }
+      }
+    });
+  }
+  writer.join();
+  for (auto& r : readers) r.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_GT(verified.load(), 0);
+  EXPECT_GT(Stats().evictions(), 0u);
+}
+
+}  // namespace
+}  // namespace ems

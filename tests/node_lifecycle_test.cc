@@ -1,0 +1,63 @@
+// Process-level behaviour of ems-node: graceful SIGTERM, memory bounded under overfill.
+#include <signal.h>
+
+#include "client/client.h"
+#include "ems/v1/data.pb.h"
+#include "gtest/gtest.h"
+#include "testing/blocks.h"
+#include "testing/process.h"
+
+namespace ems {
+namespace {
+
+using testing::TestKey;
+using testing::TestValue;
+
+TEST(NodeLifecycleTest, SigtermExitsZero) {
+  auto node = testing::StartNode({"--huge_page_num=16"});
+  ASSERT_TRUE(node.ok()) << node.status();
+  auto client = Client::Connect({.address = (*node)->Value("LISTENING")});
+  ASSERT_TRUE(client.ok());
+  ASSERT_TRUE((*client)->Put(TestKey(1), TestValue(1, 1 << 20)).ok());
+  ASSERT_TRUE((*node)->Signal(SIGTERM));
+  EXPECT_EQ((*node)->Wait(), 0);
+}
+
+TEST(NodeLifecycleTest, StartupRefusesImpossibleSizesWithAMessage) {
+  auto node = testing::StartNode({"--huge_page_num=1000000000"});
+  ASSERT_FALSE(node.ok()) << "a 2 PB arena must be refused";
+}
+
+// Filling a node to 3x its capacity with 2 MiB blocks keeps it serving (evicting), and its
+// RSS stays within capacity + 10%. The RSS of the idle process (about 20 MiB, mostly shared
+// library pages) is measured first and not charged to the arena.
+TEST(NodeLifecycleTest, OverfillEvictsAndRssStaysWithinCapacity) {
+  constexpr uint64_t kPages = 256;  // 512 MiB: a node's fixed overhead is small beside it
+  constexpr uint64_t kCapacity = kPages * (2 << 20);
+  auto node = testing::StartNode({"--huge_page_num=256"});
+  ASSERT_TRUE(node.ok()) << node.status();
+  auto client = Client::Connect({.address = (*node)->Value("LISTENING")});
+  ASSERT_TRUE(client.ok());
+  const uint64_t baseline = (*node)->RssBytes();
+  constexpr int kBlocks = 3 * kPages;
+  for (int i = 0; i < kBlocks; ++i) {
+    ASSERT_TRUE((*client)->Put(TestKey(i), TestValue(i, 2 << 20)).ok()) << i;
+  }
+  auto stats = (*client)->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_GT(stats->evictions(), 0u);
+  EXPECT_LE(stats->used_bytes(), kCapacity);
+  const uint64_t rss = (*node)->RssBytes();
+  EXPECT_LE(rss - baseline, kCapacity * 11 / 10)
+      << "RSS " << (rss >> 20) << " MiB, idle baseline " << (baseline >> 20) << " MiB";
+  // Still serving: the newest blocks are there and intact.
+  std::vector<uint8_t> out(2 << 20);
+  for (int i = kBlocks - 10; i < kBlocks; ++i) {
+    auto n = (*client)->Get(TestKey(i), absl::MakeSpan(out));
+    ASSERT_TRUE(n.ok()) << i << ": " << n.status();
+    ASSERT_EQ(out, TestValue(i, 2 << 20));
+  }
+}
+
+}  // namespace
+}  // namespace ems

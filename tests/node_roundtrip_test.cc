@@ -1,0 +1,103 @@
+// Round trips through a real ems-node process with ems::Client; every byte is verified.
+#include "client/client.h"
+#include "ems/v1/data.pb.h"
+#include "gtest/gtest.h"
+#include "testing/blocks.h"
+#include "testing/process.h"
+
+namespace ems {
+namespace {
+
+using testing::TestKey;
+using testing::TestValue;
+
+class NodeRoundTripTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto node = testing::StartNode({"--huge_page_num=100"});  // 200 MiB
+    ASSERT_TRUE(node.ok()) << node.status();
+    node_ = *std::move(node);
+    auto client = Client::Connect({.address = node_->Value("LISTENING")});
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = *std::move(client);
+  }
+
+  std::unique_ptr<testing::Process> node_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(NodeRoundTripTest, EverySizeUpToTheMaximum) {
+  const size_t sizes[] = {1, 4095, 4096, 65536, 256 << 10, 2 << 20, 8 << 20, 64 << 20};
+  for (size_t k = 0; k < std::size(sizes); ++k) {
+    SCOPED_TRACE(sizes[k]);
+    const auto value = TestValue(k, sizes[k]);
+    ASSERT_TRUE(client_->Put(TestKey(k), value).ok());
+    std::vector<uint8_t> out(sizes[k]);
+    auto n = client_->Get(TestKey(k), absl::MakeSpan(out));
+    ASSERT_TRUE(n.ok()) << n.status();
+    ASSERT_EQ(*n, sizes[k]);
+    ASSERT_EQ(out, value);
+  }
+}
+
+TEST_F(NodeRoundTripTest, BatchesMatchPrefixExistsRemoveAndStats) {
+  constexpr int kBlocks = 16;
+  std::vector<std::vector<uint8_t>> values;
+  std::vector<BlockKey> keys;
+  std::vector<PutItem> puts;
+  for (int i = 0; i < kBlocks; ++i) {
+    values.push_back(TestValue(100 + i, 64 << 10));
+    keys.push_back(TestKey(100 + i));
+  }
+  for (int i = 0; i < kBlocks; ++i) {
+    puts.push_back({keys[i], values[i], i > 0 ? &keys[i - 1] : nullptr});
+  }
+  for (const absl::Status& s : client_->BatchPut(puts)) ASSERT_TRUE(s.ok()) << s;
+
+  std::vector<std::vector<uint8_t>> bufs(kBlocks + 1, std::vector<uint8_t>(64 << 10));
+  std::vector<GetItem> gets;
+  for (int i = 0; i < kBlocks; ++i) gets.push_back({keys[i], absl::MakeSpan(bufs[i])});
+  gets.push_back({TestKey(999), absl::MakeSpan(bufs[kBlocks])});
+  auto got = client_->BatchGet(gets);
+  for (int i = 0; i < kBlocks; ++i) {
+    ASSERT_TRUE(got[i].ok()) << got[i].status();
+    EXPECT_EQ(bufs[i], values[i]) << i;
+  }
+  EXPECT_EQ(got[kBlocks].status().code(), absl::StatusCode::kNotFound);
+
+  std::vector<BlockKey> prompt(keys.begin(), keys.begin() + 10);
+  prompt.push_back(TestKey(999));
+  prompt.push_back(keys[11]);
+  auto matched = client_->MatchPrefix(prompt);
+  ASSERT_TRUE(matched.ok()) << matched.status();
+  EXPECT_EQ(*matched, 10u);
+
+  auto exists = client_->Exists({keys[0], TestKey(999)});
+  ASSERT_TRUE(exists.ok());
+  EXPECT_EQ(*exists, (std::vector<bool>{true, false}));
+
+  auto removed = client_->Remove({keys[0], keys[1], TestKey(999)});
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(*removed, 2u);
+  EXPECT_EQ(*client_->MatchPrefix(keys), 0u);
+
+  auto stats = client_->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->keys(), kBlocks - 2u);
+  EXPECT_EQ(stats->put_count(), static_cast<uint64_t>(kBlocks));
+  EXPECT_GE(stats->hit_count(), static_cast<uint64_t>(kBlocks));
+  EXPECT_FALSE(stats->hugepages());
+}
+
+TEST_F(NodeRoundTripTest, SamePutTwiceIsANoOpAndSmallBufferIsOutOfRange) {
+  const auto value = TestValue(7, 10000);
+  ASSERT_TRUE(client_->Put(TestKey(7), value).ok());
+  ASSERT_TRUE(client_->Put(TestKey(7), value).ok());
+  std::vector<uint8_t> small(100);
+  auto n = client_->Get(TestKey(7), absl::MakeSpan(small));
+  EXPECT_EQ(n.status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_NE(n.status().message().find("10000"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ems
