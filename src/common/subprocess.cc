@@ -1,4 +1,4 @@
-#include "testing/process.h"
+#include "common/subprocess.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -17,13 +17,14 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 
-#ifndef EMS_BIN_DIR
-#error "EMS_BIN_DIR must point at the build's bin directory"
-#endif
+namespace ems {
 
-namespace ems::testing {
-
-std::string BinPath(const std::string& name) { return absl::StrCat(EMS_BIN_DIR, "/", name); }
+std::string SiblingBinary(const std::string& name) {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  std::string self = n > 0 ? std::string(buf, n) : "";
+  return absl::StrCat(self.substr(0, self.rfind('/') + 1), name);
+}
 
 absl::StatusOr<std::unique_ptr<Process>> Process::Start(const std::string& binary,
                                                         const std::vector<std::string>& args,
@@ -123,11 +124,12 @@ uint64_t Process::RssBytes() const {
   return 0;
 }
 
-absl::StatusOr<std::unique_ptr<Process>> StartNode(const std::vector<std::string>& extra) {
+absl::StatusOr<std::unique_ptr<Process>> StartNode(const std::string& node_binary,
+                                                   const std::vector<std::string>& extra) {
   std::vector<std::string> args = {"--listen=127.0.0.1:0", "--metrics_port=0",
                                    "--metrics_host=127.0.0.1", "--log_level=warn"};
   args.insert(args.end(), extra.begin(), extra.end());
-  return Process::Start(BinPath("ems-node"), args, {"LISTENING", "METRICS"});
+  return Process::Start(node_binary, args, {"LISTENING", "METRICS"});
 }
 
-}  // namespace ems::testing
+}  // namespace ems
