@@ -1,0 +1,500 @@
+#include "controller/emsctl/cli.h"
+
+#include <httplib.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "controller/api/json_util.h"
+#include "controller/emsctl/format.h"
+
+namespace ems::emsctl {
+namespace {
+
+using controller::DumpJson;
+using controller::Json;
+
+// The API ignores k8s_cluster_id on the local backend but requires a UUID.
+constexpr char kLocalK8sId[] = "00000000-0000-4000-8000-000000000000";
+
+struct Args {
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> options;
+
+  bool Has(const std::string& k) const { return options.contains(k); }
+  std::string Get(const std::string& k, const std::string& def = "") const {
+    auto it = options.find(k);
+    return it == options.end() ? def : it->second;
+  }
+};
+
+bool IsBoolFlag(const std::string& k) { return k == "wait" || k == "help" || k == "h"; }
+
+// "--key=value", "--key value", "-o value"; bool flags take no value.
+bool Parse(const std::vector<std::string>& in, Args* out, std::string* error) {
+  for (size_t i = 0; i < in.size(); ++i) {
+    const std::string& a = in[i];
+    if (a.size() < 2 || a[0] != '-' || a == "--") {
+      out->positional.push_back(a);
+      continue;
+    }
+    std::string key = a.substr(a[1] == '-' ? 2 : 1);
+    const size_t eq = key.find('=');
+    if (eq != std::string::npos) {
+      out->options[key.substr(0, eq)] = key.substr(eq + 1);
+    } else if (IsBoolFlag(key)) {
+      out->options[key] = "true";
+    } else if (i + 1 < in.size()) {
+      out->options[key] = in[++i];
+    } else {
+      *error = "flag --" + key + " needs a value";
+      return false;
+    }
+  }
+  if (out->Has("output")) out->options["o"] = out->Get("output");
+  return true;
+}
+
+class Cli {
+ public:
+  Cli(Args args, std::ostream& out, std::ostream& err) : a_(std::move(args)), out_(out), err_(err) {
+    const char* env_endpoint = std::getenv("EMS_ENDPOINT");
+    const char* env_token = std::getenv("EMS_TOKEN");
+    endpoint_ = a_.Get("endpoint", env_endpoint ? env_endpoint : "http://127.0.0.1:8080");
+    token_ = a_.Get("token", env_token ? env_token : "");
+    json_ = a_.Get("o", "table") == "json";
+  }
+
+  int Main();
+
+ private:
+  struct Reply {
+    int status = 0;  // 0: no answer
+    Json body;
+  };
+
+  Reply Call(const std::string& method, const std::string& path, const Json* body,
+             const std::string& token);
+  Reply Call(const std::string& method, const std::string& path, const Json* body = nullptr) {
+    return Call(method, path, body, token_);
+  }
+  // Prints the API error; returns the exit code for it.
+  int Fail(const Reply& r);
+  int Usage(const std::string& why) {
+    err_ << "emsctl: " << why << "\nRun 'emsctl help' for usage.\n";
+    return kExitUsage;
+  }
+  int PrintJsonOr(const Reply& r, int (Cli::*table)(const Json&));
+
+  int TokenCreate();
+  int ClusterCreate();
+  int ClusterList();
+  int ClusterShow();
+  int ClusterDelete();
+  int ClusterResize(const char* verb);
+  int JobList();
+  int JobShow();
+  int JobCancel();
+  int JobWait(const std::string& id);
+  int Credential(bool create);
+  // After an accepted job: waits for it when --wait is given.
+  int Accepted(const Reply& r);
+
+  int PrintClusters(const Json& body);
+  int PrintCluster(const Json& body);
+  int PrintJob(const Json& job);
+
+  const Args a_;
+  std::ostream& out_;
+  std::ostream& err_;
+  std::string endpoint_;
+  std::string token_;
+  bool json_ = false;
+};
+
+Cli::Reply Cli::Call(const std::string& method, const std::string& path, const Json* body,
+                     const std::string& token) {
+  httplib::Client client(endpoint_);
+  client.set_connection_timeout(5);
+  client.set_read_timeout(30);
+  httplib::Headers headers;
+  if (!token.empty()) headers.emplace("X-Auth-Token", token);
+  const std::string payload = body ? DumpJson(*body) : "";
+  auto r = method == "GET"    ? client.Get(path.c_str(), headers)
+           : method == "POST" ? client.Post(path.c_str(), headers, payload, "application/json")
+                              : client.Delete(path.c_str(), headers);
+  Reply out;
+  if (!r) {
+    out.body = {{"error_code", "emsctl.unreachable"},
+                {"error_msg",
+                 absl::StrCat("cannot reach ", endpoint_, ": ", httplib::to_string(r.error()))}};
+    return out;
+  }
+  out.status = r->status;
+  if (!r->body.empty()) {
+    out.body = Json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+    if (out.body.is_discarded()) out.body = {{"error_msg", r->body}};
+  }
+  return out;
+}
+
+int Cli::Fail(const Reply& r) {
+  if (json_ && r.body.is_object()) {
+    err_ << DumpJson(r.body, 2) << "\n";
+  } else {
+    const std::string code = controller::StrOr(r.body, "error_code");
+    err_ << "emsctl: " << (code.empty() ? "" : code + ": ")
+         << controller::StrOr(r.body, "error_msg", "error")
+         << (r.status ? absl::StrCat(" (HTTP ", r.status, ")") : "") << "\n";
+  }
+  if (r.status == 0 || r.status >= 500) return kExitUnavailable;
+  if (r.status == 401) return kExitAuth;
+  if (r.status == 404) return kExitNotFound;
+  return kExitApiError;
+}
+
+int Cli::PrintJsonOr(const Reply& r, int (Cli::*table)(const Json&)) {
+  if (r.status < 200 || r.status >= 300) return Fail(r);
+  if (json_) {
+    out_ << DumpJson(r.body, 2) << "\n";
+    return kExitOk;
+  }
+  return (this->*table)(r.body);
+}
+
+int Cli::TokenCreate() {
+  const std::string project = a_.Get("project");
+  if (project.empty()) return Usage("token create needs --project P");
+  std::string admin = a_.Get("admin_token");
+  if (admin.empty() && std::getenv("EMS_ADMIN_TOKEN")) admin = std::getenv("EMS_ADMIN_TOKEN");
+  if (admin.empty() && a_.Has("admin_token_file")) {
+    std::ifstream in(a_.Get("admin_token_file"));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    admin = std::string(absl::StripAsciiWhitespace(ss.str()));
+    if (admin.empty()) return Usage("cannot read --admin_token_file " + a_.Get("admin_token_file"));
+  }
+  Json body = {{"project_id", project}};
+  Reply r = Call("POST", "/v1/tokens", &body, admin);
+  if (r.status != 201) return Fail(r);
+  if (json_) {
+    out_ << DumpJson(r.body, 2) << "\n";
+  } else {
+    out_ << controller::StrOr(r.body, "token") << "\n";  // the token alone, for $(...)
+  }
+  return kExitOk;
+}
+
+int Cli::ClusterCreate() {
+  int64_t nodes = 0;
+  if (!absl::SimpleAtoi(a_.Get("nodes"), &nodes)) return Usage("cluster create needs --nodes N");
+  Json k8s = {{"k8s_cluster_id", a_.Get("k8s_cluster_id", kLocalK8sId)}, {"node_count", nodes}};
+  if (a_.Has("namespace")) k8s["namespace"] = a_.Get("namespace");
+  if (a_.Has("label")) {
+    const std::string l = a_.Get("label");
+    const size_t eq = l.find('=');
+    if (eq == std::string::npos) return Usage("--label must be key=value");
+    k8s["label"] = {{"key", l.substr(0, eq)}, {"value", l.substr(eq + 1)}};
+  }
+  Json body = {{"k8s_cluster_specification", k8s}};
+  if (a_.Has("name")) body["name"] = a_.Get("name");
+  if (a_.Has("description")) body["description"] = a_.Get("description");
+  for (const char* f : {"huge_page_num", "huge_page_flavor"}) {
+    if (!a_.Has(f)) continue;
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(a_.Get(f), &v)) return Usage(absl::StrCat("--", f, " must be a number"));
+    body["memory_specification"][f] = v;
+  }
+  return Accepted(Call("POST", "/v1/clusters", &body));
+}
+
+int Cli::Accepted(const Reply& r) {
+  if (r.status != 202) return Fail(r);
+  const std::string job = controller::StrOr(r.body, "job_id");
+  if (a_.Has("wait")) {
+    if (!json_) {
+      for (const auto& [k, v] : r.body.items()) out_ << k << ": " << v.get<std::string>() << "\n";
+    }
+    return JobWait(job);
+  }
+  if (json_) {
+    out_ << DumpJson(r.body, 2) << "\n";
+  } else {
+    for (const auto& [k, v] : r.body.items()) out_ << k << ": " << v.get<std::string>() << "\n";
+  }
+  return kExitOk;
+}
+
+int Cli::ClusterList() { return PrintJsonOr(Call("GET", "/v1/clusters"), &Cli::PrintClusters); }
+
+int Cli::PrintClusters(const Json& body) {
+  Table t({"ID", "NAME", "STATUS", "NODES", "CREATED", "REASON"});
+  for (const Json& c : body.value("clusters", Json::array())) {
+    const Json& m = c["cluster_metadata"];
+    const Json& s = c["cluster_specification"];
+    t.Add({controller::StrOr(m, "id"), controller::StrOr(s, "name"), controller::StrOr(m, "status"),
+           absl::StrCat(controller::IntOr(m, "available_node_count", 0), "/",
+                        controller::IntOr(s["k8s_cluster_specification"], "node_count", 0)),
+           controller::StrOr(m, "created_at"), controller::StrOr(m, "reason")});
+  }
+  t.Print(out_);
+  return kExitOk;
+}
+
+int Cli::ClusterShow() {
+  if (a_.positional.size() < 3) return Usage("cluster show needs a cluster id");
+  return PrintJsonOr(Call("GET", "/v1/clusters/" + a_.positional[2]), &Cli::PrintCluster);
+}
+
+int Cli::PrintCluster(const Json& c) {
+  const Json& m = c["cluster_metadata"];
+  const Json& s = c["cluster_specification"];
+  const Json& k = s["k8s_cluster_specification"];
+  const Json& mem = s["memory_specification"];
+  Table t({"FIELD", "VALUE"});
+  t.Add({"id", controller::StrOr(m, "id")});
+  t.Add({"name", controller::StrOr(s, "name")});
+  t.Add({"status", controller::StrOr(m, "status")});
+  t.Add({"reason", controller::StrOr(m, "reason")});
+  t.Add({"nodes", absl::StrCat(controller::IntOr(m, "available_node_count", 0), " available of ",
+                               controller::IntOr(k, "node_count", 0))});
+  t.Add({"label", absl::StrCat(controller::StrOr(k["label"], "key"), "=",
+                               controller::StrOr(k["label"], "value"))});
+  t.Add({"memory", absl::StrCat(controller::IntOr(mem, "huge_page_num", 0), " pages x ",
+                                controller::IntOr(mem, "huge_page_flavor", 0), " MB")});
+  t.Add({"k8s_cluster_id", controller::StrOr(k, "k8s_cluster_id")});
+  t.Add({"project_id", controller::StrOr(m, "project_id")});
+  t.Add({"created_at", controller::StrOr(m, "created_at")});
+  t.Add({"updated_at", controller::StrOr(m, "updated_at")});
+  t.Print(out_);
+  return kExitOk;
+}
+
+int Cli::ClusterDelete() {
+  if (a_.positional.size() < 3) return Usage("cluster delete needs a cluster id");
+  return Accepted(Call("DELETE", "/v1/clusters/" + a_.positional[2]));
+}
+
+int Cli::ClusterResize(const char* verb) {
+  if (a_.positional.size() < 4) {
+    return Usage(absl::StrCat("cluster ", verb, " needs a cluster id and node names"));
+  }
+  Json body = {
+      {"node_name_list", std::vector<std::string>(a_.positional.begin() + 3, a_.positional.end())}};
+  return Accepted(Call("POST", absl::StrCat("/v1/clusters/", a_.positional[2], "/", verb), &body));
+}
+
+int Cli::JobList() {
+  const std::string type = a_.Get("type", "all");
+  Json jobs = Json::array();
+  for (const char* t : {"short", "long"}) {
+    if (type != "all" && type != t) continue;
+    Reply r = Call("GET", absl::StrCat("/v1/jobs?job_type=", t));
+    if (r.status != 200) return Fail(r);
+    for (const Json& j : r.body.value("jobs", Json::array())) jobs.push_back(j);
+  }
+  std::stable_sort(jobs.begin(), jobs.end(), [](const Json& x, const Json& y) {
+    return controller::StrOr(x, "created_at") < controller::StrOr(y, "created_at");
+  });
+  if (json_) {
+    out_ << DumpJson(Json{{"jobs", jobs}}, 2) << "\n";
+    return kExitOk;
+  }
+  Table t({"ID", "NAME", "CLUSTER", "STATUS", "PROGRESS", "CREATED"});
+  for (const Json& j : jobs) {
+    t.Add({controller::StrOr(j, "id"), controller::StrOr(j, "name"),
+           controller::StrOr(j, "cluster_id"), controller::StrOr(j, "status"),
+           absl::StrCat(static_cast<int>(controller::DoubleOr(j, "progress", 0)), "%"),
+           controller::StrOr(j, "created_at")});
+  }
+  t.Print(out_);
+  return kExitOk;
+}
+
+int Cli::JobShow() {
+  if (a_.positional.size() < 3) return Usage("job show needs a job id");
+  return PrintJsonOr(Call("GET", "/v1/jobs/" + a_.positional[2]), &Cli::PrintJob);
+}
+
+int Cli::PrintJob(const Json& j) {
+  out_ << "id:       " << controller::StrOr(j, "id") << "\n"
+       << "name:     " << controller::StrOr(j, "name") << "\n"
+       << "cluster:  " << controller::StrOr(j, "cluster_id") << "\n"
+       << "status:   " << controller::StrOr(j, "status")
+       << (j.contains("message") ? " (" + controller::StrOr(j, "message") + ")" : "") << "\n"
+       << "progress: " << ProgressBar(controller::DoubleOr(j, "progress", 0)) << "\n\n";
+  Table t({"TASK", "STATUS", "MESSAGE"});
+  for (const Json& task : j.value("task_list", Json::array())) {
+    t.Add({controller::StrOr(task, "id"), controller::StrOr(task, "status"),
+           controller::StrOr(task, "message")});
+  }
+  t.Print(out_);
+  return kExitOk;
+}
+
+int Cli::JobCancel() {
+  if (a_.positional.size() < 3) return Usage("job cancel needs job ids");
+  Json body = {
+      {"job_ids", std::vector<std::string>(a_.positional.begin() + 2, a_.positional.end())}};
+  Reply r = Call("POST", "/v1/jobs/cancel", &body);
+  if (r.status != 200) return Fail(r);
+  if (json_) {
+    out_ << DumpJson(r.body, 2) << "\n";
+  } else {
+    out_ << "cancelled: " << controller::IntOr(r.body, "success_rows", 0)
+         << ", not cancellable: " << controller::IntOr(r.body, "failed_rows", 0);
+    const auto failed = controller::StrListOr(r.body, "failed_ids");
+    if (!failed.empty()) out_ << " (" << absl::StrJoin(failed, ", ") << ")";
+    out_ << "\n";
+  }
+  return controller::IntOr(r.body, "failed_rows", 0) == 0 ? kExitOk : kExitApiError;
+}
+
+int Cli::JobWait(const std::string& id) {
+  int64_t timeout_s = 1800, interval_ms = 500;
+  if (a_.Has("timeout") && !absl::SimpleAtoi(a_.Get("timeout"), &timeout_s)) {
+    return Usage("--timeout must be seconds");
+  }
+  if (a_.Has("interval_ms") && !absl::SimpleAtoi(a_.Get("interval_ms"), &interval_ms)) {
+    return Usage("--interval_ms must be a number");
+  }
+  const bool tty = &err_ == &std::cerr && isatty(STDERR_FILENO);
+  const absl::Time deadline = absl::Now() + absl::Seconds(timeout_s);
+  std::string last;
+  while (true) {
+    Reply r = Call("GET", "/v1/jobs/" + id);
+    if (r.status != 200) return Fail(r);
+    const std::string status = controller::StrOr(r.body, "status");
+    std::string task;
+    for (const Json& t : r.body.value("task_list", Json::array())) {
+      if (controller::StrOr(t, "status") == "RUNNING") task = controller::StrOr(t, "message");
+    }
+    const std::string line = absl::StrCat(ProgressBar(controller::DoubleOr(r.body, "progress", 0)),
+                                          "  ", status, task.empty() ? "" : "  " + task);
+    if (line != last) {
+      err_ << (tty ? "\r\033[K" : "") << line << (tty ? "" : "\n") << std::flush;
+      last = line;
+    }
+    const bool done = status == "COMPLETED" || status == "FAILED" || status == "STOPPED";
+    if (done || absl::Now() >= deadline) {
+      if (tty) err_ << "\n";
+      if (json_) {
+        out_ << DumpJson(r.body, 2) << "\n";
+      } else {
+        out_ << id << " " << (done ? status : "still " + status)
+             << (r.body.contains("message") ? " " + controller::StrOr(r.body, "message") : "")
+             << "\n";
+      }
+      if (!done) return kExitTimeout;
+      return status == "COMPLETED" ? kExitOk : kExitJobFailed;
+    }
+    absl::SleepFor(absl::Milliseconds(interval_ms));
+  }
+}
+
+int Cli::Credential(bool create) {
+  std::string project = a_.Get("project");
+  if (project.empty()) {  // the token's own project
+    Reply f = Call("GET", "/v1/features?limit=1");
+    if (f.status != 200) return Fail(f);
+    project = controller::StrOr(f.body, "project_id");
+  }
+  const std::string path = "/v1/ems/" + project + "/credentials";
+  Reply r = Call(create ? "POST" : "GET", path);
+  if (r.status != 200) return Fail(r);
+  if (json_) {
+    out_ << DumpJson(r.body, 2) << "\n";
+    return kExitOk;
+  }
+  Table t({"PROJECT", "CDKEY", "CREATED"});
+  const Json list = r.body.is_array() ? r.body : Json::array({r.body});
+  for (const Json& c : list) {
+    t.Add({controller::StrOr(c, "projectId"), controller::StrOr(c, "cdKey"),
+           absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
+                            absl::FromUnixMillis(controller::IntOr(c, "createAt", 0)),
+                            absl::UTCTimeZone())});
+  }
+  t.Print(out_);
+  return kExitOk;
+}
+
+int Cli::Main() {
+  const auto& p = a_.positional;
+  if (p.empty() || p[0] == "help" || a_.Has("help") || a_.Has("h")) {
+    out_ << emsctl::Usage();
+    return p.empty() && !a_.Has("help") && !a_.Has("h") ? kExitUsage : kExitOk;
+  }
+  const std::string group = p[0], verb = p.size() > 1 ? p[1] : "";
+  if (group == "token" && verb == "create") return TokenCreate();
+  if (token_.empty()) return Usage("no token: pass --token or set EMS_TOKEN");
+  if (group == "cluster") {
+    if (verb == "create") return ClusterCreate();
+    if (verb == "list") return ClusterList();
+    if (verb == "show") return ClusterShow();
+    if (verb == "delete") return ClusterDelete();
+    if (verb == "expand" || verb == "shrink")
+      return ClusterResize(verb == "expand" ? "expand" : "shrink");
+  }
+  if (group == "job") {
+    if (verb == "list") return JobList();
+    if (verb == "show") return JobShow();
+    if (verb == "cancel") return JobCancel();
+    if (verb == "wait") {
+      if (p.size() < 3) return Usage("job wait needs a job id");
+      return JobWait(p[2]);
+    }
+  }
+  if (group == "credential" && (verb == "create" || verb == "show"))
+    return Credential(verb == "create");
+  return Usage("unknown command '" + absl::StrJoin(p, " ") + "'");
+}
+
+}  // namespace
+
+std::string Usage() {
+  return R"(emsctl: command line of the EMS REST API
+
+usage: emsctl [--endpoint URL] [--token TOKEN] [-o table|json] COMMAND
+
+  token create --project P [--admin_token T | --admin_token_file F]
+                                  mint a 24 h project token; prints the token alone
+  cluster create --nodes N [--name NAME] [--label key=value] [--huge_page_num N]
+                 [--huge_page_flavor MB] [--k8s_cluster_id UUID] [--namespace NS] [--wait]
+  cluster list
+  cluster show CLUSTER_ID
+  cluster delete CLUSTER_ID [--wait]
+  cluster expand CLUSTER_ID NODE... [--wait]
+  cluster shrink CLUSTER_ID NODE... [--wait]
+  job list [--type short|long|all]
+  job show JOB_ID
+  job cancel JOB_ID...
+  job wait JOB_ID [--timeout SECONDS]   progress bar on stderr, final status on stdout
+  credential create [--project P]       a cdKey for the project (default: the token's)
+  credential show [--project P]
+
+Defaults: --endpoint $EMS_ENDPOINT or http://127.0.0.1:8080; --token $EMS_TOKEN;
+--admin_token $EMS_ADMIN_TOKEN (token create from a loopback address needs none).
+Exit codes: 0 ok, 1 usage, 2 request rejected (400/403), 3 auth (401), 4 not found (404),
+5 unreachable or server error, 6 job FAILED or STOPPED, 7 job wait timed out.
+)";
+}
+
+int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  Args parsed;
+  std::string error;
+  if (!Parse(args, &parsed, &error)) {
+    err << "emsctl: " << error << "\n";
+    return kExitUsage;
+  }
+  return Cli(std::move(parsed), out, err).Main();
+}
+
+}  // namespace ems::emsctl
