@@ -1,4 +1,5 @@
 // The same-machine shared-memory path against a real ems-node process.
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -83,21 +84,32 @@ TEST_F(LocalPathTest, ClientUsesTheLocalSocketWhenGivenOne) {
   EXPECT_EQ(out, value);
 }
 
-TEST_F(LocalPathTest, ClientKilledMidWriteLeaksNothing) {
-  const uint64_t baseline = Stats().used_bytes();
+// Hands the socket of `raw` to a child process that does nothing but hold it, closes this
+// process's copy, and SIGKILLs the child: the node sees exactly what a client killed while
+// holding leases looks like. The child runs no library code after fork.
+void KillHolderOf(testing::RawLocal& raw) {
   pid_t pid = fork();
   if (pid == 0) {
-    testing::RawLocal raw(socket_);
-    v1::LocalRequest req;
-    auto* w = req.mutable_write()->add_items();
-    testing::SetKey(TestKey(42), w->mutable_key());
-    w->set_size(4 << 20);
-    v1::LocalResponse resp;
-    _exit(raw.Call(req, &resp) && resp.grants(0).code() == 0 ? 0 : 1);  // dies holding it
+    for (;;) pause();
   }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  ASSERT_EQ(WEXITSTATUS(status), 0) << "the child got its write lease";
+  raw.CloseLocalCopy();
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+}
+
+TEST_F(LocalPathTest, ClientKilledMidWriteLeaksNothing) {
+  const uint64_t baseline = Stats().used_bytes();
+  testing::RawLocal raw(socket_);
+  ASSERT_TRUE(raw.ok());
+  v1::LocalRequest req;
+  auto* w = req.mutable_write()->add_items();
+  testing::SetKey(TestKey(42), w->mutable_key());
+  w->set_size(4 << 20);
+  v1::LocalResponse resp;
+  ASSERT_TRUE(raw.Call(req, &resp));
+  ASSERT_EQ(resp.grants(0).code(), 0) << resp.grants(0).message();
+  EXPECT_EQ(Stats().unsealed_blocks(), 1u);
+  KillHolderOf(raw);  // dies holding the write lease, before sealing
   EXPECT_TRUE(WaitForStats([&](const v1::StatsResponse& s) {
     return s.used_bytes() == baseline && s.unsealed_blocks() == 0;
   })) << "used " << Stats().used_bytes() << " vs baseline " << baseline;
@@ -109,19 +121,16 @@ TEST_F(LocalPathTest, ClientKilledMidWriteLeaksNothing) {
 TEST_F(LocalPathTest, ClientKilledMidReadLeaksNothing) {
   ASSERT_TRUE(remote_->Put(TestKey(7), TestValue(7, 2 << 20)).ok());
   const uint64_t with_block = Stats().used_bytes();
-  pid_t pid = fork();
-  if (pid == 0) {
-    testing::RawLocal raw(socket_);
-    v1::LocalRequest req;
-    testing::SetKey(TestKey(7), req.mutable_read()->add_keys());
-    v1::LocalResponse resp;
-    if (!raw.Call(req, &resp) || resp.grants(0).code() != 0) _exit(1);
-    _exit(0);  // dies holding the read pin
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  ASSERT_EQ(WEXITSTATUS(status), 0);
+  testing::RawLocal raw(socket_);
+  ASSERT_TRUE(raw.ok());
+  v1::LocalRequest req;
+  testing::SetKey(TestKey(7), req.mutable_read()->add_keys());
+  v1::LocalResponse resp;
+  ASSERT_TRUE(raw.Call(req, &resp));
+  ASSERT_EQ(resp.grants(0).code(), 0);
   ASSERT_TRUE(remote_->Remove({TestKey(7)}).ok());
+  EXPECT_EQ(Stats().used_bytes(), with_block) << "pinned: hidden but not yet freed";
+  KillHolderOf(raw);  // dies holding the read pin
   EXPECT_TRUE(WaitForStats([&](const v1::StatsResponse& s) {
     return s.used_bytes() == with_block - (2 << 20) && s.pinned_blocks() == 0;
   })) << "the dead reader's pin was never dropped";

@@ -54,6 +54,11 @@ class RawLocal {
     return resp->ParseFromArray(buf.data(), static_cast<int>(n));
   }
   int fd() const { return fd_; }
+  // Closes this process's descriptor (a forked child may still hold the socket).
+  void CloseLocalCopy() {
+    close(fd_);
+    fd_ = -1;
+  }
 
  private:
   int fd_ = -1;
