@@ -44,6 +44,9 @@ ABSL_FLAG(std::string, cluster, "default", "cluster name to register in");
 ABSL_FLAG(std::string, zone, "", "failure domain for zone-aware replica placement");
 ABSL_FLAG(std::string, advertise, "",
           "address other nodes and clients use to reach this node; default 127.0.0.1:<port>");
+ABSL_FLAG(double, migration_mbps, 0,
+          "rate limit, in MB/s, for pushing blocks to their new owners when the cluster map "
+          "changes or the node drains; 0 = unlimited");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "on SIGTERM, how long in-flight calls may take before the node exits");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off");
@@ -90,6 +93,7 @@ int main(int argc, char** argv) {
   o.cluster = absl::GetFlag(FLAGS_cluster);
   o.zone = absl::GetFlag(FLAGS_zone);
   o.advertise = absl::GetFlag(FLAGS_advertise);
+  o.migration_mbps = absl::GetFlag(FLAGS_migration_mbps);
   if (o.pool.max_value_bytes + (16 << 20) > o.max_message_bytes) {
     o.max_message_bytes = o.pool.max_value_bytes + (16 << 20);
   }

@@ -10,6 +10,7 @@
 #include "node/data_service.h"
 #include "node/local_server.h"
 #include "node/membership_agent.h"
+#include "node/migrator.h"
 #include "spdlog/spdlog.h"
 
 namespace ems::node {
@@ -62,8 +63,6 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
     EMS_ASSIGN_OR_RETURN(node->local_,
                          LocalServer::Start(node->pool_.get(), {o.local_socket, o.node_id}));
   }
-  if (o.metrics_port >= 0) EMS_RETURN_IF_ERROR(node->StartMetrics());
-
   node->sweeper_ = std::thread([raw] {
     while (!raw->stop_.WaitForNotificationWithTimeout(raw->options_.lease_sweep)) {
       if (size_t n = raw->pool_->ExpireLeases(); n > 0) {
@@ -83,9 +82,26 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
     self.set_capacity_bytes(node->pool_->arena_bytes());
     self.set_local_socket(o.local_socket);
     self.set_host(HostName());
-    node->agent_ = std::make_unique<MembershipAgent>(aopts, nullptr);
+    auto view = [raw]() -> std::shared_ptr<const ClusterView> {
+      MembershipAgent* agent = raw->agent_raw_.load(std::memory_order_acquire);
+      return agent ? agent->view() : nullptr;
+    };
+    auto drained = [raw] {
+      MembershipAgent* agent = raw->agent_raw_.load(std::memory_order_acquire);
+      if (agent == nullptr) return;
+      // Drained: tell the controller this node holds nothing any more.
+      if (absl::Status s = agent->SetState(v1::DOWN); !s.ok()) {
+        spdlog::warn("migration: cannot report the drain: {}", s.ToString());
+      }
+    };
+    node->migrator_ = std::make_unique<Migrator>(
+        node->pool_.get(), MigratorOptions{.node_id = o.node_id, .rate_mbps = o.migration_mbps},
+        view, drained);
+    node->agent_ = std::make_unique<MembershipAgent>(
+        aopts, [raw](std::shared_ptr<const ClusterView>) { raw->migrator_->Kick(); });
     node->agent_raw_.store(node->agent_.get(), std::memory_order_release);
   }
+  if (o.metrics_port >= 0) EMS_RETURN_IF_ERROR(node->StartMetrics());
   return node;
 }
 
@@ -98,6 +114,27 @@ absl::Status Node::StartMetrics() {
     const bool ok = !stop_.HasBeenNotified();
     res.status = ok ? 200 : 503;
     res.set_content(ok ? "ok\n" : "shutting down\n", "text/plain");
+  });
+  // POST /drain: the DaemonSet's preStop hook asks the node to leave gracefully; its blocks
+  // move to their next owners before the controller marks it DOWN.
+  http_->Post("/drain", [this](const httplib::Request&, httplib::Response& res) {
+    MembershipAgent* agent = agent_raw_.load(std::memory_order_acquire);
+    if (agent == nullptr) {
+      res.status = 409;
+      res.set_content("standalone node: nothing to drain to\n", "text/plain");
+      return;
+    }
+    absl::Status s = agent->SetState(v1::DRAINING);
+    res.status = s.ok() ? 202 : 503;
+    res.set_content(s.ok() ? "draining\n" : std::string(s.message()) + "\n", "text/plain");
+  });
+  http_->Get("/drain", [this](const httplib::Request&, httplib::Response& res) {
+    MembershipAgent* agent = agent_raw_.load(std::memory_order_acquire);
+    auto view = agent ? agent->view() : nullptr;
+    const v1::NodeInfo* self = view ? view->Find(options_.node_id) : nullptr;
+    res.set_content(absl::StrCat(self ? v1::NodeState_Name(self->state()) : "STANDALONE", " ",
+                                 pool_->Stats().keys, " keys\n"),
+                    "text/plain");
   });
   if (options_.metrics_port == 0) {
     metrics_port_ = http_->bind_to_any_port(options_.metrics_host);
@@ -150,14 +187,15 @@ void Node::Shutdown(absl::Duration grace) {
     server_->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::milliseconds(absl::ToInt64Milliseconds(grace)));
   }
-  // No call is in flight any more, so nothing reads the agent.
-  agent_raw_.store(nullptr, std::memory_order_release);
-  agent_.reset();
-  local_.reset();
   if (http_) {
     http_->stop();
     if (http_thread_.joinable()) http_thread_.join();
   }
+  migrator_.reset();
+  // No call is in flight any more, so nothing reads the agent.
+  agent_raw_.store(nullptr, std::memory_order_release);
+  agent_.reset();
+  local_.reset();
   if (sweeper_.joinable()) sweeper_.join();
 }
 

@@ -24,6 +24,7 @@ namespace ems::node {
 class DataService;
 class LocalServer;
 class MembershipAgent;
+class Migrator;
 
 struct NodeOptions {
   std::string listen = "0.0.0.0:50051";  // port 0 picks a free port
@@ -39,6 +40,7 @@ struct NodeOptions {
   std::string zone;
   std::string advertise;                 // address others use; "" = 127.0.0.1:<port>
   absl::Duration lease_sweep = absl::Seconds(1);
+  double migration_mbps = 0;             // push rate limit when blocks move; 0 = unlimited
   uint64_t max_message_bytes = 80ull << 20;  // above the 64 MiB max value plus framing
 };
 
@@ -69,6 +71,7 @@ class Node {
   std::unique_ptr<LocalServer> local_;
   std::unique_ptr<MembershipAgent> agent_;
   std::atomic<MembershipAgent*> agent_raw_{nullptr};  // what RPC handlers read; acq/rel
+  std::unique_ptr<Migrator> migrator_;  // cluster mode only; created before agent_
   std::unique_ptr<httplib::Server> http_;
   std::thread http_thread_;
   std::thread sweeper_;

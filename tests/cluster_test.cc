@@ -1,0 +1,196 @@
+// A distributed pool on loopback: a controller and ems-node processes, a routed client,
+// failures and membership changes under load. Every byte read back is verified.
+#include <signal.h>
+
+#include <atomic>
+#include <thread>
+
+#include "client/client.h"
+#include "ems/v1/data.pb.h"
+#include "gtest/gtest.h"
+#include "testing/blocks.h"
+#include "testing/cluster.h"
+
+namespace ems {
+namespace {
+
+using testing::TestKey;
+using testing::TestValue;
+
+constexpr size_t kBlockBytes = 64 << 10;
+
+std::unique_ptr<Client> ClusterClient(testing::Cluster& cluster) {
+  auto c = Client::Connect({.controller = cluster.controller_address(),
+                            .cluster = "test",
+                            .timeout = absl::Seconds(2),
+                            .map_refresh = absl::Milliseconds(200)});
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? *std::move(c) : nullptr;
+}
+
+// Reads blocks [0, n): how many come back intact; fails the test on any wrong byte.
+int CountReadable(Client& client, int n) {
+  int ok = 0;
+  std::vector<uint8_t> out(kBlockBytes);
+  for (int i = 0; i < n; ++i) {
+    auto got = client.Get(TestKey(i), absl::MakeSpan(out));
+    if (!got.ok()) {
+      EXPECT_EQ(got.status().code(), absl::StatusCode::kNotFound) << got.status();
+      continue;
+    }
+    EXPECT_EQ(out, TestValue(i, kBlockBytes)) << "block " << i << " has wrong bytes";
+    ++ok;
+  }
+  return ok;
+}
+
+void PutAll(Client& client, int n) {
+  std::vector<std::vector<uint8_t>> values;
+  std::vector<BlockKey> keys;
+  for (int i = 0; i < n; ++i) {
+    values.push_back(TestValue(i, kBlockBytes));
+    keys.push_back(TestKey(i));
+  }
+  std::vector<PutItem> items;
+  for (int i = 0; i < n; ++i) items.push_back({keys[i], values[i], nullptr});
+  for (const absl::Status& s : client.BatchPut(items)) ASSERT_TRUE(s.ok()) << s;
+}
+
+TEST(ClusterTest, BlocksSpreadOverNodesAndMatchPrefixSpansThem) {
+  auto cluster = testing::Cluster::Start({.nodes = 3});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto client = ClusterClient(**cluster);
+  ASSERT_NE(client, nullptr);
+  PutAll(*client, 300);
+  EXPECT_EQ(CountReadable(*client, 300), 300);
+  std::vector<BlockKey> prompt;
+  for (int i = 0; i < 64; ++i) prompt.push_back(TestKey(i));
+  prompt.push_back(TestKey(100000));  // absent
+  prompt.push_back(TestKey(65));
+  EXPECT_EQ(*client->MatchPrefix(prompt), 64u);
+  auto stats = client->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->keys(), 300u);
+  // Every node holds a share.
+  for (int n = 0; n < 3; ++n) {
+    auto direct = Client::Connect({.address = (*cluster)->node(n).Value("LISTENING")});
+    ASSERT_TRUE(direct.ok());
+    EXPECT_GT((*direct)->Stats()->keys(), 50u) << "node " << n;
+  }
+}
+
+TEST(ClusterTest, SigkillOfANodeUnderLoadGivesMissesNeverWrongBytes) {
+  auto cluster = testing::Cluster::Start({.nodes = 3});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto client = ClusterClient(**cluster);
+  PutAll(*client, 200);
+  std::atomic<bool> stop{false};
+  std::atomic<int> wrong{0}, errors{0}, reads{0};
+  std::thread load([&] {
+    std::vector<uint8_t> out(kBlockBytes);
+    for (int i = 0; !stop; i = (i + 1) % 400) {
+      if (i >= 200) {  // writes of new blocks keep going too
+        absl::Status s = client->Put(TestKey(i), TestValue(i, kBlockBytes));
+        if (!s.ok()) ++errors;
+        continue;
+      }
+      auto got = client->Get(TestKey(i), absl::MakeSpan(out));
+      ++reads;
+      if (got.ok()) {
+        if (out != TestValue(i, kBlockBytes)) ++wrong;
+      } else if (!absl::IsNotFound(got.status())) {
+        ++errors;
+      }
+    }
+  });
+  absl::SleepFor(absl::Milliseconds(300));
+  ASSERT_TRUE((*cluster)->node(1).Signal(SIGKILL));
+  const absl::Time killed = absl::Now();
+  // Convergence: the controller marks the node DOWN and the client adopts that map.
+  absl::Duration converged = absl::InfiniteDuration();
+  while (absl::Now() - killed < absl::Seconds(10)) {
+    if ((*cluster)->CountState(v1::DOWN) == 1 && client->epoch() == (*cluster)->Map()->epoch()) {
+      converged = absl::Now() - killed;
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  absl::SleepFor(absl::Milliseconds(500));
+  stop = true;
+  load.join();
+  RecordProperty("convergence_ms", absl::StrCat(absl::ToInt64Milliseconds(converged)));
+  EXPECT_LE(converged, absl::Seconds(5));
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(errors.load(), 0) << "failures must surface as misses or drops, never errors";
+  EXPECT_GT(reads.load(), 0);
+  // The survivors still serve their share; the lost third reads as misses.
+  const int readable = CountReadable(*client, 200);
+  EXPECT_GT(readable, 90);
+  EXPECT_LT(readable, 200);
+}
+
+TEST(ClusterTest, ReplicationTwoKeepsEveryBlockAfterANodeDies) {
+  auto cluster = testing::Cluster::Start({.nodes = 3, .replication_factor = 2});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto client = ClusterClient(**cluster);
+  PutAll(*client, 200);
+  ASSERT_TRUE((*cluster)->node(2).Signal(SIGKILL));
+  (*cluster)->node(2).Wait();
+  // Readable while the controller has not yet noticed (replica fallback) ...
+  EXPECT_EQ(CountReadable(*client, 200), 200);
+  // ... and after the map says DOWN.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while ((*cluster)->CountState(v1::DOWN) != 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  absl::SleepFor(absl::Milliseconds(400));  // the client refreshes its map
+  EXPECT_EQ(CountReadable(*client, 200), 200);
+}
+
+TEST(ClusterTest, ExpandThenShrinkUnderLoadKeepsTheWorkingSet) {
+  auto cluster = testing::Cluster::Start({.nodes = 3});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto client = ClusterClient(**cluster);
+  constexpr int kBlocks = 400;  // 25 MiB: fits in 3 nodes of 64 MiB
+  PutAll(*client, kBlocks);
+  std::atomic<bool> stop{false};
+  std::atomic<int> wrong{0};
+  std::thread load([&] {
+    std::vector<uint8_t> out(kBlockBytes);
+    for (int i = 0; !stop; i = (i + 7) % kBlocks) {
+      auto got = client->Get(TestKey(i), absl::MakeSpan(out));
+      if (got.ok() && out != TestValue(i, kBlockBytes)) ++wrong;
+    }
+  });
+
+  // Expand 3 → 4: the new node receives the ranges it now owns.
+  ASSERT_TRUE((*cluster)->AddNode().ok());
+  ASSERT_TRUE((*cluster)->WaitForUp(4, absl::Seconds(10)));
+  int readable = 0;
+  for (int attempt = 0; attempt < 100 && readable < kBlocks * 99 / 100; ++attempt) {
+    absl::SleepFor(absl::Milliseconds(200));
+    readable = CountReadable(*client, kBlocks);
+  }
+  EXPECT_GE(readable, kBlocks * 99 / 100) << "after expand";
+  auto node3 = Client::Connect({.address = (*cluster)->node(3).Value("LISTENING")});
+  EXPECT_GT((*node3)->Stats()->keys(), 0u) << "the new node received its share";
+
+  // Shrink 4 → 3: node-3 drains its blocks to their owners, then reports DOWN.
+  ASSERT_TRUE((*cluster)->SetState("node-3", v1::DRAINING).ok());
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while ((*cluster)->CountState(v1::DOWN) != 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ((*cluster)->CountState(v1::DOWN), 1) << "node-3 finished draining";
+  (*cluster)->node(3).Signal(SIGTERM);
+  EXPECT_EQ((*cluster)->node(3).Wait(), 0);
+  absl::SleepFor(absl::Milliseconds(400));
+  readable = CountReadable(*client, kBlocks);
+  stop = true;
+  load.join();
+  EXPECT_GE(readable, kBlocks * 99 / 100) << "after shrink";
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+}  // namespace
+}  // namespace ems

@@ -1,0 +1,130 @@
+// A whole EMS cluster on loopback for tests and benchmarks: one ems-controller and N ems-node
+// processes registered with it.
+#ifndef EMS_TESTS_TESTING_CLUSTER_H_
+#define EMS_TESTS_TESTING_CLUSTER_H_
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "ems/v1/membership.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "testing/process.h"
+
+namespace ems::testing {
+
+struct ClusterOptions {
+  int nodes = 3;
+  int replication_factor = 1;
+  int heartbeat_ms = 300;
+  int node_pages = 32;  // 64 MiB per node
+  std::vector<std::string> node_flags;
+};
+
+class Cluster {
+ public:
+  static absl::StatusOr<std::unique_ptr<Cluster>> Start(const ClusterOptions& options) {
+    std::unique_ptr<Cluster> c(new Cluster(options));
+    c->dir_ = std::filesystem::temp_directory_path() /
+              absl::StrCat("ems-cluster-", getpid(), "-", reinterpret_cast<uintptr_t>(c.get()));
+    std::filesystem::create_directories(c->dir_);
+    auto ctl = Process::Start(
+        BinPath("ems-controller"),
+        {"--listen=127.0.0.1:0", "--membership_listen=127.0.0.1:0",
+         "--state_dir=" + (c->dir_ / "controller").string(),
+         absl::StrCat("--heartbeat_ms=", options.heartbeat_ms),
+         absl::StrCat("--replication_factor=", options.replication_factor), "--log_level=warn"},
+        {"MEMBERSHIP", "REST"});
+    if (!ctl.ok()) return ctl.status();
+    c->controller_ = *std::move(ctl);
+    c->membership_ = v1::Membership::NewStub(
+        grpc::CreateChannel(c->controller_address(), grpc::InsecureChannelCredentials()));
+    for (int i = 0; i < options.nodes; ++i) {
+      if (absl::Status s = c->AddNode(); !s.ok()) return s;
+    }
+    if (!c->WaitForUp(options.nodes, absl::Seconds(15))) {
+      return absl::DeadlineExceededError("nodes did not all register");
+    }
+    return c;
+  }
+
+  ~Cluster() {
+    nodes_.clear();
+    controller_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  // Starts node-<n> (n = number of nodes started so far).
+  absl::Status AddNode() {
+    const std::string id = absl::StrCat("node-", nodes_.size());
+    std::vector<std::string> flags = {"--controller=" + controller_address(), "--cluster=test",
+                                      "--node_id=" + id,
+                                      absl::StrCat("--huge_page_num=", options_.node_pages)};
+    flags.insert(flags.end(), options_.node_flags.begin(), options_.node_flags.end());
+    auto node = StartNode(flags);
+    if (!node.ok()) return node.status();
+    nodes_.push_back(*std::move(node));
+    return absl::OkStatus();
+  }
+
+  std::string controller_address() const { return controller_->Value("MEMBERSHIP"); }
+  Process& node(int i) { return *nodes_[i]; }
+  Process& controller() { return *controller_; }
+
+  absl::StatusOr<v1::ClusterMap> Map() {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::GetClusterMapRequest req;
+    req.set_cluster("test");
+    v1::ClusterMap map;
+    grpc::Status s = membership_->GetClusterMap(&ctx, req, &map);
+    if (!s.ok()) return absl::UnavailableError(s.error_message());
+    return map;
+  }
+
+  int CountState(v1::NodeState state) {
+    auto map = Map();
+    int n = 0;
+    if (map.ok()) {
+      for (const auto& node : map->nodes()) n += node.state() == state;
+    }
+    return n;
+  }
+
+  bool WaitForUp(int n, absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      if (CountState(v1::UP) == n) return true;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return false;
+  }
+
+  absl::Status SetState(const std::string& id, v1::NodeState state) {
+    grpc::ClientContext ctx;
+    v1::SetNodeStateRequest req;
+    req.set_cluster("test");
+    req.set_node_id(id);
+    req.set_state(state);
+    v1::SetNodeStateResponse resp;
+    grpc::Status s = membership_->SetNodeState(&ctx, req, &resp);
+    return s.ok() ? absl::OkStatus() : absl::UnavailableError(s.error_message());
+  }
+
+ private:
+  explicit Cluster(const ClusterOptions& options) : options_(options) {}
+
+  const ClusterOptions options_;
+  std::filesystem::path dir_;
+  std::unique_ptr<Process> controller_;
+  std::unique_ptr<v1::Membership::Stub> membership_;
+  std::vector<std::unique_ptr<Process>> nodes_;
+};
+
+}  // namespace ems::testing
+
+#endif  // EMS_TESTS_TESTING_CLUSTER_H_
