@@ -5,6 +5,8 @@
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "harness/commands.h"
 #include "replay/replay_command.h"
 
@@ -36,6 +38,12 @@ int main(int argc, char** argv) {
   }
   for (const Command& c : kCommands) {
     if (std::strcmp(argv[1], c.name) == 0) {
+      // --help lists this binary's own flags (absl matches by file name otherwise).
+      absl::FlagsUsageConfig usage_config;
+      usage_config.contains_help_flags = [](absl::string_view file) {
+        return absl::StrContains(file, "bench/");
+      };
+      absl::SetFlagsUsageConfig(usage_config);
       absl::SetProgramUsageMessage(std::string("ems-bench ") + c.name + ": " + c.help);
       // Parse flags after the subcommand; argv[1] is kept as the program name.
       std::vector<char*> args = absl::ParseCommandLine(argc - 1, argv + 1);

@@ -14,6 +14,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "common/logging.h"
@@ -101,6 +103,12 @@ std::string Connectable(const std::string& listen, int port) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --help lists this binary's own flags (absl matches by file name otherwise).
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "src/controller/");
+  };
+  absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
       "ems-controller: EMS control plane (REST API, membership, reconciler)\n"
       "usage: ems-controller --listen HOST:PORT --state_dir DIR --backend local|kubernetes "
@@ -152,6 +160,9 @@ int main(int argc, char** argv) {
   }
   std::printf("MEMBERSHIP %s:%d\n", mlisten.substr(0, mlisten.rfind(':')).c_str(), port);
 
+  TokenStore tokens(store->get(), ems::Clock::Real());
+  CredentialStore credentials(store->get(), ems::Clock::Real());
+
   // Backend.
   std::unique_ptr<Backend> backend;
   const std::string backend_name = absl::GetFlag(FLAGS_backend);
@@ -165,6 +176,12 @@ int main(int argc, char** argv) {
     lo.node_memory_cap_mb = absl::GetFlag(FLAGS_local_node_memory_cap_mb);
     if (absl::GetFlag(FLAGS_local_node_register))
       lo.membership_address = Connectable(mlisten, port);
+    // A project's nodes require its first cdKey (nodes take one key; later keys are for
+    // rotation once nodes take several).
+    lo.cd_key_of = [&credentials](const std::string& project) -> std::string {
+      auto all = credentials.List(project);
+      return all.ok() && !all->empty() ? (*all)[0].cd_key : "";
+    };
     spdlog::info("local backend: ems-node {}, each node's arena capped at {} MB", lo.node_binary,
                  lo.node_memory_cap_mb);
     backend = std::make_unique<LocalBackend>(lo);
@@ -190,8 +207,6 @@ int main(int argc, char** argv) {
     spdlog::error("{}", registry.status().ToString());
     return 1;
   }
-  TokenStore tokens(store->get(), ems::Clock::Real());
-  CredentialStore credentials(store->get(), ems::Clock::Real());
   api::Handlers handlers(registry->get(), &credentials, backend.get());
   std::string admin_file = absl::GetFlag(FLAGS_admin_token_file);
   if (admin_file.empty()) admin_file = (dir / "admin.token").string();

@@ -6,6 +6,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "common/logging.h"
 #include "node/node.h"
 #include "spdlog/spdlog.h"
@@ -58,8 +60,14 @@ const char* malloc_conf = "background_thread:true,dirty_decay_ms:1000,muzzy_deca
 }
 
 int main(int argc, char** argv) {
+  // --help lists this binary's own flags (absl matches by file name otherwise).
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "src/node/");
+  };
+  absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
-      "ems-node: serves a DRAM pool of KV-cache blocks over gRPC.\n"
+      "serves a DRAM pool of KV-cache blocks over gRPC.\n"
       "usage: ems-node [--flag=value ...]   (--helpfull lists library flags too)");
   absl::ParseCommandLine(argc, argv);
   ems::InitLogging(absl::GetFlag(FLAGS_log_level));
