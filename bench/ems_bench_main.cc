@@ -20,6 +20,8 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"putget", "store and read back verified blocks through an ems-node", ems::bench::RunPutGet},
+    {"lookup", "MatchPrefix over a 3-node cluster vs Redis pipelined EXISTS (--json lines)",
+     ems::bench::RunLookup},
     {"replay", "trace-driven hit ratio and TTFT harness (live or --simulate)",
      ems::bench::RunReplay},
 };

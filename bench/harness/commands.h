@@ -6,6 +6,7 @@
 namespace ems::bench {
 
 int RunPutGet(int argc, char** argv);
+int RunLookup(int argc, char** argv);
 
 }  // namespace ems::bench
 

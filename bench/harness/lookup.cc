@@ -1,0 +1,169 @@
+// ems-bench lookup: prefix lookup of a prompt's keys — EMS MatchPrefix over a 3-node cluster
+// against Redis answering the same question with pipelined EXISTS, in the same run.
+#include <hiredis/hiredis.h>
+
+#include <atomic>
+#include <cstdio>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "client/client.h"
+#include "common/prefix_hash.h"
+#include "harness/commands.h"
+#include "harness/services.h"
+#include "harness/stats.h"
+
+ABSL_FLAG(int, lookup_keys, 64, "keys per prompt (blocks in the prefix)");
+ABSL_FLAG(int, lookup_prompts, 256, "distinct prompts stored before the run");
+ABSL_FLAG(int, lookup_nodes, 3, "ems-node processes in the cluster");
+ABSL_FLAG(int, lookup_threads, 4, "concurrent lookup loops per target");
+ABSL_FLAG(double, lookup_seconds, 3, "measured seconds per target");
+ABSL_FLAG(std::string, lookup_targets, "ems,redis", "comma-separated: ems, redis");
+
+namespace ems::bench {
+namespace {
+
+std::vector<std::vector<BlockKey>> MakePrompts(int prompts, int keys) {
+  std::vector<std::vector<BlockKey>> out(prompts);
+  PrefixHasher hasher(16);
+  for (int p = 0; p < prompts; ++p) {
+    std::vector<uint32_t> tokens(static_cast<size_t>(keys) * 16);
+    for (size_t t = 0; t < tokens.size(); ++t) tokens[t] = static_cast<uint32_t>(p * 1000003 + t);
+    for (const Digest& d : hasher.Hash(tokens)) out[p].push_back({"bench/lookup", d});
+  }
+  return out;
+}
+
+struct Result {
+  double ops_per_s = 0;
+  LatencyRecorder latency;
+  int wrong = 0;
+};
+
+// Runs `lookup(thread, prompt) -> matched` in `threads` loops for `seconds`.
+template <typename Lookup>
+Result Measure(int threads, double seconds, int prompts, int keys, Lookup lookup) {
+  std::vector<LatencyRecorder> lat(threads);
+  std::atomic<int> wrong{0};
+  std::atomic<uint64_t> ops{0};
+  const absl::Time end = absl::Now() + absl::Seconds(seconds);
+  std::vector<std::thread> loops;
+  for (int t = 0; t < threads; ++t) {
+    loops.emplace_back([&, t] {
+      for (int i = t; absl::Now() < end; i += threads) {
+        const absl::Time t0 = absl::Now();
+        const int matched = lookup(t, i % prompts);
+        lat[t].Add(absl::Now() - t0);
+        if (matched != keys) ++wrong;  // every prompt was stored whole
+        ops.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  for (auto& l : loops) l.join();
+  Result r;
+  for (auto& l : lat) r.latency.Merge(l);
+  r.ops_per_s = ops.load() / seconds;
+  r.wrong = wrong.load();
+  return r;
+}
+
+void Print(const char* target, int keys, int nodes, const Result& r) {
+  std::printf("{\"target\":\"%s\",\"keys\":%d,\"nodes\":%d,\"ops_per_s\":%.0f,\"p50_us\":%.1f,"
+              "\"p99_us\":%.1f,\"wrong\":%d}\n",
+              target, keys, nodes, r.ops_per_s, r.latency.PercentileUs(50),
+              r.latency.PercentileUs(99), r.wrong);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int RunLookup(int, char**) {
+  const int keys = absl::GetFlag(FLAGS_lookup_keys);
+  const int prompts = absl::GetFlag(FLAGS_lookup_prompts);
+  const int nodes = absl::GetFlag(FLAGS_lookup_nodes);
+  const int threads = absl::GetFlag(FLAGS_lookup_threads);
+  const double seconds = absl::GetFlag(FLAGS_lookup_seconds);
+  const auto data = MakePrompts(prompts, keys);
+  const std::vector<uint8_t> value(64, 'v');
+  int rc = 0;
+  for (absl::string_view target : absl::StrSplit(absl::GetFlag(FLAGS_lookup_targets), ',')) {
+    if (target == "ems") {
+      auto cluster = LocalCluster::Start(nodes, 32);
+      if (!cluster.ok()) {
+        std::fprintf(stderr, "lookup: %s\n", cluster.status().ToString().c_str());
+        return 1;
+      }
+      auto client = Client::Connect({.controller = (*cluster)->membership(), .cluster = "bench"});
+      if (!client.ok()) return 1;
+      for (const auto& prompt : data) {
+        std::vector<PutItem> items;
+        for (const BlockKey& k : prompt) items.push_back({k, value, nullptr});
+        for (const absl::Status& s : (*client)->BatchPut(items)) {
+          if (!s.ok()) {
+            std::fprintf(stderr, "lookup: put failed: %s\n", s.ToString().c_str());
+            return 1;
+          }
+        }
+      }
+      Result r = Measure(threads, seconds, prompts, keys, [&](int, int p) {
+        auto m = (*client)->MatchPrefix(data[p]);
+        return m.ok() ? static_cast<int>(*m) : -1;
+      });
+      Print("ems", keys, nodes, r);
+      rc |= r.wrong != 0;
+    } else if (target == "redis") {
+      auto redis = StartRedis();
+      if (!redis.ok()) {
+        std::fprintf(stderr, "lookup: %s\n", redis.status().ToString().c_str());
+        return 1;
+      }
+      std::vector<redisContext*> conns;
+      for (int t = 0; t < threads; ++t) conns.push_back(redisConnect("127.0.0.1", redis->port));
+      for (const auto& prompt : data) {
+        for (const BlockKey& k : prompt) {
+          const std::string name = k.ns + "/" + std::string(k.digest.AsBytes());
+          redisAppendCommand(conns[0], "SET %b %b", name.data(), name.size(), value.data(),
+                             value.size());
+        }
+        for (size_t i = 0; i < prompt.size(); ++i) {
+          void* reply = nullptr;
+          redisGetReply(conns[0], &reply);
+          freeReplyObject(reply);
+        }
+      }
+      Result r = Measure(threads, seconds, prompts, keys, [&](int t, int p) {
+        // Pipelined EXISTS of the prompt's keys; the answer is the leading run of 1s.
+        for (const BlockKey& k : data[p]) {
+          const std::string name = k.ns + "/" + std::string(k.digest.AsBytes());
+          redisAppendCommand(conns[t], "EXISTS %b", name.data(), name.size());
+        }
+        int matched = 0;
+        bool miss = false;
+        for (size_t i = 0; i < data[p].size(); ++i) {
+          redisReply* reply = nullptr;
+          if (redisGetReply(conns[t], reinterpret_cast<void**>(&reply)) != REDIS_OK) return -1;
+          if (!miss && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
+            ++matched;
+          } else {
+            miss = true;
+          }
+          freeReplyObject(reply);
+        }
+        return matched;
+      });
+      for (redisContext* c : conns) redisFree(c);
+      Print("redis", keys, 1, r);
+      rc |= r.wrong != 0;
+    } else {
+      std::fprintf(stderr, "lookup: unknown target '%s'\n", std::string(target).c_str());
+      return 2;
+    }
+  }
+  return rc;
+}
+
+}  // namespace ems::bench

@@ -1,0 +1,46 @@
+// Servers the harnesses start on loopback and stop when done: EMS clusters, redis-server,
+// memcached.
+#ifndef EMS_BENCH_HARNESS_SERVICES_H_
+#define EMS_BENCH_HARNESS_SERVICES_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/subprocess.h"
+
+namespace ems::bench {
+
+// A free TCP port on 127.0.0.1 (bound and released; fine for a benchmark's own servers).
+int FreePort();
+
+// An ems-controller and `nodes` ems-node processes registered with it, in a temp directory.
+class LocalCluster {
+ public:
+  static absl::StatusOr<std::unique_ptr<LocalCluster>> Start(int nodes, int pages_per_node,
+                                                              const std::vector<std::string>& flags = {});
+  ~LocalCluster();
+  const std::string& membership() const { return membership_; }
+  std::string node_address(int i) const { return nodes_[i]->Value("LISTENING"); }
+  int size() const { return static_cast<int>(nodes_.size()); }
+
+ private:
+  LocalCluster() = default;
+  std::string dir_;
+  std::string membership_;
+  std::unique_ptr<Process> controller_;
+  std::vector<std::unique_ptr<Process>> nodes_;
+};
+
+// redis-server or memcached on a free loopback port, persistence off.
+struct Server {
+  std::unique_ptr<Process> process;
+  int port = 0;
+};
+absl::StatusOr<Server> StartRedis();
+absl::StatusOr<Server> StartMemcached(int memory_mb);
+
+}  // namespace ems::bench
+
+#endif  // EMS_BENCH_HARNESS_SERVICES_H_
