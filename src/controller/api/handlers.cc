@@ -69,9 +69,9 @@ absl::StatusOr<ApiReply> Handlers::ListFeatures(const ApiRequest& r) {
       feature("cluster.resize.max_nodes_per_job", true, "INT", std::to_string(kMaxNodesPerJob),
               "most nodes one expand or shrink job may name"),
       feature("cluster.backend", true, "STRING", backend_->name(), "where ems-node processes run"),
-      // The data plane does not check cdKeys yet (docs/controller.md).
-      feature("credential.cdkey.enforced", false, "BOOLEAN", "false",
-              "data-plane nodes require the project's cdKey")};
+      feature("credential.cdkey.enforced", std::string(backend_->name()) == "local", "BOOLEAN",
+              std::string(backend_->name()) == "local" ? "true" : "false",
+              "nodes started after the project's first credential require its cdKey")};
   return ApiReply{
       200,
       {{"total", all.size()}, {"project_id", r.project_id}, {"features", PageOf(all, *page, 100)}}};

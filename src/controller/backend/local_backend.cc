@@ -123,6 +123,10 @@ absl::Status LocalBackend::Spawn(const Cluster& c, const std::string& node,
   if (!options_.membership_address.empty()) {
     args.insert(args.end(), {"--controller", options_.membership_address, "--cluster", c.id});
   }
+  if (options_.cd_key_of) {
+    const std::string cd_key = options_.cd_key_of(c.project_id);
+    if (!cd_key.empty()) args.insert(args.end(), {"--cd_key", cd_key});
+  }
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());

@@ -7,6 +7,7 @@
 #ifndef EMS_CONTROLLER_BACKEND_LOCAL_BACKEND_H_
 #define EMS_CONTROLLER_BACKEND_LOCAL_BACKEND_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,9 @@ struct LocalBackendOptions {
   // = do not pass (for ems-node builds without those flags).
   std::string membership_address;
   std::vector<std::string> extra_args;
+  // The cdKey a project's nodes require from clients (passed as --cd_key), "" for none.
+  // Called when a node starts; nodes started before the project had a credential need none.
+  std::function<std::string(const std::string& project_id)> cd_key_of;
   absl::Duration stop_grace = absl::Seconds(5);  // SIGTERM, then SIGKILL after this
 };
 

@@ -87,6 +87,19 @@ TEST_F(LocalBackendTest, StartsCappedNodesThatReportTheirAddress) {
   EXPECT_TRUE(backend_->ListLabels("11111111-2222-3333-4444-555555555555")->empty());
 }
 
+TEST_F(LocalBackendTest, PassesTheProjectsCdKey) {
+  options_.cd_key_of = [](const std::string& project) {
+    return project == "p1" ? std::string("0123456789abcdef0123456789abcdef") : std::string();
+  };
+  LocalBackend keyed(options_);
+  cluster_.project_id = "p1";
+  ASSERT_TRUE(keyed.StartNodes(cluster_, {"local-0"}).ok());
+  WaitReady(keyed, {"local-0"});
+  EXPECT_NE(Args("local-0").find("--cd_key\n0123456789abcdef0123456789abcdef\n"), std::string::npos)
+      << Args("local-0");
+  keyed.StopAll();
+}
+
 TEST_F(LocalBackendTest, ARestartedControllerAdoptsRunningNodes) {
   const std::vector<std::string> names = {"local-0", "local-1"};
   ASSERT_TRUE(backend_->StartNodes(cluster_, names).ok());

@@ -133,9 +133,12 @@ class LocalLifecycleTest : public ::testing::Test {
     return map;
   }
 
-  std::unique_ptr<Client> ClusterClient(const std::string& cluster) {
-    auto c = Client::Connect(
-        {.controller = controller_.membership(), .cluster = cluster, .use_local = false});
+  std::unique_ptr<Client> ClusterClient(const std::string& cluster,
+                                        const std::string& cd_key = "") {
+    auto c = Client::Connect({.controller = controller_.membership(),
+                              .cluster = cluster,
+                              .cd_key = cd_key,
+                              .use_local = false});
     EXPECT_TRUE(c.ok()) << c.status();
     return c.ok() ? *std::move(c) : nullptr;
   }
@@ -297,6 +300,36 @@ TEST_F(LocalLifecycleTest, SigkilledControllerResumesItsJobAndAdoptsNodes) {
   client.reset();
   Json del = Call("DELETE", "/v1/clusters/" + id);
   ASSERT_EQ(WaitJob(del["job_id"])["status"], "COMPLETED");
+}
+
+TEST_F(LocalLifecycleTest, NodesRequireTheProjectsCdKey) {
+  token_ = NewToken();
+  Json cred = Call("POST", "/v1/ems/e2e/credentials");
+  ASSERT_EQ(last_status_, 200) << cred;
+  const std::string cd_key = cred["cdKey"];
+  Json body = {{"name", "locked"},
+               {"k8s_cluster_specification",
+                {{"k8s_cluster_id", "0b0e7e4a-4a9e-4c1e-9a57-1c2d3e4f5a6b"}, {"node_count", 3}}}};
+  Json created = Call("POST", "/v1/clusters", body.dump());
+  ASSERT_EQ(WaitJob(created["job_id"])["status"], "COMPLETED");
+  const std::string id = created["cluster_id"];
+  v1::ClusterMap map = WaitMap(id, 3);
+  // Without the key every node refuses; with it the cluster serves.
+  for (const auto& n : map.nodes()) {
+    auto anonymous = Client::Connect({.address = n.address(), .use_local = false});
+    ASSERT_TRUE(anonymous.ok());
+    const std::vector<uint8_t> v = ValueOf(1);
+    EXPECT_EQ((*anonymous)->Put(KeyOf(1), v).code(), absl::StatusCode::kUnauthenticated) << n.id();
+    auto wrong = Client::Connect({.address = n.address(), .cd_key = "0123", .use_local = false});
+    EXPECT_EQ((*wrong)->Put(KeyOf(1), v).code(), absl::StatusCode::kUnauthenticated) << n.id();
+  }
+  auto client = ClusterClient(id, cd_key);
+  ASSERT_NE(client, nullptr);
+  PutAll(*client, 0, 60);
+  EXPECT_EQ(ReadAll(*client, 0, 60).size(), 60u);
+  client.reset();
+  Json del = Call("DELETE", "/v1/clusters/" + id);
+  EXPECT_EQ(WaitJob(del["job_id"])["status"], "COMPLETED");
 }
 
 }  // namespace
