@@ -22,6 +22,8 @@ constexpr Command kCommands[] = {
     {"putget", "store and read back verified blocks through an ems-node", ems::bench::RunPutGet},
     {"lookup", "MatchPrefix over a 3-node cluster vs Redis pipelined EXISTS (--json lines)",
      ems::bench::RunLookup},
+    {"throughput", "put/get GB/s: ems, ems-local, redis, memcached, memcpy (--json lines)",
+     ems::bench::RunThroughput},
     {"replay", "trace-driven hit ratio and TTFT harness (live or --simulate)",
      ems::bench::RunReplay},
 };

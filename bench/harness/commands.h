@@ -3,10 +3,16 @@
 #ifndef EMS_BENCH_HARNESS_COMMANDS_H_
 #define EMS_BENCH_HARNESS_COMMANDS_H_
 
+#include "absl/flags/declare.h"
+
+// --json (defined in putget.cc): machine-readable output for every harness.
+ABSL_DECLARE_FLAG(bool, json);
+
 namespace ems::bench {
 
 int RunPutGet(int argc, char** argv);
 int RunLookup(int argc, char** argv);
+int RunThroughput(int argc, char** argv);
 
 }  // namespace ems::bench
 

@@ -24,7 +24,7 @@ ABSL_FLAG(int, blocks, 64, "blocks to store and read back");
 ABSL_FLAG(uint64_t, block_bytes, 2 << 20, "bytes per block");
 ABSL_FLAG(int, block_tokens, 512, "tokens per block when hashing the synthetic prompt");
 ABSL_FLAG(std::string, ns, "demo/llama3-8b/bf16", "key namespace");
-ABSL_FLAG(bool, json, false, "print one JSON line instead of a report");
+ABSL_FLAG(bool, json, false, "machine-readable output: JSON lines instead of a report");
 
 namespace ems::bench {
 namespace {

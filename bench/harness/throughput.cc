@@ -1,0 +1,314 @@
+// ems-bench throughput: one workload (put then get of fixed-size blocks, every read verified)
+// against EMS over gRPC, EMS over shared memory, Redis, memcached and plain memcpy, in one run.
+#include <hiredis/hiredis.h>
+#include <libmemcached/memcached.h>
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "client/client.h"
+#include "common/prefix_hash.h"
+#include "harness/commands.h"
+#include "harness/services.h"
+#include "harness/stats.h"
+
+ABSL_FLAG(std::string, targets, "ems,ems-local,redis,memcached,memcpy",
+          "comma-separated targets: ems, ems-local, redis, memcached, memcpy");
+ABSL_FLAG(std::string, sizes, "64KiB,256KiB,2MiB,8MiB", "block sizes (KiB or MiB suffix)");
+ABSL_FLAG(std::string, concurrency, "1,4,16", "client threads");
+ABSL_FLAG(uint64_t, bytes_per_case, 256ull << 20, "bytes written (and read) per case");
+
+namespace ems::bench {
+namespace {
+
+// One connection set per thread; each call moves one whole block.
+class Target {
+ public:
+  virtual ~Target() = default;
+  virtual absl::Status Put(int thread, const std::string& key, absl::Span<const uint8_t> v) = 0;
+  virtual absl::StatusOr<size_t> Get(int thread, const std::string& key,
+                                     absl::Span<uint8_t> out) = 0;
+};
+
+BlockKey EmsKey(const std::string& key) {
+  const uint64_t h = Checksum(key.data(), key.size());
+  Digest d;
+  std::memcpy(d.bytes.data(), &h, 8);
+  std::memcpy(d.bytes.data() + 8, &h, 8);
+  return BlockKey{"bench/tput", d};
+}
+
+class EmsTarget : public Target {
+ public:
+  explicit EmsTarget(std::unique_ptr<Client> c) : client_(std::move(c)) {}
+  absl::Status Put(int, const std::string& key, absl::Span<const uint8_t> v) override {
+    return client_->Put(EmsKey(key), v);
+  }
+  absl::StatusOr<size_t> Get(int, const std::string& key, absl::Span<uint8_t> out) override {
+    return client_->Get(EmsKey(key), out);
+  }
+
+ private:
+  std::unique_ptr<Client> client_;
+};
+
+class RedisTarget : public Target {
+ public:
+  RedisTarget(int port, int threads) {
+    for (int t = 0; t < threads; ++t) conns_.push_back(redisConnect("127.0.0.1", port));
+  }
+  ~RedisTarget() override {
+    for (auto* c : conns_) redisFree(c);
+  }
+  absl::Status Put(int t, const std::string& key, absl::Span<const uint8_t> v) override {
+    auto* r = static_cast<redisReply*>(
+        redisCommand(conns_[t], "SET %b %b", key.data(), key.size(), v.data(), v.size()));
+    const bool ok = r != nullptr && r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    return ok ? absl::OkStatus() : absl::InternalError("redis SET failed");
+  }
+  absl::StatusOr<size_t> Get(int t, const std::string& key, absl::Span<uint8_t> out) override {
+    auto* r = static_cast<redisReply*>(redisCommand(conns_[t], "GET %b", key.data(), key.size()));
+    if (r == nullptr || r->type != REDIS_REPLY_STRING || r->len > out.size()) {
+      freeReplyObject(r);
+      return absl::NotFoundError("redis GET missed");
+    }
+    std::memcpy(out.data(), r->str, r->len);  // hiredis owns the reply: one copy out
+    const size_t n = r->len;
+    freeReplyObject(r);
+    return n;
+  }
+
+ private:
+  std::vector<redisContext*> conns_;
+};
+
+class MemcachedTarget : public Target {
+ public:
+  MemcachedTarget(int port, int threads) {
+    const std::string config = absl::StrCat("--SERVER=127.0.0.1:", port, " --BINARY-PROTOCOL");
+    for (int t = 0; t < threads; ++t) conns_.push_back(memcached(config.data(), config.size()));
+  }
+  ~MemcachedTarget() override {
+    for (auto* c : conns_) memcached_free(c);
+  }
+  absl::Status Put(int t, const std::string& key, absl::Span<const uint8_t> v) override {
+    memcached_return_t rc = memcached_set(conns_[t], key.data(), key.size(),
+                                          reinterpret_cast<const char*>(v.data()), v.size(), 0, 0);
+    return rc == MEMCACHED_SUCCESS ? absl::OkStatus()
+                                   : absl::InternalError(memcached_strerror(conns_[t], rc));
+  }
+  absl::StatusOr<size_t> Get(int t, const std::string& key, absl::Span<uint8_t> out) override {
+    size_t len = 0;
+    uint32_t flags = 0;
+    memcached_return_t rc;
+    char* v = memcached_get(conns_[t], key.data(), key.size(), &len, &flags, &rc);
+    if (v == nullptr || len > out.size()) {
+      free(v);
+      return absl::NotFoundError("memcached GET missed");
+    }
+    std::memcpy(out.data(), v, len);
+    free(v);
+    return len;
+  }
+
+ private:
+  std::vector<memcached_st*> conns_;
+};
+
+// The physical limit: the same copies with no store in between.
+class MemcpyTarget : public Target {
+ public:
+  MemcpyTarget(size_t size, size_t threads, size_t per_thread)
+      : per_thread_(per_thread), store_(threads * per_thread, std::vector<uint8_t>(size)) {}
+  absl::Status Put(int, const std::string& key, absl::Span<const uint8_t> v) override {
+    std::memcpy(Slot(key).data(), v.data(), v.size());
+    return absl::OkStatus();
+  }
+  absl::StatusOr<size_t> Get(int, const std::string& key, absl::Span<uint8_t> out) override {
+    auto& s = Slot(key);
+    std::memcpy(out.data(), s.data(), s.size());
+    return s.size();
+  }
+
+ private:
+  // Keys are "c<case>-t<thread>-<i>"; each (thread, i) gets its own slot.
+  std::vector<uint8_t>& Slot(const std::string& key) {
+    std::vector<absl::string_view> parts = absl::StrSplit(key, '-');
+    uint64_t t = 0, i = 0;
+    absl::SimpleAtoi(parts[1].substr(1), &t);
+    absl::SimpleAtoi(parts[2], &i);
+    return store_[(t * per_thread_ + i) % store_.size()];
+  }
+  size_t per_thread_;
+  std::vector<std::vector<uint8_t>> store_;
+};
+
+uint64_t ParseSize(absl::string_view s) {
+  uint64_t n = 0;
+  if (absl::EndsWith(s, "MiB") && absl::SimpleAtoi(s.substr(0, s.size() - 3), &n)) return n << 20;
+  if (absl::EndsWith(s, "KiB") && absl::SimpleAtoi(s.substr(0, s.size() - 3), &n)) return n << 10;
+  absl::SimpleAtoi(s, &n);
+  return n;
+}
+
+void Fill(uint64_t seed, absl::Span<uint8_t> out) {
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (size_t j = 0; j + 8 <= out.size(); j += 8) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    std::memcpy(out.data() + j, &x, 8);
+  }
+}
+
+struct CaseResult {
+  double gbps = 0;
+  LatencyRecorder latency;
+  int failures = 0;
+};
+
+// Each thread moves `per_thread` blocks; time counts only the calls themselves (verification
+// happens outside), and throughput is bytes over the slowest thread's busy time.
+CaseResult RunOp(Target& target, bool put, size_t size, int threads, size_t per_thread,
+                 int case_id) {
+  std::vector<LatencyRecorder> lat(threads);
+  std::vector<absl::Duration> busy(threads);
+  std::vector<int> fails(threads, 0);
+  std::vector<std::thread> loops;
+  for (int t = 0; t < threads; ++t) {
+    loops.emplace_back([&, t] {
+      std::vector<uint8_t> buf(size), want(size);
+      for (size_t i = 0; i < per_thread; ++i) {
+        const uint64_t id = (static_cast<uint64_t>(t) << 32) | i;
+        const std::string key = absl::StrCat("c", case_id, "-t", t, "-", i);
+        Fill(id + case_id, absl::MakeSpan(want));
+        absl::Time t0 = absl::Now();
+        bool ok;
+        if (put) {
+          ok = target.Put(t, key, want).ok();
+        } else {
+          auto n = target.Get(t, key, absl::MakeSpan(buf));
+          ok = n.ok() && *n == size;
+        }
+        const absl::Duration d = absl::Now() - t0;
+        lat[t].Add(d);
+        busy[t] += d;
+        if (!ok || (!put && buf != want)) ++fails[t];
+      }
+    });
+  }
+  for (auto& l : loops) l.join();
+  CaseResult r;
+  absl::Duration slowest;
+  for (int t = 0; t < threads; ++t) {
+    r.latency.Merge(lat[t]);
+    slowest = std::max(slowest, busy[t]);
+    r.failures += fails[t];
+  }
+  r.gbps = static_cast<double>(size) * per_thread * threads / absl::ToDoubleSeconds(slowest) / 1e9;
+  return r;
+}
+
+}  // namespace
+
+int RunThroughput(int, char**) {
+  std::vector<uint64_t> sizes;
+  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_sizes), ',')) {
+    sizes.push_back(ParseSize(s));
+  }
+  std::vector<int> concurrency;
+  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_concurrency), ',')) {
+    int c = 0;
+    if (absl::SimpleAtoi(s, &c) && c > 0) concurrency.push_back(c);
+  }
+  const uint64_t per_case = absl::GetFlag(FLAGS_bytes_per_case);
+  const int max_threads = *std::max_element(concurrency.begin(), concurrency.end());
+  // Servers hold one case at a time (keys differ per case; old ones are evicted).
+  const uint64_t server_mb = 2 * per_case / (1 << 20) + 256;
+
+  std::printf("%-10s %-4s %9s %5s %9s %10s %10s\n", "target", "op", "size", "conc", "GB/s",
+              "p50_us", "p99_us");
+  std::vector<std::string> json;
+  int bad = 0, case_id = 0;
+  char sock_template[] = "/tmp/ems-tput-XXXXXX";
+  const std::string sock_dir = mkdtemp(sock_template);
+  for (absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_targets), ',')) {
+    std::unique_ptr<Process> node;
+    std::optional<Server> server;
+    std::unique_ptr<Target> target;
+    const std::string tname(name);
+    if (tname == "ems" || tname == "ems-local") {
+      const std::string sock = sock_dir + "/node.sock";
+      auto n = StartNode(SiblingBinary("ems-node"),
+                         {absl::StrCat("--huge_page_num=", server_mb / 2), "--log_level=error",
+                          "--local_socket=" + sock});
+      if (!n.ok()) {
+        std::fprintf(stderr, "throughput: %s\n", n.status().ToString().c_str());
+        return 1;
+      }
+      node = *std::move(n);
+      ClientOptions o{.address = node->Value("LISTENING")};
+      o.use_local = tname == "ems-local";
+      o.local_socket = o.use_local ? sock : "";
+      auto c = Client::Connect(o);
+      if (!c.ok()) return 1;
+      target = std::make_unique<EmsTarget>(*std::move(c));
+    } else if (tname == "redis" || tname == "memcached") {
+      auto s = tname == "redis" ? StartRedis() : StartMemcached(static_cast<int>(server_mb));
+      if (!s.ok()) {
+        std::fprintf(stderr, "throughput: %s\n", s.status().ToString().c_str());
+        return 1;
+      }
+      server = *std::move(s);
+      if (tname == "redis") {
+        target = std::make_unique<RedisTarget>(server->port, max_threads);
+      } else {
+        target = std::make_unique<MemcachedTarget>(server->port, max_threads);
+      }
+    } else if (tname != "memcpy") {
+      std::fprintf(stderr, "throughput: unknown target '%s'\n", tname.c_str());
+      return 2;
+    }
+    for (uint64_t size : sizes) {
+      for (int conc : concurrency) {
+        const size_t per_thread = std::max<size_t>(4, per_case / size / conc);
+        if (tname == "memcpy") target = std::make_unique<MemcpyTarget>(size, conc, per_thread);
+        ++case_id;
+        for (bool put : {true, false}) {
+          CaseResult r = RunOp(*target, put, size, conc, per_thread, case_id);
+          bad += r.failures;
+          std::printf("%-10s %-4s %9llu %5d %9.2f %10.1f %10.1f%s\n", tname.c_str(),
+                      put ? "put" : "get", static_cast<unsigned long long>(size), conc, r.gbps,
+                      r.latency.PercentileUs(50), r.latency.PercentileUs(99),
+                      r.failures ? "  FAILED READS" : "");
+          json.push_back(absl::StrCat(
+              "{\"target\":\"", tname, "\",\"op\":\"", put ? "put" : "get", "\",\"size\":", size,
+              ",\"concurrency\":", conc, ",\"gbps\":", absl::StrFormat("%.3f", r.gbps),
+              ",\"p50_us\":", absl::StrFormat("%.1f", r.latency.PercentileUs(50)),
+              ",\"p99_us\":", absl::StrFormat("%.1f", r.latency.PercentileUs(99)),
+              ",\"failures\":", r.failures, "}"));
+          std::fflush(stdout);
+        }
+      }
+    }
+  }
+  rmdir(sock_dir.c_str());
+  if (absl::GetFlag(FLAGS_json)) {
+    for (const std::string& line : json) std::printf("%s\n", line.c_str());
+  }
+  return bad == 0 ? 0 : 1;
+}
+
+}  // namespace ems::bench
