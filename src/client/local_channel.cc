@@ -57,7 +57,10 @@ absl::StatusOr<std::unique_ptr<LocalChannel>> LocalChannel::Connect(const Option
     return absl::InternalError(
         absl::StrCat("node at ", options.socket_path, " did not pass its arena"));
   }
-  void* base = mmap(nullptr, resp->arena_bytes(), PROT_READ | PROT_WRITE, MAP_SHARED, arena_fd, 0);
+  // MAP_POPULATE maps the node's (prefaulted) pages now instead of faulting on each first
+  // touch on the data path.
+  void* base = mmap(nullptr, resp->arena_bytes(), PROT_READ | PROT_WRITE,
+                    MAP_SHARED | MAP_POPULATE, arena_fd, 0);
   close(arena_fd);  // the mapping keeps the memory
   if (base == MAP_FAILED) {
     return absl::ResourceExhaustedError(absl::StrCat("cannot map the node's arena of ",

@@ -23,6 +23,9 @@ ABSL_FLAG(int, numa_node, -1, "bind the arena to this NUMA node; -1 = no binding
 ABSL_FLAG(bool, require_hugepages, false,
           "fail at start-up unless enough hugetlb pages are reserved (default: fall back to "
           "transparent huge pages with a warning)");
+ABSL_FLAG(bool, prefault, true,
+          "allocate and map every arena page at start-up (no page faults on the data path); "
+          "false lets memory grow as blocks are written");
 ABSL_FLAG(std::string, eviction_policy, "lru", "eviction policy: lru or s3fifo");
 ABSL_FLAG(double, high_watermark, 0.95, "start evicting above this fraction of the arena");
 ABSL_FLAG(double, low_watermark, 0.85, "evict down to this fraction of the arena");
@@ -87,6 +90,7 @@ int main(int argc, char** argv) {
   o.pool.numa_node = absl::GetFlag(FLAGS_numa_node);
   o.pool.require_hugepages = absl::GetFlag(FLAGS_require_hugepages);
   o.pool.eviction_policy = absl::GetFlag(FLAGS_eviction_policy);
+  o.pool.prefault = absl::GetFlag(FLAGS_prefault);
   o.pool.high_watermark = absl::GetFlag(FLAGS_high_watermark);
   o.pool.low_watermark = absl::GetFlag(FLAGS_low_watermark);
   o.pool.max_value_bytes = absl::GetFlag(FLAGS_max_value_bytes);

@@ -36,6 +36,9 @@ struct PoolOptions {
   int numa_node = -1;
   // Require hugetlb pages; when false and none are reserved, fall back to THP with a warning.
   bool require_hugepages = false;
+  // Touch every page at start-up: no page faults on the data path, and a machine that cannot
+  // back the arena fails now rather than at the first large write.
+  bool prefault = true;
   // "lru" or "s3fifo" (see eviction_policy.h).
   std::string eviction_policy = "lru";
   // Eviction starts when used bytes exceed high × capacity and runs until low × capacity.

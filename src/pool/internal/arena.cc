@@ -102,7 +102,10 @@ absl::StatusOr<std::unique_ptr<Arena>> Arena::Create(const ArenaOptions& options
     close(fd);
     return s;
   }
-  void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  // MAP_POPULATE allocates and maps every page now (prefault); hugetlb pages are reserved at
+  // mmap time either way.
+  void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                    MAP_SHARED | (options.prefault ? MAP_POPULATE : 0), fd, 0);
   if (base == MAP_FAILED) {
     absl::Status s = absl::ResourceExhaustedError(
         absl::StrCat("cannot map an arena of ", bytes, " bytes: ", std::strerror(errno)));
@@ -110,7 +113,8 @@ absl::StatusOr<std::unique_ptr<Arena>> Arena::Create(const ArenaOptions& options
     return s;
   }
   if (!hugetlb) {
-    // Pages fill in as blocks are written; THP gives 2 MB pages where the kernel allows.
+    // THP gives 2 MB pages where the kernel allows (shmem_enabled); without prefault, pages
+    // fill in as blocks are written.
     madvise(base, bytes, MADV_HUGEPAGE);
     spdlog::warn(
         "arena: {} free {} MB hugepages needed, {} reserved; falling back to transparent huge "

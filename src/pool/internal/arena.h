@@ -14,6 +14,7 @@ struct ArenaOptions {
   uint64_t page_mb = 2;  // 2 or 1024
   int numa_node = -1;
   bool require_hugepages = false;
+  bool prefault = false;
 };
 
 // Owns the memfd and its mapping. Immutable after Create; thread-safe.

@@ -504,7 +504,8 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   EMS_ASSIGN_OR_RETURN(auto policy, MakeEvictionPolicy(opts.eviction_policy));
   EMS_ASSIGN_OR_RETURN(auto arena, internal::Arena::Create(internal::ArenaOptions{
                                        opts.huge_page_num, opts.huge_page_flavor_mb,
-                                       opts.numa_node, opts.require_hugepages}));
+                                       opts.numa_node, opts.require_hugepages,
+                                       opts.prefault}));
   return std::unique_ptr<Pool>(
       new internal::PoolImpl(opts, std::move(arena), std::move(policy)));
 }
