@@ -26,7 +26,7 @@ ABSL_FLAG(bool, require_hugepages, false,
 ABSL_FLAG(bool, prefault, true,
           "allocate and map every arena page at start-up (no page faults on the data path); "
           "false lets memory grow as blocks are written");
-ABSL_FLAG(std::string, eviction_policy, "lru", "eviction policy: lru or s3fifo");
+ABSL_FLAG(std::string, eviction_policy, "lru", "eviction policy: lru, s3fifo or prefix");
 ABSL_FLAG(double, high_watermark, 0.95, "start evicting above this fraction of the arena");
 ABSL_FLAG(double, low_watermark, 0.85, "evict down to this fraction of the arena");
 ABSL_FLAG(uint64_t, max_value_bytes, 64ull << 20, "largest value accepted, in bytes");

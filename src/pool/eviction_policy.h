@@ -33,7 +33,7 @@ class EvictionPolicy {
   virtual size_t size() const = 0;
 };
 
-// "lru" or "s3fifo"; INVALID_ARGUMENT naming the policy otherwise.
+// "lru", "s3fifo" or "prefix"; INVALID_ARGUMENT naming the policy otherwise.
 absl::StatusOr<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(absl::string_view name);
 
 }  // namespace ems::pool

@@ -34,7 +34,7 @@ TEST(EvictionPolicyTest, LruEvictsLeastRecentlyUsed) {
 }
 
 TEST(EvictionPolicyTest, PinnedBlocksAreSkippedAndEverythingPinnedIsNotALoop) {
-  for (const char* name : {"lru", "s3fifo"}) {
+  for (const char* name : {"lru", "s3fifo", "prefix"}) {
     SCOPED_TRACE(name);
     auto p = Make(name);
     for (uint64_t id = 1; id <= 100; ++id) p->OnInsert(id, 0);
@@ -71,6 +71,40 @@ TEST(EvictionPolicyTest, S3FifoGhostHitGoesStraightToMain) {
   for (uint64_t id = 21; id <= 40; ++id) p->OnInsert(id, 0);
   // Everything in the small queue goes before the block that came back.
   for (int i = 0; i < 30; ++i) EXPECT_NE(p->Evict(Any), 1u);
+}
+
+}  // namespace
+}  // namespace ems::pool
+
+namespace ems::pool {
+namespace {
+
+TEST(EvictionPolicyTest, PrefixEvictsLeavesBeforeTheirAncestors) {
+  auto p = *MakeEvictionPolicy("prefix");
+  // Chain 1 → 2 → 3 inserted in order (the root is the oldest), and an unrelated block 10.
+  p->OnInsert(1, 0);
+  p->OnInsert(2, 1);
+  p->OnInsert(3, 2);
+  p->OnInsert(10, 0);
+  p->OnAccess(10);
+  // LRU would take 1 first and orphan 2 and 3; prefix takes the chain from its tail.
+  EXPECT_EQ(p->Evict(Any), 3u);
+  EXPECT_EQ(p->Evict(Any), 2u);
+  EXPECT_EQ(p->Evict(Any), 1u);
+  EXPECT_EQ(p->Evict(Any), 10u);
+  EXPECT_EQ(p->Evict(Any), std::nullopt);
+}
+
+TEST(EvictionPolicyTest, PrefixKeepsASharedRootWhileItHasChildren) {
+  auto p = *MakeEvictionPolicy("prefix");
+  p->OnInsert(1, 0);  // a shared system prompt
+  for (uint64_t c = 2; c <= 5; ++c) p->OnInsert(c, 1);
+  for (int i = 0; i < 4; ++i) EXPECT_NE(p->Evict(Any), 1u);
+  EXPECT_EQ(p->Evict(Any), 1u) << "a leaf once its children are gone";
+  // Pinned leaves fall back to any evictable block.
+  p->OnInsert(7, 0);
+  p->OnInsert(8, 7);
+  EXPECT_EQ(p->Evict([](uint64_t id) { return id == 7; }), 7u);
 }
 
 }  // namespace

@@ -264,7 +264,7 @@ TEST_F(PoolTest, KeysListsSealedBlocks) {
 }
 
 TEST_F(PoolTest, ConcurrentPutGetRemoveWithEvictionKeepsEveryByteIntact) {
-  for (const char* policy : {"lru", "s3fifo"}) {
+  for (const char* policy : {"lru", "s3fifo", "prefix"}) {
     SCOPED_TRACE(policy);
     auto pool = MakePool(8, policy);  // 16 MiB, far less than the working set
     std::atomic<uint64_t> verified{0}, corrupt{0};
