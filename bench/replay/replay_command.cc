@@ -1,11 +1,97 @@
-// Placeholder until the replay issue's harness lands (same session).
-#include <cstdio>
-
+// ems-bench replay: trace-driven hit ratios. --simulate runs the pool's eviction policies
+// offline over capacity × policy sweeps.
 #include "replay/replay_command.h"
 
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "harness/commands.h"
+#include "replay/simulate.h"
+#include "replay/trace.h"
+
+ABSL_FLAG(std::string, trace, "", "Mooncake-format JSONL trace to replay");
+ABSL_FLAG(std::string, workload, "",
+          "built-in synthetic workload instead of --trace: multiturn (docs/replay.md)");
+ABSL_FLAG(bool, simulate, false, "offline: the pool's eviction code over capacity sweeps");
+ABSL_FLAG(std::string, policies, "lru,s3fifo,prefix", "eviction policies to compare");
+ABSL_FLAG(std::string, capacities, "5000,10000,20000",
+          "capacities in blocks (0 = unbounded, the ideal)");
+ABSL_FLAG(uint64_t, limit, 0, "replay only the first N requests (0 = all)");
+ABSL_FLAG(bool, strict, false, "a malformed trace line is fatal (default: reported and skipped)");
+ABSL_FLAG(uint64_t, seed, 1, "seed of the synthetic workload");
+
 namespace ems::bench {
+
 int RunReplay(int, char**) {
-  std::fprintf(stderr, "ems-bench replay: not built yet\n");
-  return 1;
+  std::vector<Request> requests;
+  const int block_tokens = absl::GetFlag(FLAGS_block_tokens);
+  if (!absl::GetFlag(FLAGS_trace).empty()) {
+    auto r = ReadMooncakeTrace(absl::GetFlag(FLAGS_trace),
+                               {absl::GetFlag(FLAGS_strict), absl::GetFlag(FLAGS_limit)});
+    if (!r.ok()) {
+      std::fprintf(stderr, "replay: %s\n", r.status().ToString().c_str());
+      return 1;
+    }
+    requests = *std::move(r);
+  } else if (absl::GetFlag(FLAGS_workload) == "multiturn") {
+    MultiturnOptions o;
+    o.block_tokens = block_tokens;
+    o.seed = absl::GetFlag(FLAGS_seed);
+    requests = GenerateMultiturn(o);
+    if (absl::GetFlag(FLAGS_limit) > 0 && requests.size() > absl::GetFlag(FLAGS_limit)) {
+      requests.resize(absl::GetFlag(FLAGS_limit));
+    }
+  } else {
+    std::fprintf(stderr, "replay: give --trace FILE or --workload multiturn\n");
+    return 2;
+  }
+  if (!absl::GetFlag(FLAGS_simulate)) {
+    std::fprintf(stderr,
+                 "replay: live replay against a cluster is not built yet (issue #6); "
+                 "use --simulate\n");
+    return 2;
+  }
+  std::vector<size_t> capacities;
+  for (absl::string_view c : absl::StrSplit(absl::GetFlag(FLAGS_capacities), ',')) {
+    size_t v = 0;
+    if (!absl::SimpleAtoi(c, &v)) {
+      std::fprintf(stderr, "replay: bad --capacities entry '%s'\n", std::string(c).c_str());
+      return 2;
+    }
+    capacities.push_back(v);
+  }
+  const bool json = absl::GetFlag(FLAGS_json);
+  if (!json) {
+    std::printf("%zu requests, block %d tokens\n%-8s %10s %10s %10s %10s\n", requests.size(),
+                block_tokens, "policy", "capacity", "per_block", "prefix", "token");
+  }
+  for (absl::string_view p : absl::StrSplit(absl::GetFlag(FLAGS_policies), ',')) {
+    for (size_t cap : capacities) {
+      auto r = Simulate(requests, std::string(p), cap, block_tokens);
+      if (!r.ok()) {
+        std::fprintf(stderr, "replay: %s\n", r.status().ToString().c_str());
+        return 2;
+      }
+      if (json) {
+        std::printf("{\"policy\":\"%s\",\"capacity_blocks\":%zu,\"per_block_hit_ratio\":%.4f,"
+                    "\"prefix_hit_ratio\":%.4f,\"token_prefix_hit_ratio\":%.4f,"
+                    "\"requests\":%llu,\"blocks\":%llu}\n",
+                    r->policy.c_str(), cap, r->per_block_hit_ratio, r->prefix_hit_ratio,
+                    r->token_prefix_hit_ratio, static_cast<unsigned long long>(r->requests),
+                    static_cast<unsigned long long>(r->blocks));
+      } else {
+        std::printf("%-8s %10zu %10.4f %10.4f %10.4f\n", r->policy.c_str(), cap,
+                    r->per_block_hit_ratio, r->prefix_hit_ratio, r->token_prefix_hit_ratio);
+      }
+      std::fflush(stdout);
+    }
+  }
+  return 0;
 }
+
 }  // namespace ems::bench

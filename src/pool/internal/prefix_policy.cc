@@ -2,6 +2,17 @@
 
 namespace ems::pool::internal {
 
+// Offsets are in ticks relative to the tracked population, so they scale with the cache:
+// a cold leaf (the partial last block of a prompt, never reused) competes as if half a cache
+// older; a leaf that was hit (its conversation came back) as if a whole cache younger.
+uint64_t PrefixPolicy::Priority(const Node& n) const {
+  const uint64_t size = nodes_.size();
+  uint64_t p = n.tick + size;  // keeps the subtraction below from wrapping
+  if (n.cold) p -= size / 2;
+  if (n.hit) p += size;
+  return p;
+}
+
 void PrefixPolicy::OnInsert(uint64_t id, uint64_t parent) {
   if (nodes_.contains(id)) {
     OnAccess(id);
@@ -12,34 +23,40 @@ void PrefixPolicy::OnInsert(uint64_t id, uint64_t parent) {
   auto p = parent != 0 ? nodes_.find(parent) : nodes_.end();
   if (p != nodes_.end()) {
     node.parent = parent;
-    if (p->second.children++ == 0) leaves_.erase({p->second.tick, parent});
+    Node& pn = p->second;
+    if (pn.children++ == 0) leaves_.erase({pn.priority, parent});
+    pn.cold = false;
   }
+  node.priority = Priority(node);
   nodes_.emplace(id, node);
-  leaves_.insert({node.tick, id});
+  leaves_.insert({node.priority, id});
 }
 
 void PrefixPolicy::OnAccess(uint64_t id) {
   auto it = nodes_.find(id);
   if (it == nodes_.end()) return;
   Node& n = it->second;
-  if (n.children == 0) leaves_.erase({n.tick, id});
+  if (n.children == 0) leaves_.erase({n.priority, id});
   n.tick = ++clock_;
-  if (n.children == 0) leaves_.insert({n.tick, id});
+  n.cold = false;
+  n.hit = true;
+  n.priority = Priority(n);
+  if (n.children == 0) leaves_.insert({n.priority, id});
 }
 
 void PrefixPolicy::Forget(uint64_t id) {
   auto it = nodes_.find(id);
   if (it == nodes_.end()) return;
   const Node n = it->second;
-  if (n.children == 0) leaves_.erase({n.tick, id});
+  if (n.children == 0) leaves_.erase({n.priority, id});
   nodes_.erase(it);
   if (n.parent == 0) return;
+  // Children of a block removed by its owner keep a stale parent id: check it is still
+  // tracked before touching it.
   auto p = nodes_.find(n.parent);
   if (p != nodes_.end() && p->second.children > 0 && --p->second.children == 0) {
-    leaves_.insert({p->second.tick, n.parent});  // the parent is a leaf again
+    leaves_.insert({p->second.priority, n.parent});  // a leaf again
   }
-  // Children of a block removed by its owner keep a stale parent id; Forget checks that the
-  // parent is still tracked before touching it.
 }
 
 void PrefixPolicy::OnErase(uint64_t id) { Forget(id); }

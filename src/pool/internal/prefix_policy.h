@@ -1,6 +1,9 @@
 // Prefix-aware eviction: only blocks with no cached children (leaves of the prefix tree) are
-// candidates, oldest access first. A prefix hit needs every block before it, so evicting a
-// parent would make all of its cached descendants useless; evicting leaves never does.
+// candidates. A prefix hit needs every block before it, so evicting a parent would make all
+// of its cached descendants useless; evicting leaves never does. Among leaves, "cold" ones —
+// never a parent and never hit since insertion, typically the partly filled last block of a
+// prompt, which the next turn re-hashes under a new id — go first, oldest first; then the
+// other leaves, least recently used first.
 #ifndef EMS_POOL_INTERNAL_PREFIX_POLICY_H_
 #define EMS_POOL_INTERNAL_PREFIX_POLICY_H_
 
@@ -27,11 +30,16 @@ class PrefixPolicy final : public EvictionPolicy {
     uint64_t parent = 0;    // tracked parent, 0 if none
     uint32_t children = 0;  // tracked children
     uint64_t tick = 0;      // last access
+    uint64_t priority = 0;  // eviction order among leaves (smallest first); see Priority
+    bool cold = true;       // never had a child, never hit
+    bool hit = false;       // hit at least once since insertion
   };
+  // The tick, moved earlier for cold leaves and later for leaves that were hit.
+  uint64_t Priority(const Node& n) const;
   void Forget(uint64_t id);
 
   absl::flat_hash_map<uint64_t, Node> nodes_;
-  std::set<std::pair<uint64_t, uint64_t>> leaves_;  // (tick, id) of nodes without children
+  std::set<std::pair<uint64_t, uint64_t>> leaves_;  // (priority, id) of nodes without children
   uint64_t clock_ = 0;
 };
 

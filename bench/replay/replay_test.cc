@@ -1,0 +1,89 @@
+#include <filesystem>
+
+#include "gtest/gtest.h"
+#include "replay/simulate.h"
+#include "replay/trace.h"
+
+namespace ems::bench {
+namespace {
+
+TEST(TraceTest, ParsesMooncakeLinesAndNamesWhatIsWrong) {
+  auto r = ParseTraceLine(
+      R"({"timestamp": 5, "input_length": 1030, "output_length": 7, "hash_ids": [0, 9, 12]})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->timestamp_ms, 5);
+  EXPECT_EQ(r->input_length, 1030);
+  EXPECT_EQ(r->hash_ids, (std::vector<uint64_t>{0, 9, 12}));
+  EXPECT_NE(ParseTraceLine("{nope").status().message().find("JSON"), std::string::npos);
+  EXPECT_NE(ParseTraceLine(R"({"timestamp": 1, "input_length": 2, "output_length": 3})")
+                .status()
+                .message()
+                .find("hash_ids"),
+            std::string::npos);
+  EXPECT_FALSE(ParseTraceLine(
+                   R"({"timestamp": 1, "input_length": 2, "output_length": 3, "hash_ids": [-1]})")
+                   .ok());
+}
+
+TEST(TraceTest, MalformedLinesAreSkippedOrFatalWithTheirLineNumber) {
+  const auto path = std::filesystem::temp_directory_path() / "ems_replay_test.jsonl";
+  {
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    std::fputs(R"({"timestamp": 0, "input_length": 10, "output_length": 1, "hash_ids": [0]})"
+               "\nthis is not json\n"
+               R"({"timestamp": 1, "input_length": 10, "output_length": 1, "hash_ids": [0, 1]})"
+               "\n",
+               f);
+    std::fclose(f);
+  }
+  auto lenient = ReadMooncakeTrace(path.string(), {});
+  ASSERT_TRUE(lenient.ok());
+  EXPECT_EQ(lenient->size(), 2u);
+  auto strict = ReadMooncakeTrace(path.string(), {.strict = true});
+  ASSERT_FALSE(strict.ok());
+  EXPECT_NE(strict.status().message().find(":2:"), std::string::npos) << strict.status();
+  std::filesystem::remove(path);
+}
+
+TEST(SimulateTest, PrefixSemanticsOnAHandMadeStream) {
+  // Requests: [1,2,3], then [1,2,4]: the second hits 1 and 2 (leading run 2 of 3).
+  std::vector<Request> reqs = {{0, 1536, 1, {1, 2, 3}}, {1, 1536, 1, {1, 2, 4}},
+                               {2, 1536, 1, {9, 2, 3}}};  // 2, 3 present but not leading
+  auto r = Simulate(reqs, "lru", 0, 512);
+  ASSERT_TRUE(r.ok());
+  EXPECT_DOUBLE_EQ(r->prefix_hit_ratio, 2.0 / 9);
+  EXPECT_DOUBLE_EQ(r->per_block_hit_ratio, 4.0 / 9);
+  EXPECT_DOUBLE_EQ(r->token_prefix_hit_ratio, 1024.0 / (3 * 1536));
+  EXPECT_FALSE(Simulate(reqs, "nonsense", 0, 512).ok());
+}
+
+// The shortened real trace: invariants, not numbers.
+TEST(SimulateTest, ShortenedConversationTraceBehavesSanely) {
+  const std::string path = std::string(EMS_SOURCE_DIR) + "/../shared/traces/conversation_trace.jsonl";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "no shared traces beside the checkout";
+  auto reqs = ReadMooncakeTrace(path, {.strict = true, .limit = 2000});
+  ASSERT_TRUE(reqs.ok()) << reqs.status();
+  ASSERT_EQ(reqs->size(), 2000u);
+  double last = -1;
+  for (size_t cap : {500, 2000, 8000, 0}) {
+    for (const char* policy : {"lru", "s3fifo", "prefix"}) {
+      auto r = Simulate(*reqs, policy, cap, 512);
+      ASSERT_TRUE(r.ok());
+      EXPECT_GE(r->prefix_hit_ratio, 0.0);
+      EXPECT_LE(r->prefix_hit_ratio, r->per_block_hit_ratio + 1e-12) << policy;
+      EXPECT_LE(r->per_block_hit_ratio, 1.0);
+      EXPECT_LE(r->token_prefix_hit_ratio, 1.0);
+      if (std::string(policy) == "lru") {
+        EXPECT_GE(r->prefix_hit_ratio, last) << "LRU hit ratio grows with capacity";
+        last = r->prefix_hit_ratio;
+      }
+    }
+  }
+  // Unbounded capacity: every policy sees the same (ideal) hit ratio.
+  auto lru = Simulate(*reqs, "lru", 0, 512);
+  auto prefix = Simulate(*reqs, "prefix", 0, 512);
+  EXPECT_DOUBLE_EQ(lru->prefix_hit_ratio, prefix->prefix_hit_ratio);
+}
+
+}  // namespace
+}  // namespace ems::bench

@@ -1,0 +1,37 @@
+// Offline replay: the pool's own eviction policies (pool/eviction_policy.h) driven by a
+// request stream at a capacity in blocks.
+#ifndef EMS_BENCH_REPLAY_SIMULATE_H_
+#define EMS_BENCH_REPLAY_SIMULATE_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "replay/trace.h"
+
+namespace ems::bench {
+
+// Hit ratios of one case. For request r with blocks b_0..b_{n-1}:
+//   per-block hits: blocks present when r arrives, wherever they are;
+//   prefix hits:    the leading run b_0..b_{k-1} of present blocks (what an engine can use);
+//   token hits:     min(k × block_tokens, input_length).
+// Each ratio divides by the matching total (blocks, blocks, input tokens) over all requests.
+struct SimResult {
+  std::string policy;
+  size_t capacity_blocks = 0;
+  double per_block_hit_ratio = 0;
+  double prefix_hit_ratio = 0;
+  double token_prefix_hit_ratio = 0;
+  uint64_t requests = 0;
+  uint64_t blocks = 0;
+};
+
+// Replays `requests` in order: a request's hits are counted when it arrives; then its blocks
+// are inserted (parent = the previous block of the request) or touched, evicting down to
+// `capacity_blocks` (0 = unbounded). INVALID_ARGUMENT for an unknown policy.
+absl::StatusOr<SimResult> Simulate(const std::vector<Request>& requests, const std::string& policy,
+                                   size_t capacity_blocks, int block_tokens);
+
+}  // namespace ems::bench
+
+#endif  // EMS_BENCH_REPLAY_SIMULATE_H_
