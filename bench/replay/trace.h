@@ -45,8 +45,8 @@ struct MultiturnOptions {
   int sessions = 400;
   int turns = 6;
   int turn_blocks = 3;
-  double rate_per_s = 20;
-  int64_t think_ms = 20000;
+  double rate_per_s = 4;
+  int64_t think_ms = 5000;
   int block_tokens = 512;
   uint64_t seed = 1;
 };
