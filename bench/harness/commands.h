@@ -7,6 +7,8 @@
 
 // --json (defined in putget.cc): machine-readable output for every harness.
 ABSL_DECLARE_FLAG(bool, json);
+// --block_tokens (defined in putget.cc): tokens per KV block.
+ABSL_DECLARE_FLAG(int, block_tokens);
 
 namespace ems::bench {
 
