@@ -27,6 +27,16 @@ void SetStatus(v1::LocalGrant* g, const absl::Status& s) {
   g->set_message(std::string(s.message()));
 }
 
+// Removes `lease` from the connection's set; a lease granted elsewhere is NOT_FOUND in `g`.
+bool TakeOwned(absl::flat_hash_set<pool::LeaseId>& leases, pool::LeaseId lease,
+               v1::LocalGrant* g) {
+  g->set_lease(lease);
+  if (leases.erase(lease) > 0) return true;
+  SetStatus(g, absl::NotFoundError(
+                   absl::StrCat("lease ", lease, " was not granted on this connection")));
+  return false;
+}
+
 bool SendResponse(int fd, const v1::LocalResponse& resp, int pass_fd) {
   std::string buf = resp.SerializeAsString();
   iovec iov{buf.data(), buf.size()};
@@ -186,13 +196,7 @@ void LocalServer::Serve(Connection* conn) {
             const pool::LeaseId lease = req.seal().leases(i);
             const uint64_t sum = i < req.seal().checksums_size() ? req.seal().checksums(i) : 0;
             v1::LocalGrant* g = resp.add_grants();
-            g->set_lease(lease);
-            if (conn->leases.erase(lease) == 0) {
-              SetStatus(g, absl::NotFoundError(absl::StrCat(
-                               "lease ", lease, " was not granted on this connection")));
-              continue;
-            }
-            SetStatus(g, pool_->SealLease(lease, sum));
+            if (TakeOwned(conn->leases, lease, g)) SetStatus(g, pool_->SealLease(lease, sum));
           }
           break;
         case v1::LocalRequest::kRead: {
@@ -220,12 +224,7 @@ void LocalServer::Serve(Connection* conn) {
         case v1::LocalRequest::kRelease:
           for (pool::LeaseId lease : req.release().leases()) {
             v1::LocalGrant* g = resp.add_grants();
-            g->set_lease(lease);
-            if (conn->leases.erase(lease) == 0) {
-              SetStatus(g, absl::NotFoundError(absl::StrCat(
-                               "lease ", lease, " was not granted on this connection")));
-              continue;
-            }
+            if (!TakeOwned(conn->leases, lease, g)) continue;
             absl::Status s = pool_->Release(lease);
             // An expired lease is already gone: releasing it is not the client's error.
             if (!s.ok() && !absl::IsNotFound(s)) SetStatus(g, s);

@@ -1,54 +1,29 @@
 // RAII handles: each wraps a lease that the pool ends when the handle goes away.
+#include <utility>
+
 #include "pool/pool.h"
 
-namespace ems::pool {
+namespace ems::pool::internal {
 
-ReadHandle::ReadHandle(ReadHandle&& other) noexcept
-    : pool_(other.pool_), lease_(other.lease_), data_(other.data_), info_(other.info_) {
-  other.pool_ = nullptr;
-}
+LeaseHolder::LeaseHolder(LeaseHolder&& other) noexcept
+    : pool_(std::exchange(other.pool_, nullptr)), lease_(other.lease_), info_(other.info_) {}
 
-ReadHandle& ReadHandle::operator=(ReadHandle&& other) noexcept {
+LeaseHolder& LeaseHolder::operator=(LeaseHolder&& other) noexcept {
   if (this != &other) {
     Reset();
-    pool_ = other.pool_;
+    pool_ = std::exchange(other.pool_, nullptr);
     lease_ = other.lease_;
-    data_ = other.data_;
     info_ = other.info_;
-    other.pool_ = nullptr;
   }
   return *this;
 }
 
-ReadHandle::~ReadHandle() { Reset(); }
+LeaseHolder::~LeaseHolder() { Reset(); }
 
-void ReadHandle::Reset() {
-  if (pool_ != nullptr) pool_->Release(lease_).IgnoreError();  // cannot fail for a live handle
+void LeaseHolder::Reset() {
+  // Release cannot fail for a live handle: its lease has no deadline.
+  if (pool_ != nullptr) pool_->Release(lease_).IgnoreError();
   pool_ = nullptr;
 }
 
-WriteHandle::WriteHandle(WriteHandle&& other) noexcept
-    : pool_(other.pool_), lease_(other.lease_), data_(other.data_), info_(other.info_) {
-  other.pool_ = nullptr;
-}
-
-WriteHandle& WriteHandle::operator=(WriteHandle&& other) noexcept {
-  if (this != &other) {
-    Reset();
-    pool_ = other.pool_;
-    lease_ = other.lease_;
-    data_ = other.data_;
-    info_ = other.info_;
-    other.pool_ = nullptr;
-  }
-  return *this;
-}
-
-WriteHandle::~WriteHandle() { Reset(); }
-
-void WriteHandle::Reset() {
-  if (pool_ != nullptr) pool_->Release(lease_).IgnoreError();  // frees the unsealed block
-  pool_ = nullptr;
-}
-
-}  // namespace ems::pool
+}  // namespace ems::pool::internal

@@ -88,58 +88,60 @@ namespace internal {
 class PoolImpl;
 }  // namespace internal
 
-// A pin on a sealed block. Move-only; releases the pin when destroyed.
-// The bytes stay valid and unchanged for the handle's lifetime.
-class ReadHandle {
- public:
-  ReadHandle() = default;
-  ReadHandle(ReadHandle&& other) noexcept;
-  ReadHandle& operator=(ReadHandle&& other) noexcept;
-  ~ReadHandle();
+namespace internal {
 
-  const uint8_t* data() const { return data_; }
+// Holds one lease and ends it when destroyed (read pin dropped, unsealed write freed).
+// Move-only; the base of ReadHandle and WriteHandle.
+class LeaseHolder {
+ public:
+  LeaseHolder() = default;
+  LeaseHolder(LeaseHolder&& other) noexcept;
+  LeaseHolder& operator=(LeaseHolder&& other) noexcept;
+  ~LeaseHolder();
+
   const BlockInfo& info() const { return info_; }
   uint64_t size() const { return info_.size; }
   bool valid() const { return pool_ != nullptr; }
 
- private:
-  friend class Pool;
-  friend class internal::PoolImpl;
-  ReadHandle(Pool* pool, LeaseId lease, const uint8_t* data, BlockInfo info)
-      : pool_(pool), lease_(lease), data_(data), info_(info) {}
+ protected:
+  LeaseHolder(Pool* pool, LeaseId lease, BlockInfo info)
+      : pool_(pool), lease_(lease), info_(info) {}
   void Reset();
 
+ private:
+  friend class PoolImpl;
   Pool* pool_ = nullptr;
   LeaseId lease_ = 0;
-  const uint8_t* data_ = nullptr;
   BlockInfo info_;
 };
 
-// An allocated, not yet visible block. Fill data() then call Pool::Seal. Dropping the handle
-// without sealing frees the block. Move-only.
-class WriteHandle {
- public:
-  WriteHandle() = default;
-  WriteHandle(WriteHandle&& other) noexcept;
-  WriteHandle& operator=(WriteHandle&& other) noexcept;
-  ~WriteHandle();
+}  // namespace internal
 
-  uint8_t* data() const { return data_; }
-  uint64_t size() const { return info_.size; }
-  const BlockInfo& info() const { return info_; }
-  bool valid() const { return pool_ != nullptr; }
+// A pin on a sealed block. The bytes stay valid and unchanged for the handle's lifetime.
+class ReadHandle : public internal::LeaseHolder {
+ public:
+  ReadHandle() = default;
+  const uint8_t* data() const { return data_; }
 
  private:
-  friend class Pool;
+  friend class internal::PoolImpl;
+  ReadHandle(Pool* pool, LeaseId lease, const uint8_t* data, BlockInfo info)
+      : LeaseHolder(pool, lease, info), data_(data) {}
+  const uint8_t* data_ = nullptr;
+};
+
+// An allocated, not yet visible block. Fill data() then call Pool::Seal. Dropping the handle
+// without sealing frees the block.
+class WriteHandle : public internal::LeaseHolder {
+ public:
+  WriteHandle() = default;
+  uint8_t* data() const { return data_; }
+
+ private:
   friend class internal::PoolImpl;
   WriteHandle(Pool* pool, LeaseId lease, uint8_t* data, BlockInfo info)
-      : pool_(pool), lease_(lease), data_(data), info_(info) {}
-  void Reset();
-
-  Pool* pool_ = nullptr;
-  LeaseId lease_ = 0;
+      : LeaseHolder(pool, lease, info), data_(data) {}
   uint8_t* data_ = nullptr;
-  BlockInfo info_;
 };
 
 // The pool. Thread-safe: every method may be called from any thread.
