@@ -256,6 +256,22 @@ TEST_F(JobsTest, DeleteClusterContract) {
   EXPECT_EQ(Call("POST", "/v1/clusters", token_, CreateBody("alpha")).status, 202);
 }
 
+TEST_F(JobsTest, DeleteOvertakesARunningCreate) {
+  backend_.HoldReady(true);  // the create job waits for its nodes
+  Reply r = Call("POST", "/v1/clusters", token_, CreateBody("alpha"));
+  const std::string id = r.body["cluster_id"], create = r.body["job_id"];
+  for (int i = 0; i < 2000 && backend_.Running(id).size() < 3; ++i) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(backend_.Running(id).size(), 3u);
+  Reply d = Call("DELETE", "/v1/clusters/" + id, token_);
+  ASSERT_EQ(d.status, 202) << d.raw;
+  EXPECT_EQ(WaitJob(token_, create)["status"], "STOPPED");
+  EXPECT_EQ(WaitJob(token_, d.body["job_id"])["status"], "COMPLETED");
+  EXPECT_EQ(Show(id)["cluster_metadata"]["status"], "DELETED");
+  EXPECT_TRUE(backend_.Running(id).empty()) << "the nodes the create started are stopped";
+}
+
 TEST_F(JobsTest, DeleteWhileDeletingIsRejected) {
   StopAll();
   run_reconciler_ = false;
