@@ -36,7 +36,7 @@ void Reconciler::Stop() {
   if (!loop_.joinable()) return;
   stop_.Notify();
   loop_.join();
-  std::map<std::string, std::thread> runners;
+  std::map<int64_t, std::thread> runners;
   {
     absl::MutexLock lock(&mu_);
     runners.swap(runners_);
@@ -50,9 +50,9 @@ void Reconciler::Loop() {
     std::vector<std::thread> done;
     {
       absl::MutexLock lock(&mu_);
-      for (const std::string& id : finished_) {
-        done.push_back(std::move(runners_[id]));
-        runners_.erase(id);
+      for (const int64_t runner : finished_) {
+        done.push_back(std::move(runners_[runner]));
+        runners_.erase(runner);
       }
       finished_.clear();
     }
@@ -62,10 +62,13 @@ void Reconciler::Loop() {
       Resync();
       next_resync = absl::Now() + options_.resync_interval;
     }
-    for (Job& job : registry_->ClaimRunnableJobs()) {
+    // Not while stopping: runners interrupted by Stop release their jobs unfinished, and
+    // those must wait for the next controller.
+    for (Job& job : stop_.HasBeenNotified() ? std::vector<Job>() : registry_->ClaimRunnableJobs()) {
       absl::MutexLock lock(&mu_);  // held until inserted: the runner reports into finished_
-      const std::string id = job.id;
-      runners_[id] = std::thread([this, j = std::move(job)]() mutable { RunJob(std::move(j)); });
+      const int64_t runner = next_runner_++;
+      runners_[runner] = std::thread(
+          [this, runner, j = std::move(job)]() mutable { RunJob(std::move(j), runner); });
     }
     registry_->WaitForWork(options_.poll_interval);
   }
@@ -76,7 +79,7 @@ bool Reconciler::CancelRequested(const std::string& job_id) {
   return j.ok() && j->cancel_requested;
 }
 
-void Reconciler::RunJob(Job job) {
+void Reconciler::RunJob(Job job, int64_t runner) {
   const absl::Time now = registry_->clock()->Now();
   absl::Status s = registry_->MutateJobAndCluster(job.id, [&](Job& j, Cluster& c) {
     if (j.status == kJobInit) {
@@ -140,7 +143,7 @@ void Reconciler::RunJob(Job job) {
   }
   registry_->ReleaseJob(job.id);
   absl::MutexLock lock(&mu_);
-  finished_.push_back(job.id);
+  finished_.push_back(runner);
 }
 
 void Reconciler::Report(const Job& job, int step, double fraction, const std::string& message) {

@@ -47,7 +47,8 @@ class Reconciler {
 
  private:
   void Loop();
-  void RunJob(Job job);
+  // Runs `job` on runner thread `runner` (its key in runners_).
+  void RunJob(Job job, int64_t runner);
   // Runs step `step` of `job`. Returns OK when the step is done.
   absl::Status RunStep(const Job& job, int step);
   absl::Status WaitReady(const Job& job, int step, const std::vector<std::string>& names);
@@ -71,8 +72,11 @@ class Reconciler {
   absl::Notification stop_;
 
   absl::Mutex mu_;
-  std::map<std::string, std::thread> runners_ ABSL_GUARDED_BY(mu_);  // by job id
-  std::vector<std::string> finished_ ABSL_GUARDED_BY(mu_);           // runners to join
+  // Keyed by a runner number, not the job id: a job released by an interrupted runner may be
+  // claimed again before that runner's thread is joined.
+  std::map<int64_t, std::thread> runners_ ABSL_GUARDED_BY(mu_);
+  std::vector<int64_t> finished_ ABSL_GUARDED_BY(mu_);  // runners to join
+  int64_t next_runner_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread loop_;
 };
 
