@@ -210,6 +210,21 @@ TEST_F(JobsTest, CancelJobsContract) {
   r = Call("POST", "/v1/jobs/cancel", token_, Ids({q}));
   EXPECT_EQ(r.body["failed_ids"], Json::array({q}));
 
+  // A shrink that already stops nodes cannot be undone.
+  ASSERT_EQ(Call("POST", "/v1/clusters/" + id + "/expand", token_, Names(3, 4)).status, 202);
+  Reply shrink = Call("POST", "/v1/clusters/" + id + "/shrink", token_, Names(0, 1));
+  ASSERT_EQ(shrink.status, 202) << shrink.raw;
+  const std::string sj = shrink.body["job_id"];
+  ASSERT_TRUE(registry_
+                  ->MutateJob(sj,
+                              [](Job& j) {
+                                j.status = kJobRunning;
+                                j.step = 1;
+                              })
+                  .ok());
+  r = Call("POST", "/v1/jobs/cancel", token_, Ids({sj}));
+  EXPECT_EQ(r.body["failed_ids"], Json::array({sj})) << r.raw;
+
   ExpectError(Call("POST", "/v1/jobs/cancel", token_, R"({"job_ids":["abc"]})"), 400,
               "EMS.00004000", "job_ids[0]");
   ExpectError(Call("POST", "/v1/jobs/cancel", token_, R"({"job_ids":[]})"), 400, "common.00000400",

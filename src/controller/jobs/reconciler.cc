@@ -98,10 +98,10 @@ void Reconciler::RunJob(Job job, int64_t runner) {
     bool ended = false;  // stopped, failed, or interrupted
     for (; step < n && !ended; ++step) {
       if (stop_.HasBeenNotified()) break;
-      // Expand can be undone at any step, shrink only until nodes are stopped; create stops
-      // when a delete overtook it.
+      // Expand can be undone at any step, shrink until it starts stopping nodes (step 1;
+      // Registry::CancelJobs refuses from then on); create stops when a delete overtook it.
       const bool cancellable = job.kind == JobKind::kExpand ||
-                               (job.kind == JobKind::kShrink && step == 0) ||
+                               (job.kind == JobKind::kShrink && step <= 1) ||
                                job.kind == JobKind::kCreate || job.kind == JobKind::kEnroll;
       if (cancellable && CancelRequested(job.id)) {
         RollBack(job);

@@ -309,7 +309,12 @@ absl::StatusOr<Registry::CancelResult> Registry::CancelJobs(const std::string& p
   const absl::Time now = clock_->Now();
   for (const std::string& id : ids) {
     auto it = jobs_.find(id);
-    if (it == jobs_.end() || it->second.project_id != project || IsTerminal(it->second.status)) {
+    // A shrink past its drain is stopping nodes: too late to undo. (The runner honours a
+    // cancel at the start of steps 0 and 1, so one accepted here is never ignored.)
+    const bool too_late =
+        it != jobs_.end() && it->second.kind == JobKind::kShrink && it->second.step >= 1;
+    if (it == jobs_.end() || it->second.project_id != project || IsTerminal(it->second.status) ||
+        too_late) {
       result.failed_ids.push_back(id);
       continue;
     }
