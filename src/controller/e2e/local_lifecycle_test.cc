@@ -71,7 +71,7 @@ class LocalLifecycleTest : public ::testing::Test {
                           {"--listen=127.0.0.1:0", "--membership_listen=127.0.0.1:0",
                            "--state_dir=" + (dir_ / "state").string(), "--backend=local",
                            "--local_node_memory_cap_mb=16", "--ems_node_binary=" + node_binary_,
-                           "--heartbeat_ms=500", "--drain_timeout_s=3", "--ready_timeout_s=60"},
+                           "--heartbeat_ms=500", "--drain_timeout_s=60", "--ready_timeout_s=60"},
                           (dir_ / "controller.log").string()))
         << "controller did not start; see " << (dir_ / "controller.log");
     http_ = std::make_unique<httplib::Client>("127.0.0.1", controller_.rest_port());
@@ -242,23 +242,34 @@ TEST_F(LocalLifecycleTest, CreateExpandShrinkDeleteWithVerifiedData) {
     }
   }
   EXPECT_GT(moved, 0) << "local-3 owns part of the ring";
+  // The new node receives the ranges it now owns: soon every block is readable again.
+  for (int i = 0; i < 150 && found.size() < 150; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+    found = ReadAll(*client, 0, 150);
+  }
+  EXPECT_EQ(found.size(), 150u) << "blocks that moved to local-3 never arrived";
   PutAll(*client, 150, 300);
   EXPECT_EQ(ReadAll(*client, 150, 300).size(), 150u);
   for (const auto& n : map4.nodes()) EXPECT_GT(NodeKeys(n), 0u) << n.id();
 
-  // Shrink to 3: local-0 drains, then leaves; blocks of the other nodes stay readable.
+  // Shrink to 3: local-0 drains (pushes its blocks to their next owners), then leaves.
   std::set<int> present = ReadAll(*client, 0, 300);
   Json shrink = Call("POST", "/v1/clusters/" + id + "/shrink", R"({"node_name_list":["local-0"]})");
   ASSERT_EQ(last_status_, 202) << shrink;
-  ASSERT_EQ(WaitJob(shrink["job_id"])["status"], "COMPLETED");
+  Json shrunk = WaitJob(shrink["job_id"]);
+  ASSERT_EQ(shrunk["status"], "COMPLETED");
+  EXPECT_EQ(shrunk["task_list"][0]["message"], "1/1 nodes drained") << shrunk;
   v1::ClusterMap map3b = WaitMap(id, 3);
   for (const auto& n : map3b.nodes()) EXPECT_NE(n.id(), "local-0");
   client = ClusterClient(id);
   found = ReadAll(*client, 0, 300);
+  // local-0 pushed its blocks to their new owners before it left: nothing is lost.
+  EXPECT_EQ(present.size(), 300u);
   for (int i : present) {
-    if (OwnerOf(map4, i) != "local-0") {
-      EXPECT_TRUE(found.contains(i)) << "block " << i << " was not on local-0 but is gone";
-    }
+    EXPECT_TRUE(found.contains(i))
+        << "block " << i
+        << (OwnerOf(map4, i) == "local-0" ? " was not drained from local-0"
+                                          : " was not on local-0 but is gone");
   }
   PutAll(*client, 300, 400);
   EXPECT_EQ(ReadAll(*client, 300, 400).size(), 100u);
