@@ -118,6 +118,7 @@ absl::StatusOr<std::vector<std::string>> KubeBackend::DiscoverNodes(const Cluste
 Json KubeBackend::ConfigMapFor(const Cluster& c) const {
   Json cm = Template(options_.manifests_dir, "configmap.json");
   if (cm.is_null()) cm = {{"apiVersion", "v1"}, {"kind", "ConfigMap"}};
+  if (!cm.contains("data") || !cm["data"].is_object()) cm["data"] = Json::object();
   cm["metadata"] = {{"name", ConfigMapName(c)},
                     {"namespace", Namespace(c)},
                     {"labels", {{"app", "ems-node"}, {kClusterLabel, c.id}}}};
@@ -130,6 +131,28 @@ Json KubeBackend::ConfigMapFor(const Cluster& c) const {
 
 Json KubeBackend::DaemonSetFor(const Cluster& c) const {
   Json ds = Template(options_.manifests_dir, "daemonset.json");
+  // A template must have the DaemonSet's shape down to its containers, or it is ignored.
+  auto shaped = [](const Json& d) {
+    const Json* p = &d;
+    for (const char* k : {"spec", "template", "spec"}) {
+      if (!p->is_object() || !p->contains(k)) return false;
+      p = &(*p)[k];
+    }
+    if (!p->is_object() || !p->contains("containers") || !(*p)["containers"].is_array()) {
+      return false;
+    }
+    for (const Json& container : (*p)["containers"]) {
+      if (!container.is_object()) return false;
+    }
+    return true;
+  };
+  if (!ds.is_null() && !shaped(ds)) {
+    spdlog::warn(
+        "kubernetes: {}/daemonset.json lacks spec.template.spec.containers; using "
+        "the built-in DaemonSet",
+        options_.manifests_dir);
+    ds = nullptr;
+  }
   const Json labels = {{"app", "ems-node"}, {kClusterLabel, c.id}};
   if (ds.is_null()) {
     const std::string port = std::to_string(options_.node_port);
@@ -152,6 +175,10 @@ Json KubeBackend::DaemonSetFor(const Cluster& c) const {
   }
   ds["metadata"] = {{"name", DaemonSetName(c)}, {"namespace", Namespace(c)}, {"labels", labels}};
   ds["spec"]["selector"] = {{"matchLabels", labels}};
+  if (!ds["spec"]["template"].contains("metadata") ||
+      !ds["spec"]["template"]["metadata"].is_object()) {
+    ds["spec"]["template"]["metadata"] = Json::object();
+  }
   ds["spec"]["template"]["metadata"]["labels"] = labels;
   ds["spec"]["template"]["spec"]["nodeSelector"] = {{kClusterLabel, c.id}};
   // The ConfigMap's keys become the environment the args refer to.
@@ -198,6 +225,7 @@ absl::Status KubeBackend::UpdateNodeLabel(const std::string& name, const std::st
   for (int attempt = 0; attempt <= options_.conflict_retries; ++attempt) {
     auto node = client_.Get(path);
     if (!node.ok()) return node.status();
+    if (!(*node)["metadata"].is_object()) (*node)["metadata"] = Json::object();
     Json& labels = (*node)["metadata"]["labels"];
     if (!labels.is_object()) labels = Json::object();
     if (value != nullptr) {

@@ -85,6 +85,30 @@ TEST_F(KubeBackendTest, PlansReadyLabelledNodesAndLabelsThemForTheDaemonSet) {
   EXPECT_TRUE(backend_->Release(cluster_).ok()) << "releasing twice is fine";
 }
 
+TEST_F(KubeBackendTest, ManifestTemplatesOverrideTheBuiltInObjects) {
+  std::ofstream(dir_ / "daemonset.json") << R"({"apiVersion": "apps/v1", "kind": "DaemonSet",
+      "spec": {"template": {"metadata": "odd", "spec": {"containers": [
+        {"name": "ems-node", "image": "registry.local/ems-node:25.12.0"}]}}}})";
+  std::ofstream(dir_ / "configmap.json") << R"({"apiVersion": "v1", "kind": "ConfigMap",
+      "data": {"log_level": "debug"}})";
+  KubeBackend templated({.api_server = api_.url(),
+                         .token_file = (dir_ / "token").string(),
+                         .manifests_dir = dir_.string()});
+  Json ds = templated.DaemonSetFor(cluster_);
+  EXPECT_EQ(ds["spec"]["template"]["spec"]["containers"][0]["image"],
+            "registry.local/ems-node:25.12.0");
+  EXPECT_EQ(ds["spec"]["template"]["spec"]["nodeSelector"][kClusterLabel], cluster_.id);
+  EXPECT_EQ(ds["spec"]["template"]["metadata"]["labels"][kClusterLabel], cluster_.id);
+  EXPECT_EQ(ds["metadata"]["namespace"], "ems-system");
+  Json cm = templated.ConfigMapFor(cluster_);
+  EXPECT_EQ(cm["data"]["log_level"], "debug");
+  EXPECT_EQ(cm["data"]["cluster"], cluster_.id);
+  // A template without containers is ignored rather than applied half-made.
+  std::ofstream(dir_ / "daemonset.json") << R"({"spec": "nope"})";
+  EXPECT_EQ(templated.DaemonSetFor(cluster_)["spec"]["template"]["spec"]["containers"][0]["image"],
+            "ems/ems-node:latest");
+}
+
 TEST_F(KubeBackendTest, LabelUpdatesRetryResourceVersionConflicts) {
   api_.InjectNodeConflicts(2);
   ASSERT_TRUE(backend_->StartNodes(cluster_, {"worker-4"}).ok());

@@ -84,7 +84,13 @@ absl::StatusOr<Json> KubeClient::Call(const std::string& method, const std::stri
   }
   if (r->body.empty()) return Json::object();
   auto j = ParseJson(r->body, "API server answer");
-  if (!j.ok()) return absl::UnavailableError(absl::StrCat(method, " ", path, ": not JSON"));
+  if (!j.ok() || !j->is_object()) {
+    return absl::UnavailableError(absl::StrCat(method, " ", path, ": not a JSON object"));
+  }
+  // Callers index metadata freely: make sure it is an object when present.
+  if (j->contains("metadata") && !(*j)["metadata"].is_object()) {
+    return absl::UnavailableError(absl::StrCat(method, " ", path, ": metadata is not an object"));
+  }
   return j;
 }
 

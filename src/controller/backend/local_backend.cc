@@ -280,7 +280,8 @@ absl::StatusOr<std::vector<NodeLabel>> LocalBackend::ListLabels(const std::strin
     for (const auto& node : fs::directory_iterator(cluster.path(), ec2)) {
       if (LivePid(node.path().string()) == 0) continue;
       auto j = ParseJson(ReadFile(node.path() / "labels.json"), "labels.json");
-      if (!j.ok() || StrOr(*j, "k8s_cluster_id") != k8s_id || !(*j)["labels"].is_object()) {
+      if (!j.ok() || !j->is_object() || StrOr(*j, "k8s_cluster_id") != k8s_id ||
+          !j->contains("labels") || !(*j)["labels"].is_object()) {
         continue;
       }
       for (const auto& [k, v] : (*j)["labels"].items()) {

@@ -23,6 +23,29 @@ namespace {
 using controller::DumpJson;
 using controller::Json;
 
+// j[key] when j is an object holding key, else null: server answers are read without throwing
+// or asserting, whatever their shape.
+const Json& Field(const Json& j, const char* key) {
+  static const Json kNull;
+  if (!j.is_object()) return kNull;
+  auto it = j.find(key);
+  return it == j.end() ? kNull : *it;
+}
+
+// The array at j[key], or an empty one.
+Json Items(const Json& j, const char* key) {
+  const Json& v = Field(j, key);
+  return v.is_array() ? v : Json::array();
+}
+
+// "k: v" lines of an object's string members (202 answers).
+void PrintFields(const Json& j, std::ostream& out) {
+  if (!j.is_object()) return;
+  for (const auto& [k, v] : j.items()) {
+    if (v.is_string()) out << k << ": " << v.get<std::string>() << "\n";
+  }
+}
+
 // The API ignores k8s_cluster_id on the local backend but requires a UUID.
 constexpr char kLocalK8sId[] = "00000000-0000-4000-8000-000000000000";
 
@@ -184,14 +207,14 @@ int Cli::Accepted(const Reply& r) {
   const std::string job = controller::StrOr(r.body, "job_id");
   if (a_.Has("wait")) {
     if (!json_) {
-      for (const auto& [k, v] : r.body.items()) out_ << k << ": " << v.get<std::string>() << "\n";
+      PrintFields(r.body, out_);
     }
     return JobWait(job);
   }
   if (json_) {
     out_ << DumpJson(r.body, 2) << "\n";
   } else {
-    for (const auto& [k, v] : r.body.items()) out_ << k << ": " << v.get<std::string>() << "\n";
+    PrintFields(r.body, out_);
   }
   return kExitOk;
 }
@@ -200,12 +223,12 @@ int Cli::ClusterList() { return PrintJsonOr(Call("GET", "/v1/clusters"), &Cli::P
 
 int Cli::PrintClusters(const Json& body) {
   Table t({"ID", "NAME", "STATUS", "NODES", "CREATED", "REASON"});
-  for (const Json& c : body.value("clusters", Json::array())) {
-    const Json& m = c["cluster_metadata"];
-    const Json& s = c["cluster_specification"];
+  for (const Json& c : Items(body, "clusters")) {
+    const Json& m = Field(c, "cluster_metadata");
+    const Json& s = Field(c, "cluster_specification");
     t.Add({controller::StrOr(m, "id"), controller::StrOr(s, "name"), controller::StrOr(m, "status"),
            absl::StrCat(controller::IntOr(m, "available_node_count", 0), "/",
-                        controller::IntOr(s["k8s_cluster_specification"], "node_count", 0)),
+                        controller::IntOr(Field(s, "k8s_cluster_specification"), "node_count", 0)),
            controller::StrOr(m, "created_at"), controller::StrOr(m, "reason")});
   }
   t.Print(out_);
@@ -218,10 +241,10 @@ int Cli::ClusterShow() {
 }
 
 int Cli::PrintCluster(const Json& c) {
-  const Json& m = c["cluster_metadata"];
-  const Json& s = c["cluster_specification"];
-  const Json& k = s["k8s_cluster_specification"];
-  const Json& mem = s["memory_specification"];
+  const Json& m = Field(c, "cluster_metadata");
+  const Json& s = Field(c, "cluster_specification");
+  const Json& k = Field(s, "k8s_cluster_specification");
+  const Json& mem = Field(s, "memory_specification");
   Table t({"FIELD", "VALUE"});
   t.Add({"id", controller::StrOr(m, "id")});
   t.Add({"name", controller::StrOr(s, "name")});
@@ -229,8 +252,8 @@ int Cli::PrintCluster(const Json& c) {
   t.Add({"reason", controller::StrOr(m, "reason")});
   t.Add({"nodes", absl::StrCat(controller::IntOr(m, "available_node_count", 0), " available of ",
                                controller::IntOr(k, "node_count", 0))});
-  t.Add({"label", absl::StrCat(controller::StrOr(k["label"], "key"), "=",
-                               controller::StrOr(k["label"], "value"))});
+  t.Add({"label", absl::StrCat(controller::StrOr(Field(k, "label"), "key"), "=",
+                               controller::StrOr(Field(k, "label"), "value"))});
   t.Add({"memory", absl::StrCat(controller::IntOr(mem, "huge_page_num", 0), " pages x ",
                                 controller::IntOr(mem, "huge_page_flavor", 0), " MB")});
   t.Add({"k8s_cluster_id", controller::StrOr(k, "k8s_cluster_id")});
@@ -262,7 +285,7 @@ int Cli::JobList() {
     if (type != "all" && type != t) continue;
     Reply r = Call("GET", absl::StrCat("/v1/jobs?job_type=", t));
     if (r.status != 200) return Fail(r);
-    for (const Json& j : r.body.value("jobs", Json::array())) jobs.push_back(j);
+    for (const Json& j : Items(r.body, "jobs")) jobs.push_back(j);
   }
   std::stable_sort(jobs.begin(), jobs.end(), [](const Json& x, const Json& y) {
     return controller::StrOr(x, "created_at") < controller::StrOr(y, "created_at");
@@ -295,7 +318,7 @@ int Cli::PrintJob(const Json& j) {
        << (j.contains("message") ? " (" + controller::StrOr(j, "message") + ")" : "") << "\n"
        << "progress: " << ProgressBar(controller::DoubleOr(j, "progress", 0)) << "\n\n";
   Table t({"TASK", "STATUS", "MESSAGE"});
-  for (const Json& task : j.value("task_list", Json::array())) {
+  for (const Json& task : Items(j, "task_list")) {
     t.Add({controller::StrOr(task, "id"), controller::StrOr(task, "status"),
            controller::StrOr(task, "message")});
   }
@@ -337,7 +360,7 @@ int Cli::JobWait(const std::string& id) {
     if (r.status != 200) return Fail(r);
     const std::string status = controller::StrOr(r.body, "status");
     std::string task;
-    for (const Json& t : r.body.value("task_list", Json::array())) {
+    for (const Json& t : Items(r.body, "task_list")) {
       if (controller::StrOr(t, "status") == "RUNNING") task = controller::StrOr(t, "message");
     }
     const std::string line = absl::StrCat(ProgressBar(controller::DoubleOr(r.body, "progress", 0)),
