@@ -61,6 +61,11 @@ ABSL_FLAG(std::string, k8s_manifests_dir, "/etc/ems/k8s",
           "kubernetes backend: directory with the ems-node DaemonSet and ConfigMap (deploy/k8s)");
 ABSL_FLAG(std::string, k8s_controller_address, "",
           "kubernetes backend: membership address nodes register with (the controller Service)");
+ABSL_FLAG(std::string, k8s_cluster_id, "",
+          "kubernetes backend: UUID of the K8s cluster this controller manages; "
+          "ListClustersLabels of any other id is empty (\"\" = answer for any id)");
+ABSL_FLAG(std::string, k8s_node_image, "ems/ems-node:latest",
+          "kubernetes backend: ems-node image of the built-in DaemonSet");
 ABSL_FLAG(int, ready_timeout_s, 300, "a job fails if its nodes are not ready within this");
 ABSL_FLAG(int, drain_timeout_s, 60,
           "shrink: how long a DRAINING node may take to hand over its blocks before it is stopped");
@@ -191,7 +196,9 @@ int main(int argc, char** argv) {
          .token_file = absl::GetFlag(FLAGS_k8s_token_file),
          .ca_file = absl::GetFlag(FLAGS_k8s_ca_file),
          .manifests_dir = absl::GetFlag(FLAGS_k8s_manifests_dir),
-         .controller_address = absl::GetFlag(FLAGS_k8s_controller_address)});
+         .controller_address = absl::GetFlag(FLAGS_k8s_controller_address),
+         .image = absl::GetFlag(FLAGS_k8s_node_image),
+         .k8s_cluster_id = absl::GetFlag(FLAGS_k8s_cluster_id)});
     if (!kube.ok()) {
       spdlog::error("kubernetes backend: {}", kube.status().ToString());
       return 1;
