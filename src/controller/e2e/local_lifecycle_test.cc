@@ -65,10 +65,12 @@ class LocalLifecycleTest : public ::testing::Test {
     fs::remove_all(dir_, ec);
   }
 
-  void StartController() {
+  // `membership` "" picks a free port; a restart passes the previous address, as a real
+  // deployment's fixed port would, so the running nodes find the new controller.
+  void StartController(const std::string& membership = "127.0.0.1:0") {
     ASSERT_TRUE(
         controller_.Start(std::string(EMS_BIN_DIR) + "/ems-controller",
-                          {"--listen=127.0.0.1:0", "--membership_listen=127.0.0.1:0",
+                          {"--listen=127.0.0.1:0", "--membership_listen=" + membership,
                            "--state_dir=" + (dir_ / "state").string(), "--backend=local",
                            "--local_node_memory_cap_mb=16", "--ems_node_binary=" + node_binary_,
                            "--heartbeat_ms=500", "--drain_timeout_s=60", "--ready_timeout_s=60"},
@@ -292,8 +294,9 @@ TEST_F(LocalLifecycleTest, SigkilledControllerResumesItsJobAndAdoptsNodes) {
   Json created = Call("POST", "/v1/clusters", body.dump());
   ASSERT_EQ(last_status_, 202);
   // Crash as soon as the create is acknowledged: the job is queued or mid-flight.
+  const std::string membership = controller_.membership();
   controller_.Stop(SIGKILL);
-  StartController();
+  StartController(membership);
   const std::string id = created["cluster_id"];
   Json job = WaitJob(created["job_id"]);  // the token survived the crash too
   ASSERT_EQ(job["status"], "COMPLETED") << job;
@@ -308,8 +311,14 @@ TEST_F(LocalLifecycleTest, SigkilledControllerResumesItsJobAndAdoptsNodes) {
   EXPECT_EQ(live, 3);
   // A clean restart keeps the nodes serving and re-adopts them.
   controller_.Stop(SIGTERM);
-  StartController();
+  StartController(membership);
   WaitMap(id, 3);
+  // Past three missed heartbeats (1.5 s): the nodes stay UP only if they heartbeat the new
+  // controller.
+  absl::SleepFor(absl::Seconds(2));
+  v1::ClusterMap after = Map(id);
+  ASSERT_EQ(after.nodes_size(), 3);
+  for (const auto& n : after.nodes()) EXPECT_EQ(n.state(), v1::UP) << n.id();
   auto client = ClusterClient(id);
   ASSERT_NE(client, nullptr);
   PutAll(*client, 0, 30);
