@@ -1,7 +1,10 @@
-// Round trips through a real ems-node process with ems::Client; every byte is verified.
+// Round trips through a real ems-node process with ems::Client, over the bulk data channel and
+// over gRPC messages; every byte is verified.
+#include "absl/strings/numbers.h"
 #include "client/client.h"
 #include "ems/v1/data.pb.h"
 #include "gtest/gtest.h"
+#include "httplib.h"
 #include "testing/blocks.h"
 #include "testing/process.h"
 
@@ -11,13 +14,14 @@ namespace {
 using testing::TestKey;
 using testing::TestValue;
 
-class NodeRoundTripTest : public ::testing::Test {
+// The parameter: whether the client may use the node's bulk channel.
+class NodeRoundTripTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     auto node = testing::StartNode({"--huge_page_num=100"});  // 200 MiB
     ASSERT_TRUE(node.ok()) << node.status();
     node_ = *std::move(node);
-    auto client = Client::Connect({.address = node_->Value("LISTENING")});
+    auto client = Client::Connect({.address = node_->Value("LISTENING"), .use_bulk = GetParam()});
     ASSERT_TRUE(client.ok()) << client.status();
     client_ = *std::move(client);
   }
@@ -26,7 +30,7 @@ class NodeRoundTripTest : public ::testing::Test {
   std::unique_ptr<Client> client_;
 };
 
-TEST_F(NodeRoundTripTest, EverySizeUpToTheMaximum) {
+TEST_P(NodeRoundTripTest, EverySizeUpToTheMaximum) {
   const size_t sizes[] = {1, 4095, 4096, 65536, 256 << 10, 2 << 20, 8 << 20, 64 << 20};
   for (size_t k = 0; k < std::size(sizes); ++k) {
     SCOPED_TRACE(sizes[k]);
@@ -40,7 +44,7 @@ TEST_F(NodeRoundTripTest, EverySizeUpToTheMaximum) {
   }
 }
 
-TEST_F(NodeRoundTripTest, BatchesMatchPrefixExistsRemoveAndStats) {
+TEST_P(NodeRoundTripTest, BatchesMatchPrefixExistsRemoveAndStats) {
   constexpr int kBlocks = 16;
   std::vector<std::vector<uint8_t>> values;
   std::vector<BlockKey> keys;
@@ -89,7 +93,7 @@ TEST_F(NodeRoundTripTest, BatchesMatchPrefixExistsRemoveAndStats) {
   EXPECT_FALSE(stats->hugepages());
 }
 
-TEST_F(NodeRoundTripTest, SamePutTwiceIsANoOpAndSmallBufferIsOutOfRange) {
+TEST_P(NodeRoundTripTest, SamePutTwiceIsANoOpAndSmallBufferIsOutOfRange) {
   const auto value = TestValue(7, 10000);
   ASSERT_TRUE(client_->Put(TestKey(7), value).ok());
   ASSERT_TRUE(client_->Put(TestKey(7), value).ok());
@@ -98,6 +102,28 @@ TEST_F(NodeRoundTripTest, SamePutTwiceIsANoOpAndSmallBufferIsOutOfRange) {
   EXPECT_EQ(n.status().code(), absl::StatusCode::kOutOfRange);
   EXPECT_NE(n.status().message().find("10000"), std::string::npos);
 }
+
+// The values went where the parameter says: the node counts open bulk connections.
+TEST_P(NodeRoundTripTest, ValuesTravelOverTheChosenTransport) {
+  const auto value = TestValue(7, 1 << 20);
+  ASSERT_TRUE(client_->Put(TestKey(7), value).ok());
+  std::vector<uint8_t> out(value.size());
+  ASSERT_TRUE(client_->Get(TestKey(7), absl::MakeSpan(out)).ok());
+  ASSERT_EQ(out, value);
+  int port = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(node_->Value("METRICS"), &port));
+  httplib::Client http("127.0.0.1", port);
+  auto res = http.Get("/metrics");
+  ASSERT_TRUE(res) << "metrics endpoint unreachable";
+  const std::string expected =
+      GetParam() ? "\nems_bulk_connections 1\n" : "\nems_bulk_connections 0\n";
+  EXPECT_NE(res->body.find(expected), std::string::npos) << res->body;
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, NodeRoundTripTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "BulkChannel" : "Grpc";
+                         });
 
 }  // namespace
 }  // namespace ems

@@ -22,7 +22,8 @@ ABSL_FLAG(int, lookup_prompts, 256, "distinct prompts stored before the run");
 ABSL_FLAG(int, lookup_nodes, 3, "ems-node processes in the cluster");
 ABSL_FLAG(int, lookup_threads, 4, "concurrent lookup loops per target");
 ABSL_FLAG(double, lookup_seconds, 3, "measured seconds per target");
-ABSL_FLAG(std::string, lookup_targets, "ems,redis", "comma-separated: ems, redis");
+ABSL_FLAG(std::string, lookup_targets, "ems,ems-grpc,redis",
+          "comma-separated: ems (bulk channel), ems-grpc (gRPC), redis");
 
 namespace ems::bench {
 namespace {
@@ -72,10 +73,11 @@ Result Measure(int threads, double seconds, int prompts, int keys, Lookup lookup
 }
 
 void Print(const char* target, int keys, int nodes, const Result& r) {
-  std::printf("{\"target\":\"%s\",\"keys\":%d,\"nodes\":%d,\"ops_per_s\":%.0f,\"p50_us\":%.1f,"
-              "\"p99_us\":%.1f,\"wrong\":%d}\n",
-              target, keys, nodes, r.ops_per_s, r.latency.PercentileUs(50),
-              r.latency.PercentileUs(99), r.wrong);
+  std::printf(
+      "{\"target\":\"%s\",\"keys\":%d,\"nodes\":%d,\"ops_per_s\":%.0f,\"p50_us\":%.1f,"
+      "\"p99_us\":%.1f,\"wrong\":%d}\n",
+      target, keys, nodes, r.ops_per_s, r.latency.PercentileUs(50), r.latency.PercentileUs(99),
+      r.wrong);
   std::fflush(stdout);
 }
 
@@ -91,13 +93,16 @@ int RunLookup(int, char**) {
   const std::vector<uint8_t> value(64, 'v');
   int rc = 0;
   for (absl::string_view target : absl::StrSplit(absl::GetFlag(FLAGS_lookup_targets), ',')) {
-    if (target == "ems") {
+    if (target == "ems" || target == "ems-grpc") {
       auto cluster = LocalCluster::Start(nodes, 32);
       if (!cluster.ok()) {
         std::fprintf(stderr, "lookup: %s\n", cluster.status().ToString().c_str());
         return 1;
       }
-      auto client = Client::Connect({.controller = (*cluster)->membership(), .cluster = "bench"});
+      // ems-grpc keeps lookups on gRPC (the bulk channel off), for comparison in the same run.
+      auto client = Client::Connect({.controller = (*cluster)->membership(),
+                                     .cluster = "bench",
+                                     .use_bulk = target == "ems"});
       if (!client.ok()) return 1;
       for (const auto& prompt : data) {
         std::vector<PutItem> items;
@@ -113,7 +118,7 @@ int RunLookup(int, char**) {
         auto m = (*client)->MatchPrefix(data[p]);
         return m.ok() ? static_cast<int>(*m) : -1;
       });
-      Print("ems", keys, nodes, r);
+      Print(std::string(target).c_str(), keys, nodes, r);
       rc |= r.wrong != 0;
     } else if (target == "redis") {
       auto redis = StartRedis();

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -24,7 +24,8 @@
 #include "harness/stats.h"
 
 ABSL_FLAG(std::string, targets, "ems,ems-local,redis,memcached,memcpy",
-          "comma-separated targets: ems, ems-local, redis, memcached, memcpy");
+          "comma-separated targets: ems (remote, bulk channel), ems-grpc (remote, values in "
+          "gRPC messages), ems-local (shared memory), redis, memcached, memcpy");
 ABSL_FLAG(std::string, sizes, "64KiB,256KiB,2MiB,8MiB", "block sizes (KiB or MiB suffix)");
 ABSL_FLAG(std::string, concurrency, "1,4,16", "client threads");
 ABSL_FLAG(uint64_t, bytes_per_case, 256ull << 20, "bytes written (and read) per case");
@@ -249,11 +250,11 @@ int RunThroughput(int, char**) {
     std::optional<Server> server;
     std::unique_ptr<Target> target;
     const std::string tname(name);
-    if (tname == "ems" || tname == "ems-local") {
+    if (tname == "ems" || tname == "ems-local" || tname == "ems-grpc") {
       const std::string sock = sock_dir + "/node.sock";
-      auto n = StartNode(SiblingBinary("ems-node"),
-                         {absl::StrCat("--huge_page_num=", server_mb / 2), "--log_level=error",
-                          "--local_socket=" + sock});
+      auto n =
+          StartNode(SiblingBinary("ems-node"), {absl::StrCat("--huge_page_num=", server_mb / 2),
+                                                "--log_level=error", "--local_socket=" + sock});
       if (!n.ok()) {
         std::fprintf(stderr, "throughput: %s\n", n.status().ToString().c_str());
         return 1;
@@ -261,6 +262,7 @@ int RunThroughput(int, char**) {
       node = *std::move(n);
       ClientOptions o{.address = node->Value("LISTENING")};
       o.use_local = tname == "ems-local";
+      o.use_bulk = tname == "ems";
       o.local_socket = o.use_local ? sock : "";
       auto c = Client::Connect(o);
       if (!c.ok()) return 1;

@@ -36,6 +36,9 @@ struct ClientOptions {
   // advertise a local socket; standalone: `local_socket`).
   bool use_local = true;
   std::string local_socket;
+  // Move values over the node's bulk data channel (no copy between socket and buffers) when
+  // the node offers one; false keeps every call on gRPC.
+  bool use_bulk = true;
   // Verify every remote Get against the checksum the node computed when the block was sealed.
   bool verify_checksums = true;
   absl::Duration map_refresh = absl::Milliseconds(500);

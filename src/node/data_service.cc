@@ -6,6 +6,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/status_macros.h"
+#include "node/admission.h"
 
 namespace ems::node {
 namespace {
@@ -40,15 +42,10 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Sta
 absl::Status DataService::Admit(grpc::CallbackServerContext* ctx,
                                 const google::protobuf::RepeatedPtrField<v1::Key>* keys) {
   const auto& md = ctx->client_metadata();
-  if (!options_.cd_key.empty()) {
-    auto it = md.find(kCdKeyHeader);
-    if (it == md.end() || absl::string_view(it->second.data(), it->second.size()) !=
-                              absl::string_view(options_.cd_key)) {
-      return absl::UnauthenticatedError(
-          absl::StrCat("node ", options_.node_id, " requires the project's cdKey in ",
-                       kCdKeyHeader));
-    }
-  }
+  auto cd = md.find(kCdKeyHeader);
+  const absl::string_view given =
+      cd == md.end() ? "" : absl::string_view(cd->second.data(), cd->second.size());
+  EMS_RETURN_IF_ERROR(CheckCdKey(options_.node_id, options_.cd_key, given, kCdKeyHeader));
   if (keys == nullptr || !options_.view) return absl::OkStatus();
   auto it = md.find(kEpochHeader);
   if (it == md.end()) return absl::OkStatus();  // a caller without a map talks to one node
@@ -58,16 +55,13 @@ absl::Status DataService::Admit(grpc::CallbackServerContext* ctx,
   }
   std::shared_ptr<const ClusterView> view = options_.view();
   if (view == nullptr || client_epoch >= view->epoch()) return absl::OkStatus();
+  std::vector<BlockKey> valid;  // bad keys are reported by the handler itself
   for (const v1::Key& k : *keys) {
-    auto key = KeyFrom(k);
-    if (key.ok() && !view->Owns(options_.node_id, *key)) {
-      ctx->AddTrailingMetadata(kEpochHeader, absl::StrCat(view->epoch()));
-      return absl::FailedPreconditionError(
-          absl::StrCat("node ", options_.node_id, " does not own ", key->ToString(),
-                       " under epoch ", view->epoch(), " (caller has epoch ", client_epoch, ")"));
-    }
+    if (auto key = KeyFrom(k); key.ok()) valid.push_back(*std::move(key));
   }
-  return absl::OkStatus();
+  absl::Status s = CheckOwnership(view.get(), options_.node_id, client_epoch, valid);
+  if (!s.ok()) ctx->AddTrailingMetadata(kEpochHeader, absl::StrCat(view->epoch()));
+  return s;
 }
 
 absl::Status DataService::PutOne(const v1::PutRequest& req, v1::PutResponse* resp) {
@@ -80,8 +74,7 @@ absl::Status DataService::PutOne(const v1::PutRequest& req, v1::PutResponse* res
       return absl::InvalidArgumentError(absl::StrCat("parent: ", parent.status().message()));
     }
   }
-  auto handle =
-      pool_->Allocate(*key, req.value().size(), req.has_parent() ? &*parent : nullptr);
+  auto handle = pool_->Allocate(*key, req.value().size(), req.has_parent() ? &*parent : nullptr);
   if (!handle.ok()) {
     if (absl::IsAlreadyExists(handle.status()) &&
         absl::StrContains(handle.status().message(), "same size")) {
@@ -154,8 +147,8 @@ grpc::ServerUnaryReactor* DataService::BatchGet(grpc::CallbackServerContext* ctx
     GetOne(req->keys(i), resp->add_items(), &status);
     if (!status.ok()) {
       resp->Clear();
-      return Done(ctx, absl::Status(status.code(),
-                                    absl::StrCat("keys[", i, "]: ", status.message())));
+      return Done(ctx,
+                  absl::Status(status.code(), absl::StrCat("keys[", i, "]: ", status.message())));
     }
   }
   return Done(ctx, absl::OkStatus());
@@ -206,6 +199,7 @@ grpc::ServerUnaryReactor* DataService::Health(grpc::CallbackServerContext* ctx,
                                                             : v1::HealthResponse::NOT_SERVING);
   resp->set_node_id(options_.node_id);
   resp->set_version(kVersion);
+  resp->set_bulk_port(static_cast<uint32_t>(options_.bulk_port));
   return Done(ctx, absl::OkStatus());
 }
 

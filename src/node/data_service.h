@@ -15,8 +15,8 @@
 namespace ems::node {
 
 // Metadata keys shared with the client.
-inline constexpr char kEpochHeader[] = "ems-epoch";      // client → node, and node → client
-inline constexpr char kCdKeyHeader[] = "ems-cd-key";     // client → node (project credential)
+inline constexpr char kEpochHeader[] = "ems-epoch";   // client → node, and node → client
+inline constexpr char kCdKeyHeader[] = "ems-cd-key";  // client → node (project credential)
 
 struct DataServiceOptions {
   std::string node_id;
@@ -24,6 +24,7 @@ struct DataServiceOptions {
   std::string cd_key;
   // The node's current cluster map; nullptr or returning nullptr = standalone (owns all keys).
   std::function<std::shared_ptr<const ClusterView>()> view;
+  int bulk_port = 0;  // advertised in Health; 0 = no bulk channel
 };
 
 // Thread-safe. `pool` is not owned and must outlive the service.

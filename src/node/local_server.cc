@@ -28,12 +28,11 @@ void SetStatus(v1::LocalGrant* g, const absl::Status& s) {
 }
 
 // Removes `lease` from the connection's set; a lease granted elsewhere is NOT_FOUND in `g`.
-bool TakeOwned(absl::flat_hash_set<pool::LeaseId>& leases, pool::LeaseId lease,
-               v1::LocalGrant* g) {
+bool TakeOwned(absl::flat_hash_set<pool::LeaseId>& leases, pool::LeaseId lease, v1::LocalGrant* g) {
   g->set_lease(lease);
   if (leases.erase(lease) > 0) return true;
-  SetStatus(g, absl::NotFoundError(
-                   absl::StrCat("lease ", lease, " was not granted on this connection")));
+  SetStatus(
+      g, absl::NotFoundError(absl::StrCat("lease ", lease, " was not granted on this connection")));
   return false;
 }
 
@@ -58,16 +57,8 @@ bool SendResponse(int fd, const v1::LocalResponse& resp, int pass_fd) {
 
 }  // namespace
 
-struct LocalServer::Connection {
-  int fd = -1;
-  std::thread thread;
-  // Leases granted on this connection and not yet sealed or released. Only its own thread
-  // touches the set.
-  absl::flat_hash_set<pool::LeaseId> leases;
-};
-
-LocalServer::LocalServer(pool::Pool* pool, LocalServerOptions options, int listen_fd)
-    : pool_(pool), options_(std::move(options)), listen_fd_(listen_fd) {}
+LocalServer::LocalServer(pool::Pool* pool, LocalServerOptions options)
+    : pool_(pool), options_(std::move(options)) {}
 
 absl::StatusOr<std::unique_ptr<LocalServer>> LocalServer::Start(pool::Pool* pool,
                                                                 LocalServerOptions options) {
@@ -88,68 +79,31 @@ absl::StatusOr<std::unique_ptr<LocalServer>> LocalServer::Start(pool::Pool* pool
     close(fd);
     return s;
   }
-  std::unique_ptr<LocalServer> server(new LocalServer(pool, std::move(options), fd));
-  server->accept_thread_ = std::thread([s = server.get()] { s->AcceptLoop(); });
+  std::unique_ptr<LocalServer> server(new LocalServer(pool, std::move(options)));
+  LocalServer* raw = server.get();
+  server->threads_ = std::make_unique<internal::ConnectionThreads>(
+      fd, raw->options_.max_connections, "local path", [raw](int conn) { raw->Serve(conn); });
   spdlog::info("local path: serving the arena on {}", server->options_.socket_path);
   return server;
 }
 
 LocalServer::~LocalServer() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-    for (auto& [raw, conn] : conns_) shutdown(conn->fd, SHUT_RDWR);  // wakes its recv
-  }
-  shutdown(listen_fd_, SHUT_RDWR);
-  accept_thread_.join();
-  close(listen_fd_);
+  threads_.reset();  // ends every connection, and with it every lease it held
   unlink(options_.socket_path.c_str());
-  // Connection threads leave their map entry on exit; wait for all of them.
-  mu_.LockWhen(absl::Condition(
-      +[](absl::flat_hash_map<Connection*, std::unique_ptr<Connection>>* m) { return m->empty(); },
-      &conns_));
-  std::vector<std::thread> threads = std::move(finished_);
-  mu_.Unlock();
-  for (auto& t : threads) t.join();
 }
 
-int LocalServer::connections() const {
-  absl::MutexLock lock(&mu_);
-  return static_cast<int>(conns_.size());
-}
-
-void LocalServer::AcceptLoop() {
-  while (true) {
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      return;  // shut down
-    }
-    absl::MutexLock lock(&mu_);
-    for (auto& t : finished_) t.join();  // reap threads of connections that ended
-    finished_.clear();
-    if (stopping_ || static_cast<int>(conns_.size()) >= options_.max_connections) {
-      spdlog::warn("local path: refusing a connection ({} open)", conns_.size());
-      close(fd);
-      continue;
-    }
-    auto conn = std::make_unique<Connection>();
-    Connection* raw = conn.get();
-    raw->fd = fd;
-    conns_.emplace(raw, std::move(conn));
-    raw->thread = std::thread([this, raw] { Serve(raw); });
-  }
-}
-
-void LocalServer::Serve(Connection* conn) {
+void LocalServer::Serve(int fd) {
+  // Leases granted on this connection and not yet sealed or released.
+  absl::flat_hash_set<pool::LeaseId> leases;
   std::string buf(kMaxMessageBytes, '\0');
   while (true) {
-    ssize_t n = recv(conn->fd, buf.data(), buf.size(), MSG_TRUNC);
+    ssize_t n = recv(fd, buf.data(), buf.size(), MSG_TRUNC);
     if (n <= 0) break;  // closed, reset or shut down
     v1::LocalRequest req;
     v1::LocalResponse resp;
     int pass_fd = -1;
-    if (static_cast<size_t>(n) > buf.size() || !req.ParseFromArray(buf.data(), static_cast<int>(n))) {
+    if (static_cast<size_t>(n) > buf.size() ||
+        !req.ParseFromArray(buf.data(), static_cast<int>(n))) {
       resp.set_code(static_cast<int>(absl::StatusCode::kInvalidArgument));
       resp.set_message(static_cast<size_t>(n) > buf.size()
                            ? absl::StrCat("local request of ", n, " bytes exceeds ", buf.size())
@@ -173,8 +127,8 @@ void LocalServer::Serve(Connection* conn) {
               SetStatus(g, key.ok() ? parent.status() : key.status());
               continue;
             }
-            auto grant = pool_->AcquireWrite(*key, item.size(),
-                                             item.has_parent() ? &*parent : nullptr, ttl);
+            auto grant =
+                pool_->AcquireWrite(*key, item.size(), item.has_parent() ? &*parent : nullptr, ttl);
             if (!grant.ok()) {
               if (absl::IsAlreadyExists(grant.status()) &&
                   absl::StrContains(grant.status().message(), "same size")) {
@@ -184,7 +138,7 @@ void LocalServer::Serve(Connection* conn) {
               }
               continue;
             }
-            conn->leases.insert(grant->first);
+            leases.insert(grant->first);
             g->set_lease(grant->first);
             g->set_offset(grant->second.offset);
             g->set_size(grant->second.size);
@@ -196,7 +150,7 @@ void LocalServer::Serve(Connection* conn) {
             const pool::LeaseId lease = req.seal().leases(i);
             const uint64_t sum = i < req.seal().checksums_size() ? req.seal().checksums(i) : 0;
             v1::LocalGrant* g = resp.add_grants();
-            if (TakeOwned(conn->leases, lease, g)) SetStatus(g, pool_->SealLease(lease, sum));
+            if (TakeOwned(leases, lease, g)) SetStatus(g, pool_->SealLease(lease, sum));
           }
           break;
         case v1::LocalRequest::kRead: {
@@ -213,7 +167,7 @@ void LocalServer::Serve(Connection* conn) {
               SetStatus(g, grant.status());
               continue;
             }
-            conn->leases.insert(grant->first);
+            leases.insert(grant->first);
             g->set_lease(grant->first);
             g->set_offset(grant->second.offset);
             g->set_size(grant->second.size);
@@ -224,7 +178,7 @@ void LocalServer::Serve(Connection* conn) {
         case v1::LocalRequest::kRelease:
           for (pool::LeaseId lease : req.release().leases()) {
             v1::LocalGrant* g = resp.add_grants();
-            if (!TakeOwned(conn->leases, lease, g)) continue;
+            if (!TakeOwned(leases, lease, g)) continue;
             absl::Status s = pool_->Release(lease);
             // An expired lease is already gone: releasing it is not the client's error.
             if (!s.ok() && !absl::IsNotFound(s)) SetStatus(g, s);
@@ -256,15 +210,10 @@ void LocalServer::Serve(Connection* conn) {
           break;
       }
     }
-    if (!SendResponse(conn->fd, resp, pass_fd)) break;
+    if (!SendResponse(fd, resp, pass_fd)) break;
   }
   // The client is gone: end whatever it still held.
-  for (pool::LeaseId lease : conn->leases) pool_->Release(lease).IgnoreError();
-  close(conn->fd);
-  absl::MutexLock lock(&mu_);
-  auto it = conns_.find(conn);
-  finished_.push_back(std::move(it->second->thread));
-  conns_.erase(it);
+  for (pool::LeaseId lease : leases) pool_->Release(lease).IgnoreError();
 }
 
 }  // namespace ems::node

@@ -6,14 +6,10 @@
 
 #include <memory>
 #include <string>
-#include <thread>
-#include <vector>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "node/internal/connection_threads.h"
 #include "pool/pool.h"
 
 namespace ems::node {
@@ -34,25 +30,16 @@ class LocalServer {
                                                             LocalServerOptions options);
   ~LocalServer();  // closes the socket, ends every connection (and its leases), joins threads
 
-  int connections() const;
+  int connections() const { return threads_->connections(); }
   const std::string& socket_path() const { return options_.socket_path; }
 
  private:
-  struct Connection;
-  LocalServer(pool::Pool* pool, LocalServerOptions options, int listen_fd);
-  void AcceptLoop();
-  void Serve(Connection* conn);
+  LocalServer(pool::Pool* pool, LocalServerOptions options);
+  void Serve(int fd);
 
   pool::Pool* const pool_;
   const LocalServerOptions options_;
-  const int listen_fd_;
-
-  mutable absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  absl::flat_hash_map<Connection*, std::unique_ptr<Connection>> conns_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::thread> finished_ ABSL_GUARDED_BY(mu_);  // threads of closed connections
-
-  std::thread accept_thread_;
+  std::unique_ptr<internal::ConnectionThreads> threads_;
 };
 
 }  // namespace ems::node

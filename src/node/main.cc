@@ -41,6 +41,9 @@ ABSL_FLAG(std::string, metrics_host, "0.0.0.0", "address the metrics endpoint bi
 ABSL_FLAG(std::string, node_id, "", "this node's id in the cluster map; default hostname:port");
 ABSL_FLAG(std::string, local_socket, "",
           "Unix socket path for same-machine clients (shared-memory path); empty disables");
+ABSL_FLAG(int, bulk_port, 0,
+          "port of the bulk data channel (values move between the socket and the arena with no "
+          "copy in between) on the --listen host; 0 picks a free port, -1 disables it");
 ABSL_FLAG(std::string, cd_key, "",
           "project credential clients must present (metadata ems-cd-key); empty = none");
 ABSL_FLAG(std::string, controller, "",
@@ -99,6 +102,7 @@ int main(int argc, char** argv) {
   o.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   o.metrics_host = absl::GetFlag(FLAGS_metrics_host);
   o.node_id = absl::GetFlag(FLAGS_node_id);
+  o.bulk_port = absl::GetFlag(FLAGS_bulk_port);
   o.local_socket = absl::GetFlag(FLAGS_local_socket);
   o.cd_key = absl::GetFlag(FLAGS_cd_key);
   o.controller = absl::GetFlag(FLAGS_controller);

@@ -62,8 +62,7 @@ bool MembershipAgent::RegisterOnce() {
   v1::RegisterResponse resp;
   grpc::Status s = stub_->Register(&ctx, req, &resp);
   if (!s.ok()) {
-    spdlog::warn("membership: register with {} failed: {}", options_.controller,
-                 s.error_message());
+    spdlog::warn("membership: register with {} failed: {}", options_.controller, s.error_message());
     return false;
   }
   if (resp.heartbeat_interval_ms() > 0) {
@@ -78,11 +77,15 @@ void MembershipAgent::Run() {
   bool registered = false;
   while (true) {
     absl::Duration interval;
+    bool left = false;
     {
       absl::MutexLock lock(&mu_);
       interval = interval_;
+      left = left_;
     }
-    if (!registered) {
+    if (left) {
+      // Drained and reported DOWN: stay out of the map until the process restarts.
+    } else if (!registered) {
       registered = RegisterOnce();
     } else {
       grpc::ClientContext ctx;
@@ -116,6 +119,10 @@ absl::Status MembershipAgent::SetState(v1::NodeState state) {
   v1::SetNodeStateResponse resp;
   grpc::Status s = stub_->SetNodeState(&ctx, req, &resp);
   if (!s.ok()) return FromGrpcStatus(s);
+  if (state == v1::DOWN) {
+    absl::MutexLock lock(&mu_);
+    left_ = true;
+  }
   Adopt(resp.map());
   return absl::OkStatus();
 }

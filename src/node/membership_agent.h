@@ -19,7 +19,7 @@ namespace ems::node {
 struct MembershipAgentOptions {
   std::string controller;  // host:port of the controller's membership service
   std::string cluster = "default";
-  v1::NodeInfo self;       // id, address, zone, capacity, host, local_socket
+  v1::NodeInfo self;  // id, address, zone, capacity, host, local_socket
   // Used until the controller states its own interval.
   absl::Duration heartbeat_interval = absl::Seconds(1);
 };
@@ -37,6 +37,9 @@ class MembershipAgent {
   // The newest map seen; nullptr before the first one.
   std::shared_ptr<const ClusterView> view() const;
   // Asks the controller to set this node's state (DRAINING at shrink, DOWN when drained).
+  // After DOWN the node has left: it stops heartbeating, since the controller takes a heartbeat
+  // from a DOWN node as its return and would route writes to a node about to exit. A node that
+  // left rejoins by restarting.
   absl::Status SetState(v1::NodeState state);
 
  private:
@@ -52,6 +55,7 @@ class MembershipAgent {
   mutable absl::Mutex mu_;
   std::shared_ptr<const ClusterView> view_ ABSL_GUARDED_BY(mu_);
   absl::Duration interval_ ABSL_GUARDED_BY(mu_);
+  bool left_ ABSL_GUARDED_BY(mu_) = false;
 
   std::thread thread_;  // last: starts after every member above is ready
 };

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "node/bulk_server.h"
 #include "node/data_service.h"
 #include "node/local_server.h"
 #include "node/membership_agent.h"
@@ -46,6 +47,19 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
                                       : absl::StrCat(HostName(), ":", requested_port);
   }
   sopts.node_id = o.node_id;
+  if (o.bulk_port >= 0) {
+    // The bulk channel listens on the gRPC address's host; names and IPv6 wildcards map to
+    // their IPv4 equivalents.
+    std::string bulk_host = host;
+    if (bulk_host == "localhost") bulk_host = "127.0.0.1";
+    if (bulk_host.empty() || bulk_host == "[::]" || bulk_host == "::") bulk_host = "0.0.0.0";
+    EMS_ASSIGN_OR_RETURN(node->bulk_, BulkServer::Start(node->pool_.get(), {.host = bulk_host,
+                                                                            .port = o.bulk_port,
+                                                                            .node_id = o.node_id,
+                                                                            .cd_key = o.cd_key,
+                                                                            .view = sopts.view}));
+    sopts.bulk_port = node->bulk_->port();
+  }
   node->service_ = std::make_unique<DataService>(node->pool_.get(), sopts);
 
   grpc::ServerBuilder builder;
@@ -82,6 +96,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
     self.set_capacity_bytes(node->pool_->arena_bytes());
     self.set_local_socket(o.local_socket);
     self.set_host(HostName());
+    if (node->bulk_) self.set_bulk_port(static_cast<uint32_t>(node->bulk_->port()));
     auto view = [raw]() -> std::shared_ptr<const ClusterView> {
       MembershipAgent* agent = raw->agent_raw_.load(std::memory_order_acquire);
       return agent ? agent->view() : nullptr;
@@ -144,8 +159,8 @@ absl::Status Node::StartMetrics() {
                         : -1;
   }
   if (metrics_port_ <= 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on --metrics_port ",
-                                               options_.metrics_port));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on --metrics_port ", options_.metrics_port));
   }
   http_thread_ = std::thread([this] { http_->listen_after_bind(); });
   return absl::OkStatus();
@@ -175,6 +190,10 @@ std::string Node::MetricsText() {
   metric("reclaimed_writes_total", "counter", "Unsealed writes freed.", s.reclaimed_writes);
   metric("metadata_bytes", "gauge", "Off-arena metadata bytes (estimate).", s.metadata_bytes);
   metric("hugepages", "gauge", "1 if the arena is on hugetlb pages.", s.hugepages ? 1 : 0);
+  if (bulk_) {
+    metric("bulk_connections", "gauge", "Open bulk data channel connections.",
+           bulk_->connections());
+  }
   return out;
 }
 
@@ -196,6 +215,7 @@ void Node::Shutdown(absl::Duration grace) {
   agent_raw_.store(nullptr, std::memory_order_release);
   agent_.reset();
   local_.reset();
+  bulk_.reset();
   if (sweeper_.joinable()) sweeper_.join();
 }
 

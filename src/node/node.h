@@ -21,6 +21,7 @@ class Server;
 
 namespace ems::node {
 
+class BulkServer;
 class DataService;
 class LocalServer;
 class MembershipAgent;
@@ -29,18 +30,19 @@ class Migrator;
 struct NodeOptions {
   std::string listen = "0.0.0.0:50051";  // port 0 picks a free port
   pool::PoolOptions pool;
-  int metrics_port = 0;                  // -1 disables the HTTP endpoint; 0 picks a port
+  int metrics_port = 0;  // -1 disables the HTTP endpoint; 0 picks a port
   std::string metrics_host = "0.0.0.0";
-  std::string node_id;                   // "" = hostname:port
-  std::string local_socket;              // "" disables the same-machine path
-  std::string cd_key;                    // "" = no credential required
+  std::string node_id;       // "" = hostname:port
+  std::string local_socket;  // "" disables the same-machine path
+  int bulk_port = 0;         // bulk data channel; 0 picks a port, -1 disables
+  std::string cd_key;        // "" = no credential required
   // Membership: empty controller = standalone node.
   std::string controller;
   std::string cluster = "default";
   std::string zone;
-  std::string advertise;                 // address others use; "" = 127.0.0.1:<port>
+  std::string advertise;  // address others use; "" = 127.0.0.1:<port>
   absl::Duration lease_sweep = absl::Seconds(1);
-  double migration_mbps = 0;             // push rate limit when blocks move; 0 = unlimited
+  double migration_mbps = 0;                 // push rate limit when blocks move; 0 = unlimited
   uint64_t max_message_bytes = 80ull << 20;  // above the 64 MiB max value plus framing
 };
 
@@ -69,9 +71,10 @@ class Node {
   std::unique_ptr<DataService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<LocalServer> local_;
+  std::unique_ptr<BulkServer> bulk_;
   std::unique_ptr<MembershipAgent> agent_;
   std::atomic<MembershipAgent*> agent_raw_{nullptr};  // what RPC handlers read; acq/rel
-  std::unique_ptr<Migrator> migrator_;  // cluster mode only; created before agent_
+  std::unique_ptr<Migrator> migrator_;                // cluster mode only; created before agent_
   std::unique_ptr<httplib::Server> http_;
   std::thread http_thread_;
   std::thread sweeper_;

@@ -20,6 +20,9 @@ struct ClusterOptions {
   int nodes = 3;
   int replication_factor = 1;
   int heartbeat_ms = 300;
+  // Missed heartbeats before DOWN. Above the controller's default of 3: on a loaded 2-core CI
+  // machine a starved node can miss 3 intervals of 300 ms while alive and well.
+  int down_after_missed = 5;
   int node_pages = 32;  // 64 MiB per node
   std::vector<std::string> node_flags;
 };
@@ -36,6 +39,7 @@ class Cluster {
         {"--listen=127.0.0.1:0", "--membership_listen=127.0.0.1:0",
          "--state_dir=" + (c->dir_ / "controller").string(),
          absl::StrCat("--heartbeat_ms=", options.heartbeat_ms),
+         absl::StrCat("--down_after_missed=", options.down_after_missed),
          absl::StrCat("--replication_factor=", options.replication_factor), "--log_level=warn"},
         {"MEMBERSHIP", "REST"});
     if (!ctl.ok()) return ctl.status();

@@ -24,19 +24,38 @@ struct RemoteCall {
   grpc::Status status;
 };
 
-// Starts every call with `start(call, done)` and waits for all of them.
+// Starts every call with `start(call, done)`; the counter reaches zero when all are done.
 template <typename Call, typename Start>
-void RunParallel(std::vector<std::unique_ptr<Call>>& calls, Start start) {
-  if (calls.empty()) return;
-  absl::BlockingCounter pending(static_cast<int>(calls.size()));
+std::unique_ptr<absl::BlockingCounter> StartParallel(std::vector<std::unique_ptr<Call>>& calls,
+                                                     Start start) {
+  if (calls.empty()) return nullptr;
+  auto pending = std::make_unique<absl::BlockingCounter>(static_cast<int>(calls.size()));
   for (auto& c : calls) {
     Call* raw = c.get();
-    start(*raw, [&pending, raw](grpc::Status s) {
+    start(*raw, [p = pending.get(), raw](grpc::Status s) {
       raw->status = std::move(s);
-      pending.DecrementCount();
+      p->DecrementCount();
     });
   }
-  pending.Wait();
+  return pending;
+}
+
+template <typename Call, typename Start>
+void RunParallel(std::vector<std::unique_ptr<Call>>& calls, Start start) {
+  if (auto in_flight = StartParallel(calls, start)) in_flight->Wait();
+}
+
+// A request over a node's bulk channel: one per node per round.
+struct BulkGroup {
+  std::shared_ptr<NodeConnection> conn;
+  std::vector<size_t> items;
+  std::unique_ptr<client::BulkCall> call;
+};
+
+// Sends every request, then reads every answer: the nodes work in parallel without threads.
+void RunBulk(std::vector<BulkGroup>& groups) {
+  for (BulkGroup& g : groups) g.call->Send();
+  for (BulkGroup& g : groups) g.call->Finish();
 }
 
 void ToProto(const BlockKey& key, v1::Key* out) {
@@ -91,14 +110,19 @@ absl::Status ClientImpl::Init() {
       return absl::InvalidArgumentError("client options name neither an address nor a controller");
     }
     single_ = std::make_shared<NodeConnection>(options_.address, options_.address,
-                                               options_.local_socket, options_);
+                                               options_.local_socket, 0, options_);
     grpc::ClientContext ctx;
     single_->Prepare(&ctx, 0);
     v1::HealthResponse resp;
     grpc::Status s = single_->stub()->Health(&ctx, v1::HealthRequest(), &resp);
     if (!s.ok()) {
-      return absl::UnavailableError(absl::StrCat("ems-node at ", options_.address,
-                                                 " does not answer: ", s.error_message()));
+      return absl::UnavailableError(
+          absl::StrCat("ems-node at ", options_.address, " does not answer: ", s.error_message()));
+    }
+    if (options_.use_bulk && resp.bulk_port() > 0) {
+      single_ = std::make_shared<NodeConnection>(options_.address, options_.address,
+                                                 options_.local_socket,
+                                                 static_cast<int>(resp.bulk_port()), options_);
     }
     return absl::OkStatus();
   }
@@ -160,10 +184,14 @@ ClientCounters ClientImpl::counters() const {
 ClientImpl::ConnPtr ClientImpl::Conn(const v1::NodeInfo& node) {
   absl::MutexLock lock(&mu_);
   auto it = conns_.find(node.id());
-  if (it != conns_.end() && it->second->address() == node.address()) return it->second;
+  if (it != conns_.end() && it->second->address() == node.address() &&
+      it->second->bulk_port() == static_cast<int>(node.bulk_port())) {
+    return it->second;
+  }
   const bool same_host = !node.host().empty() && node.host() == hostname_;
   auto conn = std::make_shared<NodeConnection>(node.id(), node.address(),
-                                               same_host ? node.local_socket() : "", options_);
+                                               same_host ? node.local_socket() : "",
+                                               static_cast<int>(node.bulk_port()), options_);
   conns_[node.id()] = conn;
   return conn;
 }
@@ -194,7 +222,7 @@ void ClientImpl::GetLocal(LocalChannel* local, absl::Span<const GetItem> items,
     auto got = local->BatchGet(keys, bufs);
     for (size_t j = 0; j < idx.size(); ++j) {
       results[idx[j]] = got[j];
-      outcomes[idx[j]] = got[j].ok()                     ? Outcome::kDone
+      outcomes[idx[j]] = got[j].ok()                         ? Outcome::kDone
                          : absl::IsNotFound(got[j].status()) ? Outcome::kMiss
                          : IsTransport(got[j].status())      ? Outcome::kTransport
                                                              : Outcome::kDone;
@@ -222,9 +250,16 @@ std::vector<absl::StatusOr<size_t>> ClientImpl::BatchGet(absl::Span<const GetIte
     if (groups.empty()) break;
     using Call = RemoteCall<v1::BatchGetRequest, v1::BatchGetResponse>;
     std::vector<std::unique_ptr<Call>> calls;
+    std::vector<BulkGroup> bulk;
     for (auto& [conn, idx] : groups) {
       if (conn->local() != nullptr) {
         GetLocal(conn->local(), items, idx, results, outcomes);
+        continue;
+      }
+      if (BulkChannel* channel = conn->bulk()) {
+        auto call = std::make_unique<BulkCall>(channel, bulk::Op::kGet, r.epoch);
+        for (size_t i : idx) call->AddGet(&items[i].key, items[i].buffer);
+        bulk.push_back({conn, idx, std::move(call)});
         continue;
       }
       auto call = std::make_unique<Call>();
@@ -234,9 +269,29 @@ std::vector<absl::StatusOr<size_t>> ClientImpl::BatchGet(absl::Span<const GetIte
       for (size_t i : idx) ToProto(items[i].key, call->req.add_keys());
       calls.push_back(std::move(call));
     }
-    RunParallel(calls, [](Call& c, std::function<void(grpc::Status)> done) {
+    auto in_flight = StartParallel(calls, [](Call& c, std::function<void(grpc::Status)> done) {
       c.conn->stub()->async()->BatchGet(&c.ctx, &c.req, &c.resp, std::move(done));
     });
+    RunBulk(bulk);
+    if (in_flight) in_flight->Wait();
+    for (BulkGroup& g : bulk) {
+      const absl::Status& status = g.call->status();
+      const bool stale = absl::IsFailedPrecondition(status) && g.call->node_epoch() > r.epoch;
+      for (size_t j = 0; j < g.items.size(); ++j) {
+        const size_t i = g.items[j];
+        if (stale) {
+          outcomes[i] = Outcome::kStale;
+        } else if (!status.ok()) {
+          outcomes[i] = IsTransport(status) ? Outcome::kTransport : Outcome::kDone;
+          results[i] = status;
+        } else if (absl::IsNotFound(g.call->results()[j].status())) {
+          outcomes[i] = Outcome::kMiss;
+        } else {
+          outcomes[i] = Outcome::kDone;
+          results[i] = g.call->results()[j];
+        }
+      }
+    }
     for (auto& c : calls) {
       const bool stale = c->status.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
                          EpochFromTrailer(c->ctx) > r.epoch;
@@ -246,9 +301,9 @@ std::vector<absl::StatusOr<size_t>> ClientImpl::BatchGet(absl::Span<const GetIte
           outcomes[i] = Outcome::kStale;
         } else if (!c->status.ok()) {
           outcomes[i] = IsTransport(c->status.error_code()) ? Outcome::kTransport : Outcome::kDone;
-          results[i] = absl::Status(FromGrpcStatus(c->status).code(),
-                                    absl::StrCat("get from ", c->conn->address(), ": ",
-                                                 c->status.error_message()));
+          results[i] = absl::Status(
+              FromGrpcStatus(c->status).code(),
+              absl::StrCat("get from ", c->conn->address(), ": ", c->status.error_message()));
         } else if (j >= static_cast<size_t>(c->resp.items_size()) ||
                    !c->resp.items(static_cast<int>(j)).found()) {
           outcomes[i] = Outcome::kMiss;
@@ -257,13 +312,13 @@ std::vector<absl::StatusOr<size_t>> ClientImpl::BatchGet(absl::Span<const GetIte
           outcomes[i] = Outcome::kDone;
           const std::string& v = g.value();
           if (v.size() > items[i].buffer.size()) {
-            results[i] = absl::OutOfRangeError(absl::StrCat(
-                "block ", items[i].key.ToString(), " is ", v.size(), " bytes; the buffer holds ",
-                items[i].buffer.size()));
+            results[i] = absl::OutOfRangeError(
+                absl::StrCat("block ", items[i].key.ToString(), " is ", v.size(),
+                             " bytes; the buffer holds ", items[i].buffer.size()));
           } else if (options_.verify_checksums && Checksum(v.data(), v.size()) != g.checksum()) {
-            results[i] = absl::DataLossError(absl::StrCat(
-                "block ", items[i].key.ToString(), " from ", c->conn->address(),
-                " failed its checksum"));
+            results[i] =
+                absl::DataLossError(absl::StrCat("block ", items[i].key.ToString(), " from ",
+                                                 c->conn->address(), " failed its checksum"));
           } else {
             std::memcpy(items[i].buffer.data(), v.data(), v.size());
             results[i] = v.size();
@@ -348,7 +403,14 @@ std::vector<absl::Status> ClientImpl::BatchPut(absl::Span<const PutItem> items) 
     }
     using Call = RemoteCall<v1::BatchPutRequest, v1::BatchPutResponse>;
     std::vector<std::unique_ptr<Call>> calls;
+    std::vector<BulkGroup> bulk;
     for (auto& [conn, idx] : groups) {
+      if (conn->local() == nullptr && conn->bulk() != nullptr) {
+        auto call = std::make_unique<BulkCall>(conn->bulk(), bulk::Op::kPut, r.epoch);
+        for (size_t i : idx) call->AddPut(&items[i].key, items[i].value, sums[i], items[i].parent);
+        bulk.push_back({conn, idx, std::move(call)});
+        continue;
+      }
       if (LocalChannel* local = conn->local()) {
         std::vector<client::LocalPutItem> local_items;
         for (size_t i : idx) local_items.push_back({items[i].key, items[i].value, items[i].parent});
@@ -378,10 +440,29 @@ std::vector<absl::Status> ClientImpl::BatchPut(absl::Span<const PutItem> items) 
       }
       calls.push_back(std::move(call));
     }
-    RunParallel(calls, [](Call& c, std::function<void(grpc::Status)> done) {
+    auto in_flight = StartParallel(calls, [](Call& c, std::function<void(grpc::Status)> done) {
       c.conn->stub()->async()->BatchPut(&c.ctx, &c.req, &c.resp, std::move(done));
     });
+    RunBulk(bulk);
+    if (in_flight) in_flight->Wait();
     bool any_stale = false;
+    for (BulkGroup& g : bulk) {
+      const absl::Status& status = g.call->status();
+      const bool is_stale = absl::IsFailedPrecondition(status) && g.call->node_epoch() > r.epoch;
+      for (size_t j = 0; j < g.items.size(); ++j) {
+        const size_t i = g.items[j];
+        const absl::Status item = status.ok() ? g.call->results()[j].status() : status;
+        if (is_stale) {
+          stale[i] = any_stale = true;
+        } else if (item.ok()) {
+          stored[i] = true;
+        } else if (IsTransport(item)) {
+          transport[i] = true;
+        } else if (error[i].ok()) {
+          error[i] = item;
+        }
+      }
+    }
     for (auto& c : calls) {
       const bool is_stale = c->status.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
                             EpochFromTrailer(c->ctx) > r.epoch;
@@ -393,9 +474,9 @@ std::vector<absl::Status> ClientImpl::BatchPut(absl::Span<const PutItem> items) 
           if (IsTransport(c->status.error_code())) {
             transport[i] = true;
           } else if (error[i].ok()) {
-            error[i] = absl::Status(FromGrpcStatus(c->status).code(),
-                                    absl::StrCat("put to ", c->conn->address(), ": ",
-                                                 c->status.error_message()));
+            error[i] = absl::Status(
+                FromGrpcStatus(c->status).code(),
+                absl::StrCat("put to ", c->conn->address(), ": ", c->status.error_message()));
           }
         } else if (j < static_cast<size_t>(c->resp.statuses_size())) {
           const v1::ItemStatus& st = c->resp.statuses(static_cast<int>(j));
@@ -430,7 +511,8 @@ std::vector<absl::Status> ClientImpl::BatchPut(absl::Span<const PutItem> items) 
         out[i] = absl::UnavailableError(absl::StrCat("put of ", items[i].key.ToString(), " to ",
                                                      options_.address, " failed in transport"));
       }
-    } else if (!stored[i] && cluster_ && r.view != nullptr && r.view->WriteOwners(items[i].key).empty()) {
+    } else if (!stored[i] && cluster_ && r.view != nullptr &&
+               r.view->WriteOwners(items[i].key).empty()) {
       counters_.put_drops.fetch_add(1, std::memory_order_relaxed);  // no node is UP
     }
   }
@@ -459,8 +541,15 @@ absl::StatusOr<size_t> ClientImpl::MatchPrefix(absl::Span<const BlockKey> keys) 
     if (r.view != nullptr && groups.size() < 1 && !keys.empty()) first_miss = 0;  // no node UP
     using Call = RemoteCall<v1::MatchPrefixRequest, v1::MatchPrefixResponse>;
     std::vector<std::unique_ptr<Call>> calls;
+    std::vector<BulkGroup> bulk;
     absl::Status error;
     for (auto& [conn, idx] : groups) {
+      if (conn->local() == nullptr && conn->bulk() != nullptr) {
+        auto call = std::make_unique<BulkCall>(conn->bulk(), bulk::Op::kMatchPrefix, r.epoch);
+        for (size_t i : idx) call->AddKey(&keys[i]);
+        bulk.push_back({conn, idx, std::move(call)});
+        continue;
+      }
       if (LocalChannel* local = conn->local()) {
         std::vector<BlockKey> sub;
         for (size_t i : idx) sub.push_back(keys[i]);
@@ -480,10 +569,30 @@ absl::StatusOr<size_t> ClientImpl::MatchPrefix(absl::Span<const BlockKey> keys) 
       for (size_t i : idx) ToProto(keys[i], call->req.add_keys());
       calls.push_back(std::move(call));
     }
-    RunParallel(calls, [](Call& c, std::function<void(grpc::Status)> done) {
+    auto in_flight = StartParallel(calls, [](Call& c, std::function<void(grpc::Status)> done) {
       c.conn->stub()->async()->MatchPrefix(&c.ctx, &c.req, &c.resp, std::move(done));
     });
+    RunBulk(bulk);
+    if (in_flight) in_flight->Wait();
     bool stale = false;
+    for (BulkGroup& g : bulk) {
+      const absl::Status& status = g.call->status();
+      if (status.ok()) {
+        if (g.call->matched() < g.items.size()) {
+          first_miss = std::min(first_miss, g.items[g.call->matched()]);
+        }
+        continue;
+      }
+      if (absl::IsFailedPrecondition(status) && g.call->node_epoch() > r.epoch) {
+        stale = true;
+      } else if (!IsTransport(status) || !cluster_) {
+        error = absl::Status(status.code(), absl::StrCat("match prefix at ", g.conn->address(),
+                                                         ": ", status.message()));
+      } else {
+        counters_.get_timeouts.fetch_add(1, std::memory_order_relaxed);
+      }
+      first_miss = std::min(first_miss, g.items[0]);
+    }
     for (auto& c : calls) {
       if (c->status.ok()) {
         if (c->resp.matched() < c->items.size()) {
@@ -495,9 +604,9 @@ absl::StatusOr<size_t> ClientImpl::MatchPrefix(absl::Span<const BlockKey> keys) 
           EpochFromTrailer(c->ctx) > r.epoch) {
         stale = true;
       } else if (!IsTransport(c->status.error_code()) || !cluster_) {
-        error = absl::Status(FromGrpcStatus(c->status).code(),
-                             absl::StrCat("match prefix at ", c->conn->address(), ": ",
-                                          c->status.error_message()));
+        error = absl::Status(
+            FromGrpcStatus(c->status).code(),
+            absl::StrCat("match prefix at ", c->conn->address(), ": ", c->status.error_message()));
       } else {
         counters_.get_timeouts.fetch_add(1, std::memory_order_relaxed);
       }
@@ -535,9 +644,9 @@ absl::StatusOr<std::vector<bool>> ClientImpl::Exists(absl::Span<const BlockKey> 
   for (auto& c : calls) {
     if (!c->status.ok()) {
       if (cluster_ && IsTransport(c->status.error_code())) continue;  // absent as far as we know
-      return absl::Status(FromGrpcStatus(c->status).code(),
-                          absl::StrCat("exists at ", c->conn->address(), ": ",
-                                       c->status.error_message()));
+      return absl::Status(
+          FromGrpcStatus(c->status).code(),
+          absl::StrCat("exists at ", c->conn->address(), ": ", c->status.error_message()));
     }
     for (size_t j = 0; j < c->items.size() && j < static_cast<size_t>(c->resp.present_size());
          ++j) {
@@ -574,9 +683,9 @@ absl::StatusOr<size_t> ClientImpl::Remove(absl::Span<const BlockKey> keys) {
   size_t removed = 0;
   for (auto& c : calls) {
     if (!c->status.ok()) {
-      return absl::Status(FromGrpcStatus(c->status).code(),
-                          absl::StrCat("remove at ", c->conn->address(), ": ",
-                                       c->status.error_message()));
+      return absl::Status(
+          FromGrpcStatus(c->status).code(),
+          absl::StrCat("remove at ", c->conn->address(), ": ", c->status.error_message()));
     }
     removed += c->resp.removed();
   }

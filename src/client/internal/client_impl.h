@@ -57,8 +57,7 @@ class ClientImpl final : public Client {
 
   // One round of BatchGet through a node's shared-memory channel for items `idx`.
   static void GetLocal(LocalChannel* local, absl::Span<const GetItem> items,
-                       const std::vector<size_t>& idx,
-                       std::vector<absl::StatusOr<size_t>>& results,
+                       const std::vector<size_t>& idx, std::vector<absl::StatusOr<size_t>>& results,
                        std::vector<Outcome>& outcomes);
 
   const ClientOptions options_;

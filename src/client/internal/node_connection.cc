@@ -13,9 +13,17 @@ constexpr int kMaxMessageBytes = 80 << 20;  // above the 64 MiB value limit plus
 
 }  // namespace
 
-NodeConnection::NodeConnection(std::string id, std::string address,
-                               const std::string& local_socket, const ClientOptions& options)
-    : id_(std::move(id)), address_(std::move(address)), options_(options) {
+NodeConnection::NodeConnection(std::string id, std::string address, const std::string& local_socket,
+                               int bulk_port, const ClientOptions& options)
+    : id_(std::move(id)), address_(std::move(address)), options_(options), bulk_port_(bulk_port) {
+  if (options.use_bulk && bulk_port > 0) {
+    std::string host = address_.substr(0, address_.rfind(':'));
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+      host = host.substr(1, host.size() - 2);  // [v6]:port
+    }
+    bulk_ = std::make_unique<BulkChannel>(BulkChannelOptions{
+        host, bulk_port, options.cd_key, options.timeout, options.verify_checksums});
+  }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "client/bulk_channel.h"
 #include "client/client.h"
 #include "client/local_channel.h"
 #include "ems/v1/data.grpc.pb.h"
@@ -18,14 +19,18 @@ namespace ems::client::internal {
 class NodeConnection {
  public:
   // `local_socket` non-empty: try the shared-memory path (falls back to gRPC on failure).
+  // `bulk_port` > 0: the node's bulk data channel, on the host of `address`.
   NodeConnection(std::string id, std::string address, const std::string& local_socket,
-                 const ClientOptions& options);
+                 int bulk_port, const ClientOptions& options);
 
   const std::string& id() const { return id_; }
   const std::string& address() const { return address_; }
   v1::DataPlane::Stub* stub() { return stub_.get(); }
   // nullptr when the node is remote or its socket could not be used.
   LocalChannel* local() { return local_.get(); }
+  // nullptr when the node has no bulk channel or the client does not use it.
+  BulkChannel* bulk() { return bulk_.get(); }
+  int bulk_port() const { return bulk_port_; }
 
   // Sets deadline, credential and (cluster mode, epoch > 0) the caller's map epoch.
   void Prepare(grpc::ClientContext* ctx, uint64_t epoch) const;
@@ -34,8 +39,10 @@ class NodeConnection {
   const std::string id_;
   const std::string address_;
   const ClientOptions options_;
+  const int bulk_port_;
   std::unique_ptr<v1::DataPlane::Stub> stub_;
   std::unique_ptr<LocalChannel> local_;
+  std::unique_ptr<BulkChannel> bulk_;
 };
 
 // The epoch a node put in its trailer after refusing a key it does not own; 0 if none.

@@ -1,0 +1,111 @@
+#include "bulk/wire.h"
+
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace ems::bulk {
+namespace {
+
+absl::Status IoError(const char* what, int err) {
+  if (err == EAGAIN || err == EWOULDBLOCK) {
+    return absl::DeadlineExceededError(absl::StrCat("bulk channel: ", what, " timed out"));
+  }
+  return absl::UnavailableError(absl::StrCat("bulk channel: ", what, ": ", strerror(err)));
+}
+
+// Loopback moves MiB values in a few system calls with buffers this size (measured in
+// docs/zero-copy.md); the kernel caps them at net.core.[rw]mem_max.
+constexpr int kSocketBufferBytes = 4 << 20;
+
+}  // namespace
+
+void AppendKey(const BlockKey& key, std::string* out) {
+  const uint16_t n = static_cast<uint16_t>(key.ns.size());
+  out->append(reinterpret_cast<const char*>(&n), sizeof(n));
+  out->append(key.ns);
+  out->append(reinterpret_cast<const char*>(key.digest.bytes.data()), kDigestBytes);
+}
+
+absl::Status WriteAll(int fd, struct iovec* iov, int iovcnt) {
+  while (iovcnt > 0) {
+    struct msghdr msg = {};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<size_t>(std::min(iovcnt, IOV_MAX));
+    const ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return IoError("send", errno);
+    }
+    size_t left = static_cast<size_t>(n);
+    while (iovcnt > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      ++iov;
+      --iovcnt;
+    }
+    if (iovcnt > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+      iov->iov_len -= left;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteAll(int fd, const void* data, size_t n) {
+  struct iovec iov = {const_cast<void*>(data), n};
+  return WriteAll(fd, &iov, 1);
+}
+
+absl::Status ReadAll(int fd, void* data, size_t n) {
+  char* p = static_cast<char*>(data);
+  while (n > 0) {
+    const ssize_t got = recv(fd, p, n, MSG_WAITALL);
+    if (got == 0) return absl::UnavailableError("bulk channel: peer closed the connection");
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return IoError("receive", errno);
+    }
+    p += got;
+    n -= static_cast<size_t>(got);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Discard(int fd, uint64_t n) {
+  std::vector<char> sink(static_cast<size_t>(std::min<uint64_t>(n, 1 << 20)));
+  while (n > 0) {
+    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(n, sink.size()));
+    if (absl::Status s = ReadAll(fd, sink.data(), chunk); !s.ok()) return s;
+    n -= chunk;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BlockKey> ReadKey(int fd) {
+  uint16_t ns_bytes = 0;
+  if (absl::Status s = ReadAll(fd, &ns_bytes, sizeof(ns_bytes)); !s.ok()) return s;
+  std::string buf(ns_bytes + kDigestBytes, '\0');
+  if (absl::Status s = ReadAll(fd, buf.data(), buf.size()); !s.ok()) return s;
+  return MakeKey(absl::string_view(buf.data(), ns_bytes),
+                 absl::string_view(buf.data() + ns_bytes, kDigestBytes));
+}
+
+void TuneSocket(int fd, absl::Duration io_timeout) {
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &kSocketBufferBytes, sizeof(kSocketBufferBytes));
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kSocketBufferBytes, sizeof(kSocketBufferBytes));
+  struct timeval tv = absl::ToTimeval(io_timeout);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+}  // namespace ems::bulk

@@ -1,0 +1,110 @@
+// The bulk data channel's wire format and socket I/O, shared by ems-node and the client.
+//
+// Why a second channel beside gRPC: a gRPC message copies a value into a protobuf `bytes`
+// field, into gRPC's slices, out of them and into the pool (docs/zero-copy.md measures it).
+// Over this channel the node writes a block to the socket straight from the pinned arena and
+// reads a put straight into the allocated block; the client reads into the caller's buffer.
+// The kernel's socket copy is the only one left on each side.
+//
+// A connection starts with HELLO (protocol version and the project's cdKey). Then requests
+// and answers alternate, one at a time per connection (clients pool connections):
+//   request  = RequestHeader, then per op:
+//     HELLO: `count` bytes of cdKey
+//     GET / MATCH_PREFIX: `count` keys
+//     PUT: `count` × (key, PutItemHeader, [parent key], `size` value bytes)
+//   answer   = ResponseHeader (+ `message_bytes` of text when code != 0), then if code == 0:
+//     GET: `count` × (GetItemHeader, `size` value bytes when found)
+//     PUT: `count` × (ItemStatus, message bytes)
+//     MATCH_PREFIX, HELLO: nothing (`count` carries the match)
+//   key      = uint16 namespace length, namespace bytes, 16 digest bytes
+// A FAILED_PRECONDITION answer carries the node's newer map epoch: the caller's map is stale.
+// Integers are little-endian (the structs are host order; the build requires little-endian).
+#ifndef EMS_BULK_WIRE_H_
+#define EMS_BULK_WIRE_H_
+
+#include <sys/uio.h>
+
+#include <bit>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/key.h"
+
+namespace ems::bulk {
+
+static_assert(std::endian::native == std::endian::little, "the bulk wire format is little-endian");
+
+inline constexpr uint32_t kMagic = 0x42534d45;  // "EMSB"
+inline constexpr uint8_t kVersion = 1;
+
+enum class Op : uint8_t { kHello = 1, kGet = 2, kPut = 3, kMatchPrefix = 4 };
+
+struct RequestHeader {
+  uint32_t magic = kMagic;
+  uint8_t op = 0;
+  uint8_t version = kVersion;
+  uint16_t reserved = 0;
+  uint32_t count = 0;
+  uint32_t reserved2 = 0;
+  uint64_t epoch = 0;  // the caller's map epoch; 0 = no map (standalone)
+};
+static_assert(sizeof(RequestHeader) == 24);
+
+struct ResponseHeader {
+  uint32_t code = 0;           // absl::StatusCode of the whole request
+  uint32_t message_bytes = 0;  // text that follows when code != 0
+  uint64_t epoch = 0;          // the node's epoch (meaningful with FAILED_PRECONDITION)
+  uint32_t count = 0;          // items that follow, or MATCH_PREFIX's answer
+  uint32_t reserved = 0;
+};
+static_assert(sizeof(ResponseHeader) == 24);
+
+struct PutItemHeader {
+  uint64_t size = 0;
+  uint64_t checksum = 0;  // XXH3-64 of the value; 0 = unchecked
+  uint8_t has_parent = 0;
+  uint8_t reserved[7] = {};
+};
+static_assert(sizeof(PutItemHeader) == 24);
+
+struct GetItemHeader {
+  uint32_t code = 0;  // OK (value follows), NOT_FOUND, or another absl::StatusCode
+  uint32_t reserved = 0;
+  uint64_t size = 0;
+  uint64_t checksum = 0;
+};
+static_assert(sizeof(GetItemHeader) == 24);
+
+struct ItemStatus {
+  uint32_t code = 0;
+  uint32_t message_bytes = 0;
+};
+static_assert(sizeof(ItemStatus) == 8);
+
+// Limits that protect a reader from a corrupt or hostile peer.
+inline constexpr uint32_t kMaxItems = 65536;
+inline constexpr uint32_t kMaxMessageBytes = 4096;
+inline constexpr uint32_t kMaxCdKeyBytes = 4096;
+
+// Appends a key's encoding to `out`.
+void AppendKey(const BlockKey& key, std::string* out);
+
+// Blocking socket I/O. Errors: UNAVAILABLE when the peer closed or the socket failed,
+// DEADLINE_EXCEEDED when the socket's timeout (SO_RCVTIMEO / SO_SNDTIMEO) passed.
+absl::Status WriteAll(int fd, struct iovec* iov, int iovcnt);
+absl::Status WriteAll(int fd, const void* data, size_t n);
+absl::Status ReadAll(int fd, void* data, size_t n);
+// Reads and drops `n` bytes (a value nobody can take).
+absl::Status Discard(int fd, uint64_t n);
+// Reads one key; INVALID_ARGUMENT (the stream stays in step) if its namespace is not valid.
+absl::StatusOr<BlockKey> ReadKey(int fd);
+
+// TCP_NODELAY, socket buffers sized for MiB values, and the I/O timeout on both directions.
+void TuneSocket(int fd, absl::Duration io_timeout);
+
+}  // namespace ems::bulk
+
+#endif  // EMS_BULK_WIRE_H_

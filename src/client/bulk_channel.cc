@@ -1,0 +1,265 @@
+#include "client/bulk_channel.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/prefix_hash.h"
+#include "common/status_macros.h"
+
+namespace ems::client {
+namespace {
+
+bool IsTransport(const absl::Status& s) {
+  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s);
+}
+
+// Connects with a deadline (a blocking connect to a dead host waits minutes).
+absl::StatusOr<int> Connect(const std::string& host, int port, absl::Duration timeout) {
+  struct addrinfo hints = {};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  struct addrinfo* found = nullptr;
+  const std::string service = absl::StrCat(port);
+  if (int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("bulk channel: cannot resolve ", host, ": ", gai_strerror(rc)));
+  }
+  absl::Status last = absl::UnavailableError(absl::StrCat("bulk channel: no address for ", host));
+  for (struct addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) continue;
+    int rc = connect(fd, a->ai_addr, a->ai_addrlen);
+    if (rc != 0 && errno == EINPROGRESS) {
+      struct pollfd p = {fd, POLLOUT, 0};
+      rc = poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+      int err = rc == 0 ? ETIMEDOUT : 0;
+      socklen_t len = sizeof(err);
+      if (rc > 0) getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      errno = err;
+      rc = err == 0 ? 0 : -1;
+    }
+    if (rc == 0) {
+      fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+      freeaddrinfo(found);
+      bulk::TuneSocket(fd, timeout);
+      return fd;
+    }
+    last = absl::UnavailableError(
+        absl::StrCat("bulk channel: connect to ", host, ":", port, ": ", std::strerror(errno)));
+    close(fd);
+  }
+  freeaddrinfo(found);
+  return last;
+}
+
+// Reads a ResponseHeader; a non-OK answer becomes the status, with the node's message.
+absl::Status ReadHeader(int fd, const std::string& peer, bulk::ResponseHeader* h) {
+  if (absl::Status s = bulk::ReadAll(fd, h, sizeof(*h)); !s.ok()) return s;
+  if (h->code == 0) return absl::OkStatus();
+  if (h->message_bytes > bulk::kMaxMessageBytes) {
+    return absl::UnavailableError(absl::StrCat("bulk channel: ", peer, " sent a bad answer"));
+  }
+  std::string message(h->message_bytes, '\0');
+  if (absl::Status s = bulk::ReadAll(fd, message.data(), message.size()); !s.ok()) return s;
+  // A transport-like code from the node is not a transport failure of ours.
+  const auto code = static_cast<absl::StatusCode>(h->code);
+  return absl::Status(IsTransport(absl::Status(code, "x")) ? absl::StatusCode::kInternal : code,
+                      absl::StrCat(peer, ": ", message));
+}
+
+}  // namespace
+
+BulkChannel::~BulkChannel() {
+  absl::MutexLock lock(&mu_);
+  for (int fd : idle_) close(fd);
+}
+
+absl::StatusOr<int> BulkChannel::Open() {
+  auto fd = Connect(options_.host, options_.port, options_.timeout);
+  if (!fd.ok()) return fd.status();
+  bulk::RequestHeader h;
+  h.op = static_cast<uint8_t>(bulk::Op::kHello);
+  h.count = static_cast<uint32_t>(options_.cd_key.size());
+  struct iovec iov[2] = {{&h, sizeof(h)},
+                         {const_cast<char*>(options_.cd_key.data()), options_.cd_key.size()}};
+  bulk::ResponseHeader rh;
+  absl::Status s = bulk::WriteAll(*fd, iov, 2);
+  if (s.ok()) s = ReadHeader(*fd, absl::StrCat(options_.host, ":", options_.port), &rh);
+  if (!s.ok()) {
+    close(*fd);
+    return s;
+  }
+  return fd;
+}
+
+absl::StatusOr<int> BulkChannel::Take(bool* reused) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!idle_.empty()) {
+      const int fd = idle_.back();
+      idle_.pop_back();
+      *reused = true;
+      return fd;
+    }
+  }
+  *reused = false;
+  return Open();
+}
+
+void BulkChannel::Give(int fd) {
+  absl::MutexLock lock(&mu_);
+  idle_.push_back(fd);
+}
+
+BulkCall::BulkCall(BulkChannel* channel, bulk::Op op, uint64_t epoch)
+    : channel_(channel), op_(op), epoch_(epoch) {}
+
+BulkCall::~BulkCall() { Close(); }
+
+void BulkCall::Close() {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
+void BulkCall::AddGet(const BlockKey* key, absl::Span<uint8_t> out) {
+  items_.push_back({key, nullptr, out.data(), out.size(), 0});
+}
+
+void BulkCall::AddPut(const BlockKey* key, absl::Span<const uint8_t> value, uint64_t checksum,
+                      const BlockKey* parent) {
+  items_.push_back({key, parent, const_cast<uint8_t*>(value.data()), value.size(), checksum});
+}
+
+void BulkCall::AddKey(const BlockKey* key) { items_.push_back({key, nullptr, nullptr, 0, 0}); }
+
+absl::Status BulkCall::SendOn(int fd) {
+  bulk::RequestHeader h;
+  h.op = static_cast<uint8_t>(op_);
+  h.count = static_cast<uint32_t>(items_.size());
+  h.epoch = epoch_;
+  // Metadata goes into one string; PUT values are sent from the caller's memory in place.
+  std::string meta(reinterpret_cast<const char*>(&h), sizeof(h));
+  std::vector<size_t> ends;  // where each PUT item's metadata ends in `meta`
+  for (const Item& item : items_) {
+    bulk::AppendKey(*item.key, &meta);
+    if (op_ != bulk::Op::kPut) continue;
+    bulk::PutItemHeader ph;
+    ph.size = item.size;
+    ph.checksum = item.checksum;
+    ph.has_parent = item.parent != nullptr;
+    meta.append(reinterpret_cast<const char*>(&ph), sizeof(ph));
+    if (item.parent != nullptr) bulk::AppendKey(*item.parent, &meta);
+    ends.push_back(meta.size());
+  }
+  if (op_ != bulk::Op::kPut) return bulk::WriteAll(fd, meta.data(), meta.size());
+  std::vector<struct iovec> iov;
+  iov.reserve(2 * items_.size());
+  size_t begin = 0;
+  for (size_t i = 0; i < items_.size(); ++i) {
+    iov.push_back({meta.data() + begin, ends[i] - begin});
+    iov.push_back({items_[i].data, items_[i].size});
+    begin = ends[i];
+  }
+  return bulk::WriteAll(fd, iov.data(), static_cast<int>(iov.size()));
+}
+
+absl::Status BulkCall::ReceiveOn(int fd) {
+  const BulkChannelOptions& o = channel_->options();
+  const std::string peer = absl::StrCat(o.host, ":", o.port);
+  bulk::ResponseHeader h;
+  absl::Status s = ReadHeader(fd, peer, &h);
+  node_epoch_ = h.epoch;
+  if (!s.ok()) return s;
+  if (op_ == bulk::Op::kMatchPrefix) {
+    matched_ = h.count;
+    return absl::OkStatus();
+  }
+  if (h.count != items_.size()) {
+    return absl::UnavailableError(
+        absl::StrCat("bulk channel: ", peer, " answered ", h.count, " items for ", items_.size()));
+  }
+  results_.assign(items_.size(), absl::NotFoundError("not found"));
+  for (size_t i = 0; i < items_.size(); ++i) {
+    const Item& item = items_[i];
+    if (op_ == bulk::Op::kPut) {
+      bulk::ItemStatus st;
+      EMS_RETURN_IF_ERROR(bulk::ReadAll(fd, &st, sizeof(st)));
+      if (st.message_bytes > bulk::kMaxMessageBytes) {
+        return absl::UnavailableError(absl::StrCat("bulk channel: ", peer, " sent a bad answer"));
+      }
+      std::string message(st.message_bytes, '\0');
+      EMS_RETURN_IF_ERROR(bulk::ReadAll(fd, message.data(), message.size()));
+      if (st.code == 0) {
+        results_[i] = size_t{0};
+      } else {
+        results_[i] = absl::Status(static_cast<absl::StatusCode>(st.code),
+                                   absl::StrCat("put to ", peer, ": ", message));
+      }
+      continue;
+    }
+    bulk::GetItemHeader gh;
+    EMS_RETURN_IF_ERROR(bulk::ReadAll(fd, &gh, sizeof(gh)));
+    if (gh.code != 0) {
+      const auto code = static_cast<absl::StatusCode>(gh.code);
+      results_[i] =
+          code == absl::StatusCode::kNotFound
+              ? absl::NotFoundError(absl::StrCat("key ", item.key->ToString(), " not found"))
+              : absl::Status(code, absl::StrCat("get from ", peer, " failed"));
+      continue;
+    }
+    if (gh.size > item.size) {
+      EMS_RETURN_IF_ERROR(bulk::Discard(fd, gh.size));
+      results_[i] = absl::OutOfRangeError(absl::StrCat(
+          "block ", item.key->ToString(), " is ", gh.size, " bytes; the buffer holds ", item.size));
+      continue;
+    }
+    EMS_RETURN_IF_ERROR(bulk::ReadAll(fd, item.data, gh.size));
+    if (o.verify_checksums && Checksum(item.data, gh.size) != gh.checksum) {
+      results_[i] = absl::DataLossError(
+          absl::StrCat("block ", item.key->ToString(), " from ", peer, " failed its checksum"));
+    } else {
+      results_[i] = static_cast<size_t>(gh.size);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void BulkCall::Send() {
+  auto fd = channel_->Take(&reused_);
+  if (!fd.ok()) {
+    status_ = fd.status();
+    return;
+  }
+  fd_ = *fd;
+  status_ = SendOn(fd_);
+}
+
+void BulkCall::Finish() {
+  if (fd_ >= 0 && status_.ok()) status_ = ReceiveOn(fd_);
+  if (IsTransport(status_) && reused_ && !retried_) {
+    // The pooled connection died while idle (the node restarted, or closed it): once more on
+    // a fresh one.
+    Close();
+    retried_ = true;
+    reused_ = false;
+    auto fd = channel_->Open();
+    status_ = fd.ok() ? SendOn(*fd) : fd.status();
+    if (fd.ok()) fd_ = *fd;
+    if (status_.ok()) status_ = ReceiveOn(fd_);
+  }
+  // After a whole answer the stream is in step and the connection can serve the next call.
+  if (fd_ >= 0 && (status_.ok() || absl::IsFailedPrecondition(status_))) {
+    channel_->Give(fd_);
+    fd_ = -1;
+  }
+  Close();
+}
+
+}  // namespace ems::client

@@ -1,0 +1,105 @@
+// The bulk data channel, client side (wire format in bulk/wire.h): values go from the caller's
+// buffer to the socket and from the socket into the caller's buffer, with no copy in between.
+#ifndef EMS_CLIENT_BULK_CHANNEL_H_
+#define EMS_CLIENT_BULK_CHANNEL_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "bulk/wire.h"
+#include "common/key.h"
+
+namespace ems::client {
+
+struct BulkChannelOptions {
+  std::string host;
+  int port = 0;
+  std::string cd_key;
+  absl::Duration timeout = absl::Seconds(10);  // connect, and each blocking send or receive
+  bool verify_checksums = true;
+};
+
+// Pooled connections to one node's bulk channel; a call takes one and gives it back when the
+// answer has been read. Thread-safe.
+class BulkChannel {
+ public:
+  explicit BulkChannel(BulkChannelOptions options) : options_(std::move(options)) {}
+  ~BulkChannel();  // closes idle connections
+  BulkChannel(const BulkChannel&) = delete;
+  BulkChannel& operator=(const BulkChannel&) = delete;
+
+  const BulkChannelOptions& options() const { return options_; }
+
+ private:
+  friend class BulkCall;
+  // An idle connection (`*reused` = true) or a new one that has passed HELLO.
+  absl::StatusOr<int> Take(bool* reused);
+  void Give(int fd);
+  absl::StatusOr<int> Open();
+
+  const BulkChannelOptions options_;
+  absl::Mutex mu_;
+  std::vector<int> idle_ ABSL_GUARDED_BY(mu_);
+};
+
+// One request to one node, in two steps so a client fans out over nodes without threads: Send()
+// writes the whole request (a PUT's values included), Finish() reads the answer. A connection
+// from the pool that turns out dead is replaced once (every operation is idempotent).
+// The keys, buffers and values given to Add* are borrowed until Finish returns.
+class BulkCall {
+ public:
+  BulkCall(BulkChannel* channel, bulk::Op op, uint64_t epoch);
+  ~BulkCall();  // a call abandoned between Send and Finish closes its connection
+
+  void AddGet(const BlockKey* key, absl::Span<uint8_t> out);
+  void AddPut(const BlockKey* key, absl::Span<const uint8_t> value, uint64_t checksum,
+              const BlockKey* parent);
+  void AddKey(const BlockKey* key);  // MATCH_PREFIX
+
+  void Send();
+  void Finish();
+
+  // The request's outcome: OK; FAILED_PRECONDITION when the node's map is newer (node_epoch());
+  // UNAVAILABLE or DEADLINE_EXCEEDED when the node could not be reached; the node's error.
+  const absl::Status& status() const { return status_; }
+  uint64_t node_epoch() const { return node_epoch_; }
+  // GET: each block's size, or NOT_FOUND, OUT_OF_RANGE (buffer too small), DATA_LOSS.
+  // PUT: 0 or the node's error for each item.
+  const std::vector<absl::StatusOr<size_t>>& results() const { return results_; }
+  uint32_t matched() const { return matched_; }
+
+ private:
+  struct Item {
+    const BlockKey* key;
+    const BlockKey* parent;
+    uint8_t* data;
+    uint64_t size;
+    uint64_t checksum;
+  };
+  absl::Status SendOn(int fd);
+  absl::Status ReceiveOn(int fd);
+  void Close();
+
+  BulkChannel* const channel_;
+  const bulk::Op op_;
+  const uint64_t epoch_;
+  std::vector<Item> items_;
+  int fd_ = -1;
+  bool reused_ = false;
+  bool retried_ = false;
+  absl::Status status_;
+  uint64_t node_epoch_ = 0;
+  uint32_t matched_ = 0;
+  std::vector<absl::StatusOr<size_t>> results_;
+};
+
+}  // namespace ems::client
+
+#endif  // EMS_CLIENT_BULK_CHANNEL_H_
