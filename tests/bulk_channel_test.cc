@@ -163,6 +163,12 @@ TEST_F(BulkChannelTest, BatchesMissesAndShortBuffersKeepTheStreamInStep) {
   EXPECT_TRUE(absl::IsOutOfRange(get.results()[2].status())) << get.results()[2].status();
   EXPECT_NE(get.results()[2].status().message().find("5000"), std::string::npos);
 
+  BulkCall empty(channel.get(), bulk::Op::kGet, 0);  // an empty batch is answered too
+  empty.Send();
+  empty.Finish();
+  ASSERT_TRUE(empty.status().ok()) << empty.status();
+  EXPECT_TRUE(empty.results().empty());
+
   BulkCall match(channel.get(), bulk::Op::kMatchPrefix, 0);
   for (const BlockKey& k : keys) match.AddKey(&k);
   match.Send();

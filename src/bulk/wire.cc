@@ -79,23 +79,52 @@ absl::Status ReadAll(int fd, void* data, size_t n) {
   return absl::OkStatus();
 }
 
-absl::Status Discard(int fd, uint64_t n) {
+absl::Status Reader::Read(void* data, size_t n) {
+  char* out = static_cast<char*>(data);
+  while (n > 0) {
+    if (begin_ == end_) {
+      // Large reads skip the buffer: the value lands where it belongs with no copy.
+      if (n >= kBufferBytes / 2) return ReadAll(fd_, out, n);
+      begin_ = end_ = 0;
+      const ssize_t got = recv(fd_, buf_.get(), kBufferBytes, 0);
+      if (got == 0) return absl::UnavailableError("bulk channel: peer closed the connection");
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        return IoError("receive", errno);
+      }
+      end_ = static_cast<size_t>(got);
+    }
+    const size_t take = std::min(n, end_ - begin_);
+    std::memcpy(out, buf_.get() + begin_, take);
+    begin_ += take;
+    out += take;
+    n -= take;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Reader::Discard(uint64_t n) {
   std::vector<char> sink(static_cast<size_t>(std::min<uint64_t>(n, 1 << 20)));
   while (n > 0) {
     const size_t chunk = static_cast<size_t>(std::min<uint64_t>(n, sink.size()));
-    if (absl::Status s = ReadAll(fd, sink.data(), chunk); !s.ok()) return s;
+    if (absl::Status s = Read(sink.data(), chunk); !s.ok()) return s;
     n -= chunk;
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<BlockKey> ReadKey(int fd) {
+absl::StatusOr<BlockKey> Reader::ReadKey() {
   uint16_t ns_bytes = 0;
-  if (absl::Status s = ReadAll(fd, &ns_bytes, sizeof(ns_bytes)); !s.ok()) return s;
-  std::string buf(ns_bytes + kDigestBytes, '\0');
-  if (absl::Status s = ReadAll(fd, buf.data(), buf.size()); !s.ok()) return s;
-  return MakeKey(absl::string_view(buf.data(), ns_bytes),
-                 absl::string_view(buf.data() + ns_bytes, kDigestBytes));
+  if (absl::Status s = Read(&ns_bytes, sizeof(ns_bytes)); !s.ok()) return s;
+  char buf[kMaxNamespaceBytes + kDigestBytes];
+  if (ns_bytes > kMaxNamespaceBytes) {
+    // Too long to be valid: consume it to stay in step, then refuse it.
+    if (absl::Status s = Discard(ns_bytes + kDigestBytes); !s.ok()) return s;
+    return absl::InvalidArgumentError(
+        absl::StrCat("namespace of ", ns_bytes, " bytes (at most ", kMaxNamespaceBytes, ")"));
+  }
+  if (absl::Status s = Read(buf, ns_bytes + kDigestBytes); !s.ok()) return s;
+  return MakeKey(absl::string_view(buf, ns_bytes), absl::string_view(buf + ns_bytes, kDigestBytes));
 }
 
 void TuneSocket(int fd, absl::Duration io_timeout) {

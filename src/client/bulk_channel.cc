@@ -60,14 +60,14 @@ absl::StatusOr<int> Connect(const std::string& host, int port, absl::Duration ti
 }
 
 // Reads a ResponseHeader; a non-OK answer becomes the status, with the node's message.
-absl::Status ReadHeader(int fd, const std::string& peer, bulk::ResponseHeader* h) {
-  if (absl::Status s = bulk::ReadAll(fd, h, sizeof(*h)); !s.ok()) return s;
+absl::Status ReadHeader(bulk::Reader& in, const std::string& peer, bulk::ResponseHeader* h) {
+  if (absl::Status s = in.Read(h, sizeof(*h)); !s.ok()) return s;
   if (h->code == 0) return absl::OkStatus();
   if (h->message_bytes > bulk::kMaxMessageBytes) {
     return absl::UnavailableError(absl::StrCat("bulk channel: ", peer, " sent a bad answer"));
   }
   std::string message(h->message_bytes, '\0');
-  if (absl::Status s = bulk::ReadAll(fd, message.data(), message.size()); !s.ok()) return s;
+  if (absl::Status s = in.Read(message.data(), message.size()); !s.ok()) return s;
   // A transport-like code from the node is not a transport failure of ours.
   const auto code = static_cast<absl::StatusCode>(h->code);
   return absl::Status(IsTransport(absl::Status(code, "x")) ? absl::StatusCode::kInternal : code,
@@ -91,7 +91,8 @@ absl::StatusOr<int> BulkChannel::Open() {
                          {const_cast<char*>(options_.cd_key.data()), options_.cd_key.size()}};
   bulk::ResponseHeader rh;
   absl::Status s = bulk::WriteAll(*fd, iov, 2);
-  if (s.ok()) s = ReadHeader(*fd, absl::StrCat(options_.host, ":", options_.port), &rh);
+  bulk::Reader in(*fd);
+  if (s.ok()) s = ReadHeader(in, absl::StrCat(options_.host, ":", options_.port), &rh);
   if (!s.ok()) {
     close(*fd);
     return s;
@@ -173,8 +174,9 @@ absl::Status BulkCall::SendOn(int fd) {
 absl::Status BulkCall::ReceiveOn(int fd) {
   const BulkChannelOptions& o = channel_->options();
   const std::string peer = absl::StrCat(o.host, ":", o.port);
+  bulk::Reader in(fd);
   bulk::ResponseHeader h;
-  absl::Status s = ReadHeader(fd, peer, &h);
+  absl::Status s = ReadHeader(in, peer, &h);
   node_epoch_ = h.epoch;
   if (!s.ok()) return s;
   if (op_ == bulk::Op::kMatchPrefix) {
@@ -190,12 +192,12 @@ absl::Status BulkCall::ReceiveOn(int fd) {
     const Item& item = items_[i];
     if (op_ == bulk::Op::kPut) {
       bulk::ItemStatus st;
-      EMS_RETURN_IF_ERROR(bulk::ReadAll(fd, &st, sizeof(st)));
+      EMS_RETURN_IF_ERROR(in.Read(&st, sizeof(st)));
       if (st.message_bytes > bulk::kMaxMessageBytes) {
         return absl::UnavailableError(absl::StrCat("bulk channel: ", peer, " sent a bad answer"));
       }
       std::string message(st.message_bytes, '\0');
-      EMS_RETURN_IF_ERROR(bulk::ReadAll(fd, message.data(), message.size()));
+      EMS_RETURN_IF_ERROR(in.Read(message.data(), message.size()));
       if (st.code == 0) {
         results_[i] = size_t{0};
       } else {
@@ -205,7 +207,7 @@ absl::Status BulkCall::ReceiveOn(int fd) {
       continue;
     }
     bulk::GetItemHeader gh;
-    EMS_RETURN_IF_ERROR(bulk::ReadAll(fd, &gh, sizeof(gh)));
+    EMS_RETURN_IF_ERROR(in.Read(&gh, sizeof(gh)));
     if (gh.code != 0) {
       const auto code = static_cast<absl::StatusCode>(gh.code);
       results_[i] =
@@ -215,12 +217,12 @@ absl::Status BulkCall::ReceiveOn(int fd) {
       continue;
     }
     if (gh.size > item.size) {
-      EMS_RETURN_IF_ERROR(bulk::Discard(fd, gh.size));
+      EMS_RETURN_IF_ERROR(in.Discard(gh.size));
       results_[i] = absl::OutOfRangeError(absl::StrCat(
           "block ", item.key->ToString(), " is ", gh.size, " bytes; the buffer holds ", item.size));
       continue;
     }
-    EMS_RETURN_IF_ERROR(bulk::ReadAll(fd, item.data, gh.size));
+    EMS_RETURN_IF_ERROR(in.Read(item.data, gh.size));
     if (o.verify_checksums && Checksum(item.data, gh.size) != gh.checksum) {
       results_[i] = absl::DataLossError(
           absl::StrCat("block ", item.key->ToString(), " from ", peer, " failed its checksum"));

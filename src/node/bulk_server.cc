@@ -19,7 +19,6 @@
 namespace ems::node {
 namespace {
 
-using bulk::ReadAll;
 using bulk::WriteAll;
 
 // GET answers pin at most this many blocks at once and send them in one sendmsg.
@@ -40,11 +39,12 @@ absl::Status SendStatus(int fd, const absl::Status& s, uint64_t epoch, uint32_t 
 }
 
 // Reads `count` keys; the first bad one is named by its index (the stream stays in step).
-absl::StatusOr<std::vector<BlockKey>> ReadKeys(int fd, uint32_t count, absl::Status* bad) {
+absl::StatusOr<std::vector<BlockKey>> ReadKeys(bulk::Reader& in, uint32_t count,
+                                               absl::Status* bad) {
   std::vector<BlockKey> keys;
   keys.reserve(count);
   for (uint32_t i = 0; i < count; ++i) {
-    auto key = bulk::ReadKey(fd);
+    auto key = in.ReadKey();
     if (!key.ok()) {
       if (!absl::IsInvalidArgument(key.status())) return key.status();  // the socket failed
       if (bad->ok()) {
@@ -109,10 +109,11 @@ BulkServer::~BulkServer() { threads_.reset(); }
 // is dropped with it, so a client that dies mid-put leaks nothing.
 void BulkServer::Serve(int fd) {
   bulk::TuneSocket(fd, options_.io_timeout);
+  bulk::Reader in(fd);
   bool hello = false;
-  while (WaitReadable(fd)) {
+  while (in.buffered() > 0 || WaitReadable(fd)) {
     bulk::RequestHeader h;
-    if (!ReadAll(fd, &h, sizeof(h)).ok()) return;
+    if (!in.Read(&h, sizeof(h)).ok()) return;
     if (h.magic != bulk::kMagic || h.version != bulk::kVersion) {
       SendStatus(fd,
                  absl::FailedPreconditionError(absl::StrCat(
@@ -142,7 +143,7 @@ void BulkServer::Serve(int fd) {
     switch (op) {
       case bulk::Op::kHello: {
         std::string cd_key(h.count, '\0');
-        if (!ReadAll(fd, cd_key.data(), cd_key.size()).ok()) return;
+        if (!in.Read(cd_key.data(), cd_key.size()).ok()) return;
         absl::Status s = CheckCdKey(options_.node_id, options_.cd_key, cd_key, "its HELLO");
         if (!SendStatus(fd, s, epoch, 0).ok() || !s.ok()) return;
         hello = true;
@@ -151,7 +152,7 @@ void BulkServer::Serve(int fd) {
       case bulk::Op::kGet:
       case bulk::Op::kMatchPrefix: {
         absl::Status bad;
-        auto keys = ReadKeys(fd, h.count, &bad);
+        auto keys = ReadKeys(in, h.count, &bad);
         if (!keys.ok()) return;
         if (bad.ok()) bad = CheckOwnership(view.get(), options_.node_id, h.epoch, *keys);
         if (!bad.ok()) {
@@ -160,13 +161,18 @@ void BulkServer::Serve(int fd) {
           io = SendStatus(fd, absl::OkStatus(), epoch,
                           static_cast<uint32_t>(pool_->MatchPrefix(*keys)));
         } else {
-          io = SendStatus(fd, absl::OkStatus(), epoch, h.count);
+          bulk::ResponseHeader rh;
+          rh.epoch = epoch;
+          rh.count = h.count;
+          if (keys->empty()) io = SendStatus(fd, absl::OkStatus(), epoch, 0);
           // Pins live until their bytes are in the socket; a slow reader holds at most a chunk.
+          // The answer's header goes out with the first chunk: one sendmsg for a small batch.
           for (size_t begin = 0; io.ok() && begin < keys->size(); begin += kGetChunk) {
             const size_t end = std::min(keys->size(), begin + kGetChunk);
             std::vector<pool::ReadHandle> pins;
             std::vector<bulk::GetItemHeader> heads(end - begin);
             std::vector<struct iovec> iov;
+            if (begin == 0) iov.push_back({&rh, sizeof(rh)});
             for (size_t i = begin; i < end; ++i) {
               bulk::GetItemHeader& gh = heads[i - begin];
               auto pin = pool_->Get((*keys)[i]);
@@ -190,13 +196,13 @@ void BulkServer::Serve(int fd) {
         std::vector<absl::Status> results(h.count);
         absl::Status stale;
         for (uint32_t i = 0; i < h.count; ++i) {
-          auto key = bulk::ReadKey(fd);
+          auto key = in.ReadKey();
           if (!key.ok() && !absl::IsInvalidArgument(key.status())) return;
           bulk::PutItemHeader ph;
-          if (!ReadAll(fd, &ph, sizeof(ph)).ok()) return;
+          if (!in.Read(&ph, sizeof(ph)).ok()) return;
           absl::StatusOr<BlockKey> parent = absl::NotFoundError("no parent");
           if (ph.has_parent) {
-            parent = bulk::ReadKey(fd);
+            parent = in.ReadKey();
             if (!parent.ok() && !absl::IsInvalidArgument(parent.status())) return;
           }
           if (!key.ok() || (ph.has_parent && !parent.ok())) {
@@ -215,7 +221,7 @@ void BulkServer::Serve(int fd) {
             }
           }
           if (block.ok()) {
-            if (!ReadAll(fd, block->data(), ph.size).ok()) return;  // the block is freed
+            if (!in.Read(block->data(), ph.size).ok()) return;  // the block is freed
             results[i] = pool_->Seal(*std::move(block), ph.checksum);
           } else {
             if (ph.size > kMaxDiscardBytes) {
@@ -226,7 +232,7 @@ void BulkServer::Serve(int fd) {
                   .IgnoreError();
               return;
             }
-            if (!bulk::Discard(fd, ph.size).ok()) return;
+            if (!in.Discard(ph.size).ok()) return;
           }
         }
         if (!stale.ok()) {
