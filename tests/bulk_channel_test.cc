@@ -344,6 +344,37 @@ TEST_F(BulkChannelTest, AClientKilledMidPutLeaksNothing) {
   EXPECT_FALSE(pool_->Contains(TestKey(1)));
 }
 
+TEST_F(BulkChannelTest, AClientKilledMidGetLeavesNoPin) {
+  auto channel = Channel();
+  BlockKey key = TestKey(8);
+  std::vector<uint8_t> value = TestValue(8, 32 << 20);  // more than the socket buffers hold
+  BulkCall put(channel.get(), bulk::Op::kPut, 0);
+  put.AddPut(&key, value, 0, nullptr);
+  put.Send();
+  put.Finish();
+  ASSERT_TRUE(put.status().ok() && put.results()[0].ok());
+  const int fd = RawConnection();
+  Hello(fd);
+  bulk::RequestHeader h;
+  h.op = static_cast<uint8_t>(bulk::Op::kGet);
+  h.count = 1;
+  std::string body(reinterpret_cast<const char*>(&h), sizeof(h));
+  bulk::AppendKey(key, &body);
+  ASSERT_TRUE(bulk::WriteAll(fd, body.data(), body.size()).ok());
+  bulk::ResponseHeader r;
+  ASSERT_TRUE(bulk::ReadAll(fd, &r, sizeof(r)).ok());
+  ASSERT_EQ(pool_->Stats().pinned_blocks, 1u) << "the node sends from the pinned block";
+  close(fd);  // gone mid-read
+  bool unpinned = false;
+  for (absl::Time end = absl::Now() + absl::Seconds(10); !unpinned && absl::Now() < end;) {
+    unpinned = pool_->Stats().pinned_blocks == 0;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_TRUE(unpinned);
+  EXPECT_TRUE(pool_->Remove(key).ok());
+  EXPECT_TRUE(PoolReturnsToEmpty());
+}
+
 TEST_F(BulkChannelTest, AStalledWriterLosesItsBlockAfterTheTimeout) {
   StartServer(absl::Milliseconds(200));
   const int fd = RawConnection();
