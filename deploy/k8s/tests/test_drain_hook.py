@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -52,6 +53,19 @@ def drain(metrics_port, timeout_s=30):
                           timeout=timeout_s + 30)
 
 
+def wait_registered(metrics_port, timeout_s=60):
+    """Waits until GET /drain reports the node UP in the controller's map (registered)."""
+    deadline = time.monotonic() + timeout_s
+    state = ""
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/drain", timeout=5) as r:
+            state = r.read().decode()
+        if state.startswith("UP"):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"node never registered: GET /drain says {state!r}")
+
+
 def node_argv(binary, *extra):
     return [binary, "--listen=127.0.0.1:0", "--metrics_port=0", "--metrics_host=127.0.0.1",
             "--huge_page_num=4", "--log_level=warn", *extra]
@@ -74,6 +88,7 @@ def test_drain_waits_until_the_controller_marks_the_node_down(ems_node_bin,
                                     "--cluster=default", "--node_id=k8s-node-1"),
                           ["LISTENING", "METRICS"])
         try:
+            wait_registered(out["METRICS"])
             result = drain(out["METRICS"])
             assert result.returncode == 0, result.stderr
             assert "draining" in result.stderr, result.stderr
@@ -100,3 +115,4 @@ def test_drain_without_a_node_does_not_block_the_pod_stop():
     # A port nothing listens on: the container may already be gone.
     result = drain(1)
     assert result.returncode == 0 and "nothing to drain" in result.stderr, result.stderr
+
