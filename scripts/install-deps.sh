@@ -17,11 +17,13 @@ BUILD_PACKAGES=(
   libxxhash-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcpp-httplib-dev libsqlite3-dev
   libssl-dev libhiredis-dev libmemcached-dev
 )
-# Tests, benchmarks and tools (python3-yaml: the deploy/k8s manifest test).
+# Tests, benchmarks and tools (python3-yaml, python3-kubernetes: the deploy/k8s manifest test
+# parses the rendered objects and checks them against the API types).
 TEST_PACKAGES=(
   git xxhash
   redis-server memcached
   python3 python3-dev python3-pybind11 python3-pytest python3-numpy python3-yaml
+  python3-kubernetes
   gnuplot-nox clang-14 libclang-rt-14-dev procps curl
 )
 PACKAGES=("${BUILD_PACKAGES[@]}")
