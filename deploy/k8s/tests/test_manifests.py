@@ -301,6 +301,7 @@ def test_daemonset_drains_one_node_at_a_time_on_the_labelled_nodes(rendered, k):
     assert args["listen"].endswith(f":{ports['grpc']['containerPort']}")
     metrics_port = ports["metrics"]["containerPort"]
     assert args["metrics_port"] == str(metrics_port)
+    assert args["bulk_port"] == str(ports["bulk"]["containerPort"])
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         get = c[probe]["httpGet"]
         assert get["path"] == "/healthz" and get["port"] in ("metrics", metrics_port), probe

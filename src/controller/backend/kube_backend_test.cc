@@ -192,9 +192,9 @@ TEST_F(KubeBackendTest, BuiltInDaemonSetFollowsDeployK8s) {
   for (const auto& [k, v] : cm["data"].items()) {
     EXPECT_NE(kustomization.find("- " + k + "="), std::string::npos) << k;
   }
-  for (const char* text :
-       {"hostPort: 50051", "hostPort: 50052", "path: /run/ems", "/usr/local/bin/ems-node-drain",
-        "maxUnavailable: 1", "dnsPolicy: ClusterFirstWithHostNet", "key: ems.io/dedicated"}) {
+  for (const char* text : {"hostPort: 50051", "hostPort: 50052", "hostPort: 50053",
+                           "path: /run/ems", "/usr/local/bin/ems-node-drain", "maxUnavailable: 1",
+                           "dnsPolicy: ClusterFirstWithHostNet", "key: ems.io/dedicated"}) {
     EXPECT_NE(yaml.find(text), std::string::npos) << text;
   }
 }

@@ -69,8 +69,11 @@ Json BuiltInDaemonSet(const Cluster& c, const NodeManifestOptions& o, const Json
                       const std::string& configmap_name) {
   const NodeSizing size = SizeNode(c.spec.memory);
   const std::string port = std::to_string(o.node_port);
-  Json args = {"--listen=0.0.0.0:" + port, absl::StrCat("--metrics_port=", o.metrics_port),
-               "--local_socket=/run/ems/ems.sock", "--node_id=$(NODE_NAME)",
+  Json args = {"--listen=0.0.0.0:" + port,
+               absl::StrCat("--metrics_port=", o.metrics_port),
+               absl::StrCat("--bulk_port=", o.bulk_port),
+               "--local_socket=/run/ems/ems.sock",
+               "--node_id=$(NODE_NAME)",
                "--advertise=$(POD_IP):" + port};
   // Every key of the ConfigMap reaches the binary (envFrom makes it an env var of that name).
   for (const auto& [key, value] : flags.items()) {
@@ -91,7 +94,8 @@ Json BuiltInDaemonSet(const Cluster& c, const NodeManifestOptions& o, const Json
         {{"name", "EMS_DRAIN_TIMEOUT_SECONDS"}, {"value", std::to_string(size.drain_timeout_s)}}}},
       {"ports",
        {{{"name", "grpc"}, {"containerPort", o.node_port}, {"hostPort", o.node_port}},
-        {{"name", "metrics"}, {"containerPort", o.metrics_port}, {"hostPort", o.metrics_port}}}},
+        {{"name", "metrics"}, {"containerPort", o.metrics_port}, {"hostPort", o.metrics_port}},
+        {{"name", "bulk"}, {"containerPort", o.bulk_port}, {"hostPort", o.bulk_port}}}},
       {"startupProbe", HealthzProbe(5, 120)},  // prefaulting a large arena takes a while
       {"readinessProbe", HealthzProbe(5, 2)},
       {"livenessProbe", HealthzProbe(10, 6)},

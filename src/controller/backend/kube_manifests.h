@@ -21,6 +21,7 @@ struct NodeManifestOptions {
   std::string controller_address;  // membership address the nodes register with
   int node_port = 50051;           // gRPC, on the host's network
   int metrics_port = 50052;        // /metrics, /healthz, /drain
+  int bulk_port = 50053;           // bulk data channel
 };
 
 // What the pod sizes from the arena (huge_page_num x huge_page_flavor MB).
