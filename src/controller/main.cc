@@ -64,8 +64,9 @@ ABSL_FLAG(std::string, k8s_controller_address, "",
 ABSL_FLAG(std::string, k8s_cluster_id, "",
           "kubernetes backend: UUID of the K8s cluster this controller manages; "
           "ListClustersLabels of any other id is empty (\"\" = answer for any id)");
-ABSL_FLAG(std::string, k8s_node_image, "ems/ems-node:latest",
-          "kubernetes backend: ems-node image of the built-in DaemonSet");
+ABSL_FLAG(std::string, k8s_node_image, "ems:0.1.0",
+          "kubernetes backend: ems image (pinned tag or digest) of the DaemonSets it creates; "
+          "deploy/k8s sets it to the ems-node DaemonSet's image");
 ABSL_FLAG(int, ready_timeout_s, 300, "a job fails if its nodes are not ready within this");
 ABSL_FLAG(int, drain_timeout_s, 60,
           "shrink: how long a DRAINING node may take to hand over its blocks before it is stopped");

@@ -4,6 +4,11 @@
 #include <httplib.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
@@ -162,7 +167,16 @@ absl::Status Node::StartMetrics() {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on --metrics_port ", options_.metrics_port));
   }
-  http_thread_ = std::thread([this] { http_->listen_after_bind(); });
+  auto returned = std::make_shared<std::atomic<bool>>(false);
+  http_thread_ = std::thread([this, returned] {
+    http_->listen_after_bind();
+    returned->store(true, std::memory_order_release);
+  });
+  // httplib's stop() does nothing until the listen loop runs: a SIGTERM right after start-up
+  // (a pod deleted while starting) would leave Shutdown joining a loop that never ends.
+  while (!http_->is_running() && !returned->load(std::memory_order_acquire)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   return absl::OkStatus();
 }
 

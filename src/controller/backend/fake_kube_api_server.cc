@@ -24,6 +24,7 @@ void FakeKubeApiServer::Start() {
   server_->Get(".*", h);
   server_->Post(".*", h);
   server_->Put(".*", h);
+  server_->Patch(".*", h);
   server_->Delete(".*", h);
   port_ = server_->bind_to_any_port("127.0.0.1");
   thread_ = std::thread([this] { server_->listen_after_bind(); });
@@ -123,7 +124,7 @@ void FakeKubeApiServer::Handle(const httplib::Request& req, httplib::Response& r
       R"(/(?:api/v1|apis/apps/v1)/namespaces/([^/]+)/(configmaps|daemonsets)/([^/]+))");
   const std::string selector = req.get_param_value("labelSelector");
   Json body;
-  if (m == "POST" || m == "PUT") {
+  if (m == "POST" || m == "PUT" || m == "PATCH") {
     auto parsed = ParseJson(req.body, "body");
     if (!parsed.ok() || !parsed->is_object() || !parsed->contains("metadata")) {
       return Error(res, 400, "BadRequest", "body must be an object with metadata");
@@ -148,11 +149,21 @@ void FakeKubeApiServer::Handle(const httplib::Request& req, httplib::Response& r
     auto it = nodes_.find(name);
     if (it == nodes_.end()) return Error(res, 404, "NotFound", "nodes \"" + name + "\" not found");
     if (m == "GET") return Reply(res, 200, it->second);
-    if (m != "PUT") return Error(res, 405, "MethodNotAllowed", "method not allowed");
+    // deploy/k8s's ClusterRole grants nodes get/list/watch/patch: an update is refused the way
+    // RBAC refuses it.
+    if (m == "PUT") {
+      return Error(res, 403, "Forbidden",
+                   "nodes \"" + name + "\" is forbidden: cannot update resource \"nodes\"");
+    }
+    if (m != "PATCH") return Error(res, 405, "MethodNotAllowed", "method not allowed");
+    if (req.get_header_value("Content-Type") != "application/merge-patch+json") {
+      return Error(res, 415, "UnsupportedMediaType", "this fake serves merge patches only");
+    }
     if (inject_conflicts_ > 0) {  // another writer got there first
       --inject_conflicts_;
       it->second["metadata"]["resourceVersion"] = NextVersionLocked();
     }
+    // A resourceVersion in a patch is a precondition, as on the real API server.
     const std::string rv = StrOr(body["metadata"], "resourceVersion");
     if (!rv.empty() && rv != it->second["metadata"]["resourceVersion"]) {
       ++conflicts_served_;
@@ -161,12 +172,12 @@ void FakeKubeApiServer::Handle(const httplib::Request& req, httplib::Response& r
                        "\": the object has been modified; please apply your changes to the "
                        "latest version and try again");
     }
-    if (StrOr(body["metadata"], "name") != name) {
+    if (body["metadata"].contains("name") && StrOr(body["metadata"], "name") != name) {
       return Error(res, 400, "BadRequest", "the name of the object does not match the URL");
     }
-    body["metadata"]["resourceVersion"] = NextVersionLocked();
-    it->second = body;
-    return Reply(res, 200, body);
+    it->second.merge_patch(body);
+    it->second["metadata"]["resourceVersion"] = NextVersionLocked();
+    return Reply(res, 200, it->second);
   }
   if (m == "GET" && std::regex_match(req.path, match, kPods)) {
     return Reply(res, 200, PodsLocked(match[1], selector));

@@ -1,10 +1,10 @@
 // A fake Kubernetes API server for tests of the kubernetes backend (no real one runs here).
 // It serves the same paths, verbs and JSON shapes as the real API server for what the backend
-// uses: nodes (list with labelSelector, get, replace with resourceVersion checks answering 409
-// Conflict), ConfigMaps and DaemonSets (create/get/replace/delete, 409 AlreadyExists), and
-// pods listed by labelSelector, which it derives like the DaemonSet controller would: one pod
-// per node matching the DaemonSet's nodeSelector. Errors are Status objects. Bearer token
-// required. Thread-safe.
+// uses: nodes (list with labelSelector, get, JSON merge patch with resourceVersion checks
+// answering 409 Conflict; update is Forbidden as deploy/k8s's RBAC makes it), ConfigMaps and
+// DaemonSets (create/get/replace/delete, 409 AlreadyExists), and pods listed by labelSelector,
+// which it derives like the DaemonSet controller would: one pod per node matching the DaemonSet's
+// nodeSelector. Errors are Status objects. Bearer token required. Thread-safe.
 #ifndef EMS_CONTROLLER_BACKEND_FAKE_KUBE_API_SERVER_H_
 #define EMS_CONTROLLER_BACKEND_FAKE_KUBE_API_SERVER_H_
 

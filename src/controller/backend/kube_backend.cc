@@ -115,17 +115,22 @@ absl::StatusOr<std::vector<std::string>> KubeBackend::DiscoverNodes(const Cluste
   return names;
 }
 
+NodeManifestOptions KubeBackend::ManifestOptions() const {
+  return {.image = options_.image,
+          .controller_address = options_.controller_address,
+          .node_port = options_.node_port,
+          .metrics_port = options_.metrics_port};
+}
+
 Json KubeBackend::ConfigMapFor(const Cluster& c) const {
   Json cm = Template(options_.manifests_dir, "configmap.json");
   if (cm.is_null()) cm = {{"apiVersion", "v1"}, {"kind", "ConfigMap"}};
   if (!cm.contains("data") || !cm["data"].is_object()) cm["data"] = Json::object();
-  cm["metadata"] = {{"name", ConfigMapName(c)},
-                    {"namespace", Namespace(c)},
-                    {"labels", {{"app", "ems-node"}, {kClusterLabel, c.id}}}};
-  cm["data"]["cluster"] = c.id;
-  cm["data"]["controller"] = options_.controller_address;
-  cm["data"]["huge_page_num"] = std::to_string(c.spec.memory.huge_page_num);
-  cm["data"]["huge_page_flavor"] = std::to_string(c.spec.memory.huge_page_flavor);
+  cm["metadata"] = {
+      {"name", ConfigMapName(c)}, {"namespace", Namespace(c)}, {"labels", NodePodLabels(c)}};
+  // The cluster's own flags win over a template's.
+  const Json flags = NodeFlags(c, ManifestOptions());
+  for (const auto& [key, value] : flags.items()) cm["data"][key] = value;
   return cm;
 }
 
@@ -153,25 +158,9 @@ Json KubeBackend::DaemonSetFor(const Cluster& c) const {
         options_.manifests_dir);
     ds = nullptr;
   }
-  const Json labels = {{"app", "ems-node"}, {kClusterLabel, c.id}};
+  const Json labels = NodePodLabels(c);
   if (ds.is_null()) {
-    const std::string port = std::to_string(options_.node_port);
-    Json container = {
-        {"name", "ems-node"},
-        {"image", options_.image},
-        {"args",
-         {"--listen=0.0.0.0:" + port, "--huge_page_num=$(HUGE_PAGE_NUM)",
-          "--huge_page_flavor=$(HUGE_PAGE_FLAVOR)", "--controller=$(CONTROLLER)",
-          "--cluster=$(CLUSTER)", "--node_id=$(NODE_NAME)", "--advertise=$(POD_IP):" + port}},
-        {"env",
-         {{{"name", "NODE_NAME"}, {"valueFrom", {{"fieldRef", {{"fieldPath", "spec.nodeName"}}}}}},
-          {{"name", "POD_IP"}, {"valueFrom", {{"fieldRef", {{"fieldPath", "status.podIP"}}}}}}}},
-        {"envFrom", Json::array()},
-        {"ports", {{{"name", "grpc"}, {"containerPort", options_.node_port}}}},
-        {"readinessProbe", {{"grpc", {{"port", options_.node_port}}}}}};
-    ds = {{"apiVersion", "apps/v1"},
-          {"kind", "DaemonSet"},
-          {"spec", {{"template", {{"spec", {{"containers", {container}}}}}}}}};
+    ds = BuiltInDaemonSet(c, ManifestOptions(), ConfigMapFor(c)["data"], ConfigMapName(c));
   }
   ds["metadata"] = {{"name", DaemonSetName(c)}, {"namespace", Namespace(c)}, {"labels", labels}};
   ds["spec"]["selector"] = {{"matchLabels", labels}};
@@ -225,20 +214,20 @@ absl::Status KubeBackend::UpdateNodeLabel(const std::string& name, const std::st
   for (int attempt = 0; attempt <= options_.conflict_retries; ++attempt) {
     auto node = client_.Get(path);
     if (!node.ok()) return node.status();
-    if (!(*node)["metadata"].is_object()) (*node)["metadata"] = Json::object();
-    Json& labels = (*node)["metadata"]["labels"];
-    if (!labels.is_object()) labels = Json::object();
-    if (value != nullptr) {
-      if (StrOr(labels, key.c_str()) == *value) return absl::OkStatus();
-      labels[key] = *value;
-    } else {
-      if (!labels.contains(key)) return absl::OkStatus();
-      labels.erase(key);
+    const Json& metadata = (*node)["metadata"];
+    const Json* labels = Labels(*node);
+    const bool has = labels != nullptr && labels->contains(key);
+    if (value != nullptr ? has && StrOr(*labels, key.c_str()) == *value : !has) {
+      return absl::OkStatus();
     }
-    // The read's resourceVersion rides along: a concurrent writer makes this a 409.
-    auto replaced = client_.Replace(path, *node);
-    if (replaced.ok()) return absl::OkStatus();
-    if (!absl::IsAborted(replaced.status())) return replaced.status();
+    // A JSON merge patch of just this label (null removes it). The read's resourceVersion
+    // rides along: a concurrent writer makes this a 409.
+    Json patch = {{"metadata",
+                   {{"resourceVersion", StrOr(metadata, "resourceVersion")},
+                    {"labels", {{key, value != nullptr ? Json(*value) : Json(nullptr)}}}}}};
+    auto patched = client_.MergePatch(path, patch);
+    if (patched.ok()) return absl::OkStatus();
+    if (!absl::IsAborted(patched.status())) return patched.status();
     spdlog::info("kubernetes: node {} changed under us (attempt {}); re-reading", name,
                  attempt + 1);
   }
@@ -263,8 +252,9 @@ absl::Status KubeBackend::StopNodes(const Cluster& c, const std::vector<std::str
 
 absl::StatusOr<std::vector<NodeStatus>> KubeBackend::Status(const Cluster& c,
                                                             const std::vector<std::string>& names) {
-  auto pods = client_.Get("/api/v1/namespaces/" + Namespace(c) +
-                          "/pods?labelSelector=" + KubeClient::Escape("app=ems-node"));
+  auto pods = client_.Get("/api/v1/namespaces/" + Namespace(c) + "/pods?labelSelector=" +
+                          KubeClient::Escape(absl::StrCat("app.kubernetes.io/name=ems-node,",
+                                                          kClusterLabel, "=", c.id)));
   if (!pods.ok()) return pods.status();
   std::vector<NodeStatus> out;
   for (const std::string& name : names) {

@@ -2,9 +2,11 @@
 // nodes that carry the label ems.io/cluster=<cluster id>. Creating a cluster picks
 // node_count Ready nodes carrying the spec's label (ems=true by default) and labels them;
 // expand labels the named nodes, shrink unlabels them; readiness is the DaemonSet pod's Ready
-// condition on each node. Node label updates are read-modify-write with resourceVersion and
-// retried on conflict. The ConfigMap and DaemonSet follow deploy/k8s (ems-node image, ports,
-// hugepages), generated per cluster; JSON templates in manifests_dir override them.
+// condition on each node. Node label updates are read, then
+// patched with the read's resourceVersion (merge patch: the ClusterRole in deploy/k8s grants
+// nodes patch, not update) and retried on conflict. The ConfigMap and DaemonSet follow
+// deploy/k8s/base (kube_manifests.h), generated per cluster; JSON templates in manifests_dir
+// override them.
 // Tested against FakeKubeApiServer (no API server runs here). Thread-safe.
 #ifndef EMS_CONTROLLER_BACKEND_KUBE_BACKEND_H_
 #define EMS_CONTROLLER_BACKEND_KUBE_BACKEND_H_
@@ -15,6 +17,7 @@
 
 #include "controller/backend/backend.h"
 #include "controller/backend/kube_client.h"
+#include "controller/backend/kube_manifests.h"
 
 namespace ems::controller {
 
@@ -22,15 +25,14 @@ struct KubeBackendOptions {
   std::string api_server;  // "" = in-cluster: https://$KUBERNETES_SERVICE_HOST:$..._PORT
   std::string token_file;
   std::string ca_file;
-  std::string manifests_dir;       // optional daemonset.json / configmap.json templates
-  std::string controller_address;  // membership address nodes register with
-  std::string image = "ems/ems-node:latest";
-  int node_port = 50051;       // ems-node's gRPC port in the pod
-  std::string k8s_cluster_id;  // "" = answer ListClustersLabels for any id
+  std::string manifests_dir;        // optional daemonset.json / configmap.json templates
+  std::string controller_address;   // membership address nodes register with
+  std::string image = "ems:0.1.0";  // pinned, like deploy/k8s
+  int node_port = 50051;            // ems-node's gRPC port (host network)
+  int metrics_port = 50052;         // ems-node's /healthz, /metrics and /drain
+  std::string k8s_cluster_id;       // "" = answer ListClustersLabels for any id
   int conflict_retries = 5;
 };
-
-inline constexpr char kClusterLabel[] = "ems.io/cluster";
 
 class KubeBackend : public Backend {
  public:
@@ -61,6 +63,7 @@ class KubeBackend : public Backend {
   // Creates or replaces the object at `path` (its collection is `collection`).
   absl::Status Apply(const std::string& collection, const std::string& path, Json object);
   absl::StatusOr<Json> ListNodes(const std::string& selector);
+  NodeManifestOptions ManifestOptions() const;
 
   const KubeBackendOptions options_;
   KubeClient client_;

@@ -7,6 +7,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <sstream>
 
 #include "controller/backend/fake_kube_api_server.h"
 #include "controller/jobs/reconciler.h"
@@ -106,10 +108,99 @@ TEST_F(KubeBackendTest, ManifestTemplatesOverrideTheBuiltInObjects) {
   // A template without containers is ignored rather than applied half-made.
   std::ofstream(dir_ / "daemonset.json") << R"({"spec": "nope"})";
   EXPECT_EQ(templated.DaemonSetFor(cluster_)["spec"]["template"]["spec"]["containers"][0]["image"],
-            "ems/ems-node:latest");
+            "ems:0.1.0");
+}
+
+std::string ReadFile(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The built-in DaemonSet is what deploy/k8s/base/ems-node.yaml is for the static cluster; the
+// deploy_k8s_test checks those files against ems-node --help and Kubernetes' rules.
+TEST_F(KubeBackendTest, BuiltInDaemonSetFollowsDeployK8s) {
+  cluster_.spec.memory = {.huge_page_num = 131072, .huge_page_flavor = 2};
+  const Json ds = backend_->DaemonSetFor(cluster_);
+  const Json cm = backend_->ConfigMapFor(cluster_);
+  const Json& pod = ds["spec"]["template"];
+  const Json& spec = pod["spec"];
+  const Json& node = spec["containers"][0];
+  for (const auto& [k, v] : ds["spec"]["selector"]["matchLabels"].items()) {
+    EXPECT_EQ(pod["metadata"]["labels"][k], v) << "selector must match the pod labels: " << k;
+  }
+  EXPECT_EQ(spec["nodeSelector"][kClusterLabel], cluster_.id);
+  EXPECT_EQ(ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"], 1);
+  EXPECT_TRUE(spec["hostNetwork"].get<bool>());
+
+  // Hugepages hold exactly the arena; requests == limits everywhere (Guaranteed QoS).
+  const Json& res = node["resources"];
+  EXPECT_EQ(res["requests"], res["limits"]);
+  EXPECT_EQ(res["limits"]["hugepages-2Mi"], "262144Mi");
+  EXPECT_EQ(res["limits"]["memory"], "16384Mi");
+  EXPECT_EQ(res["limits"]["cpu"], "8");
+  cluster_.spec.memory = {.huge_page_num = 4, .huge_page_flavor = 1024};
+  const Json small = backend_->DaemonSetFor(cluster_)["spec"]["template"]["spec"]["containers"][0];
+  EXPECT_EQ(small["resources"]["limits"]["hugepages-1Gi"], "4Gi");
+  EXPECT_EQ(small["resources"]["limits"]["memory"], "1024Mi");
+  EXPECT_EQ(small["resources"]["limits"].count("hugepages-2Mi"), 0u);
+
+  // Every $(VAR) in the args is defined (Kubernetes passes an undefined one literally), and
+  // every ConfigMap key is passed as --key=$(key).
+  std::set<std::string> defined;
+  for (const Json& e : node["env"]) defined.insert(e["name"].get<std::string>());
+  for (const auto& [k, v] : cm["data"].items()) defined.insert(k);
+  std::set<std::string> args;
+  for (const Json& a : node["args"]) {
+    const std::string arg = a.get<std::string>();
+    args.insert(arg);
+    for (size_t p = arg.find("$("); p != std::string::npos; p = arg.find("$(", p + 1)) {
+      const std::string var = arg.substr(p + 2, arg.find(')', p) - p - 2);
+      EXPECT_TRUE(defined.contains(var)) << arg << " refers to undefined $(" << var << ")";
+    }
+  }
+  for (const auto& [k, v] : cm["data"].items()) {
+    EXPECT_TRUE(args.contains("--" + k + "=$(" + k + ")")) << "ConfigMap key " << k;
+  }
+
+  // Drain before stop, within the grace period; probes on /healthz.
+  EXPECT_EQ(node["lifecycle"]["preStop"]["exec"]["command"][0], "/usr/local/bin/ems-node-drain");
+  int drain = 0;
+  for (const Json& e : node["env"]) {
+    if (e["name"] == "EMS_DRAIN_TIMEOUT_SECONDS") drain = std::stoi(e["value"].get<std::string>());
+  }
+  EXPECT_GT(drain, 240);
+  EXPECT_GE(spec["terminationGracePeriodSeconds"].get<int>(),
+            drain + std::stoi(cm["data"]["shutdown_grace_seconds"].get<std::string>()) + 10);
+  for (const char* probe : {"startupProbe", "readinessProbe", "livenessProbe"}) {
+    EXPECT_EQ(node[probe]["httpGet"]["path"], "/healthz") << probe;
+  }
+
+  // The same fixed args, ports, hook and socket directory as deploy/k8s/base, and ConfigMap
+  // keys the base's flags ConfigMap has too (so they are flags ems-node lists).
+  const fs::path base = fs::path(EMS_SOURCE_DIR) / "deploy/k8s/base";
+  const std::string yaml = ReadFile(base / "ems-node.yaml");
+  const std::string kustomization = ReadFile(base / "kustomization.yaml");
+  ASSERT_FALSE(yaml.empty() || kustomization.empty()) << base;
+  for (const std::string& arg : args) {
+    if (arg.find("$(") == std::string::npos || arg.find("$(NODE_NAME)") != std::string::npos ||
+        arg.find("$(POD_IP)") != std::string::npos) {
+      EXPECT_NE(yaml.find("- " + arg + "\n"), std::string::npos) << arg << " not in " << base;
+    }
+  }
+  for (const auto& [k, v] : cm["data"].items()) {
+    EXPECT_NE(kustomization.find("- " + k + "="), std::string::npos) << k;
+  }
+  for (const char* text : {"hostPort: 50051", "hostPort: 50052", "hostPort: 50053",
+                           "path: /run/ems", "/usr/local/bin/ems-node-drain", "maxUnavailable: 1",
+                           "dnsPolicy: ClusterFirstWithHostNet", "key: ems.io/dedicated"}) {
+    EXPECT_NE(yaml.find(text), std::string::npos) << text;
+  }
 }
 
 TEST_F(KubeBackendTest, LabelUpdatesRetryResourceVersionConflicts) {
+  // Labels change by merge patch (the fake refuses updates, as deploy/k8s's RBAC does).
   api_.InjectNodeConflicts(2);
   ASSERT_TRUE(backend_->StartNodes(cluster_, {"worker-4"}).ok());
   EXPECT_EQ(api_.conflicts_served(), 2);

@@ -74,7 +74,9 @@ absl::StatusOr<Json> KubeClient::Call(const std::string& method, const std::stri
       method == "GET"    ? client.Get(path.c_str(), headers)
       : method == "POST" ? client.Post(path.c_str(), headers, payload, "application/json")
       : method == "PUT"  ? client.Put(path.c_str(), headers, payload, "application/json")
-                         : client.Delete(path.c_str(), headers);
+      : method == "PATCH"
+          ? client.Patch(path.c_str(), headers, payload, "application/merge-patch+json")
+          : client.Delete(path.c_str(), headers);
   if (!r) {
     return absl::UnavailableError(
         absl::StrCat(method, " ", path, ": ", httplib::to_string(r.error())));
@@ -102,6 +104,10 @@ absl::StatusOr<Json> KubeClient::Create(const std::string& collection_path, cons
 
 absl::StatusOr<Json> KubeClient::Replace(const std::string& path, const Json& object) {
   return Call("PUT", path, &object);
+}
+
+absl::StatusOr<Json> KubeClient::MergePatch(const std::string& path, const Json& patch) {
+  return Call("PATCH", path, &patch);
 }
 
 absl::Status KubeClient::Delete(const std::string& path) {

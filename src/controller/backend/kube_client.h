@@ -28,6 +28,8 @@ class KubeClient {
   absl::StatusOr<Json> Get(const std::string& path);
   absl::StatusOr<Json> Create(const std::string& collection_path, const Json& object);
   absl::StatusOr<Json> Replace(const std::string& path, const Json& object);
+  // PATCH with a JSON merge patch (RFC 7386): only the fields in `patch` change; null deletes.
+  absl::StatusOr<Json> MergePatch(const std::string& path, const Json& patch);
   absl::Status Delete(const std::string& path);
 
   // Percent-encodes a query value (label selectors hold '=' and ',').
