@@ -156,7 +156,8 @@ class Pool {
   // Reserves `size` bytes for `key` (WRITING, invisible). Evicts if needed.
   // Errors: INVALID_ARGUMENT (size 0 or > max_value_bytes, bad key);
   //   ALREADY_EXISTS with message "same size" if the key is sealed or being written with this
-  //   size (callers treat it as a no-op success) and a message naming both sizes otherwise;
+  //   size (callers treat it as a no-op success; a sealed one is touched, as by a hit) and a
+  //   message naming both sizes otherwise;
   //   RESOURCE_EXHAUSTED if nothing evictable frees enough space.
   // `parent` (optional) is the previous block of the key's prefix chain; policies may use it.
   virtual absl::StatusOr<WriteHandle> Allocate(const BlockKey& key, uint64_t size,

@@ -163,6 +163,18 @@ TEST_F(PoolTest, EvictsBetweenWatermarksAndKeepsServing) {
   EXPECT_EQ(present, pool->Stats().keys);
 }
 
+TEST_F(PoolTest, OfferingAStoredBlockAgainTouchesIt) {
+  auto pool = MakePool(16);  // 32 MiB: 30 blocks of 1 MiB fit under the 95% watermark
+  for (uint64_t i = 0; i < 30; ++i) ASSERT_TRUE(Put(*pool, i, kMiB).ok()) << i;
+  // Block 0 is the least recent; offering it again (as a writer that recomputed it would)
+  // makes it the most recent, so the next evictions take 1, 2, ... instead.
+  EXPECT_EQ(pool->Allocate(Key(0), kMiB).status().code(), absl::StatusCode::kAlreadyExists);
+  for (uint64_t i = 30; i < 33; ++i) ASSERT_TRUE(Put(*pool, i, kMiB).ok()) << i;
+  ASSERT_GT(pool->Stats().evictions, 0u);
+  EXPECT_TRUE(pool->Contains(Key(0)));
+  EXPECT_FALSE(pool->Contains(Key(1)));
+}
+
 TEST_F(PoolTest, PinnedBlocksAreNeverEvictedAndFullOfPinsIsResourceExhausted) {
   auto pool = MakePool(4);  // 8 MiB
   std::vector<ReadHandle> pins;

@@ -157,6 +157,8 @@ absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::DoAllocate(const BlockKe
   b->digest = key.digest;
   b->ns = ns;
   b->size = size;
+  bool exists = false;
+  uint64_t sealed_id = 0;
   {
     Shard& shard = ShardFor(ikey);
     absl::MutexLock lock(&shard.mu);
@@ -164,12 +166,17 @@ absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::DoAllocate(const BlockKe
     if (!inserted) {
       const uint64_t have = it->second->size;
       delete b;
-      if (have == size) {
-        return absl::AlreadyExistsError(
-            absl::StrCat("key ", key.ToString(), " is already stored with the same size"));
-      }
-      return SizeError(key, have, size);
+      if (have != size) return SizeError(key, have, size);
+      exists = true;
+      if (it->second->state == BlockState::kSealed) sealed_id = it->second->id;
     }
+  }
+  if (exists) {
+    // A writer offering a block again has just recomputed it: it is in use, like a hit.
+    // (Outside the shard lock: the lock order is space_mu_ before shard.mu.)
+    if (sealed_id != 0) Touch({sealed_id});
+    return absl::AlreadyExistsError(
+        absl::StrCat("key ", key.ToString(), " is already stored with the same size"));
   }
   uint64_t parent_id = 0;
   if (parent != nullptr) {
