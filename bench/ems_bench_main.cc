@@ -1,7 +1,9 @@
 // ems-bench SUBCOMMAND [flags]: benchmarks and harnesses for EMS.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -49,8 +51,18 @@ int main(int argc, char** argv) {
       };
       absl::SetFlagsUsageConfig(usage_config);
       absl::SetProgramUsageMessage(std::string("ems-bench ") + c.name + ": " + c.help);
+      // Flags may be spelled --kv-scale or --kv_scale: Abseil names have underscores.
+      std::vector<std::string> spelled(argv + 1, argv + argc);
+      std::vector<char*> raw;
+      for (std::string& a : spelled) {
+        if (a.size() > 2 && a.compare(0, 2, "--") == 0) {
+          const size_t end = std::min(a.find('='), a.size());
+          std::replace(a.begin() + 2, a.begin() + end, '-', '_');
+        }
+        raw.push_back(a.data());
+      }
       // Parse flags after the subcommand; argv[1] is kept as the program name.
-      std::vector<char*> args = absl::ParseCommandLine(argc - 1, argv + 1);
+      std::vector<char*> args = absl::ParseCommandLine(static_cast<int>(raw.size()), raw.data());
       return c.run(static_cast<int>(args.size()), args.data());
     }
   }

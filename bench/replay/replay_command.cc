@@ -1,5 +1,6 @@
-// ems-bench replay: trace-driven hit ratios. --simulate runs the pool's eviction policies
-// offline over capacity × policy sweeps.
+// ems-bench replay: trace-driven hit ratios and TTFT. --simulate runs the pool's eviction
+// policies offline over capacity × policy sweeps; without it the requests are replayed live
+// (live_command.cc).
 #include "replay/replay_command.h"
 
 #include <cstdio>
@@ -8,9 +9,11 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "harness/commands.h"
+#include "replay/live_command.h"
 #include "replay/simulate.h"
 #include "replay/trace.h"
 
@@ -24,12 +27,18 @@ ABSL_FLAG(std::string, capacities, "5000,10000,20000",
 ABSL_FLAG(uint64_t, limit, 0, "replay only the first N requests (0 = all)");
 ABSL_FLAG(bool, strict, false, "a malformed trace line is fatal (default: reported and skipped)");
 ABSL_FLAG(uint64_t, seed, 1, "seed of the synthetic workload");
+ABSL_FLAG(int, sessions, 400, "sessions of the synthetic multi-turn workload");
 
 namespace ems::bench {
 
 int RunReplay(int, char**) {
   std::vector<Request> requests;
+  std::string workload;
   const int block_tokens = absl::GetFlag(FLAGS_block_tokens);
+  if (block_tokens < 1) {
+    std::fprintf(stderr, "replay: --block-tokens must be positive\n");
+    return 2;
+  }
   if (!absl::GetFlag(FLAGS_trace).empty()) {
     auto r = ReadMooncakeTrace(absl::GetFlag(FLAGS_trace),
                                {absl::GetFlag(FLAGS_strict), absl::GetFlag(FLAGS_limit)});
@@ -38,24 +47,30 @@ int RunReplay(int, char**) {
       return 1;
     }
     requests = *std::move(r);
+    workload = absl::GetFlag(FLAGS_trace);
+    if (const size_t slash = workload.rfind('/'); slash != std::string::npos) {
+      workload = workload.substr(slash + 1);
+    }
   } else if (absl::GetFlag(FLAGS_workload) == "multiturn") {
     MultiturnOptions o;
     o.block_tokens = block_tokens;
     o.seed = absl::GetFlag(FLAGS_seed);
+    o.sessions = absl::GetFlag(FLAGS_sessions);
     requests = GenerateMultiturn(o);
     if (absl::GetFlag(FLAGS_limit) > 0 && requests.size() > absl::GetFlag(FLAGS_limit)) {
       requests.resize(absl::GetFlag(FLAGS_limit));
     }
+    workload = absl::StrCat("multiturn (", o.sessions, " sessions of ", o.turns, " turns, seed ",
+                            o.seed, ")");
   } else {
     std::fprintf(stderr, "replay: give --trace FILE or --workload multiturn\n");
     return 2;
   }
-  if (!absl::GetFlag(FLAGS_simulate)) {
-    std::fprintf(stderr,
-                 "replay: live replay against a cluster is not built yet (issue #6); "
-                 "use --simulate\n");
+  if (requests.empty()) {
+    std::fprintf(stderr, "replay: no requests to replay\n");
     return 2;
   }
+  if (!absl::GetFlag(FLAGS_simulate)) return RunLiveReplay(requests, workload);
   std::vector<size_t> capacities;
   for (absl::string_view c : absl::StrSplit(absl::GetFlag(FLAGS_capacities), ',')) {
     size_t v = 0;
@@ -78,12 +93,13 @@ int RunReplay(int, char**) {
         return 2;
       }
       if (json) {
-        std::printf("{\"policy\":\"%s\",\"capacity_blocks\":%zu,\"per_block_hit_ratio\":%.4f,"
-                    "\"prefix_hit_ratio\":%.4f,\"token_prefix_hit_ratio\":%.4f,"
-                    "\"requests\":%llu,\"blocks\":%llu}\n",
-                    r->policy.c_str(), cap, r->per_block_hit_ratio, r->prefix_hit_ratio,
-                    r->token_prefix_hit_ratio, static_cast<unsigned long long>(r->requests),
-                    static_cast<unsigned long long>(r->blocks));
+        std::printf(
+            "{\"policy\":\"%s\",\"capacity_blocks\":%zu,\"per_block_hit_ratio\":%.4f,"
+            "\"prefix_hit_ratio\":%.4f,\"token_prefix_hit_ratio\":%.4f,"
+            "\"requests\":%llu,\"blocks\":%llu}\n",
+            r->policy.c_str(), cap, r->per_block_hit_ratio, r->prefix_hit_ratio,
+            r->token_prefix_hit_ratio, static_cast<unsigned long long>(r->requests),
+            static_cast<unsigned long long>(r->blocks));
       } else {
         std::printf("%-8s %10zu %10.4f %10.4f %10.4f\n", r->policy.c_str(), cap,
                     r->per_block_hit_ratio, r->prefix_hit_ratio, r->token_prefix_hit_ratio);

@@ -20,9 +20,9 @@ TEST(TraceTest, ParsesMooncakeLinesAndNamesWhatIsWrong) {
                 .message()
                 .find("hash_ids"),
             std::string::npos);
-  EXPECT_FALSE(ParseTraceLine(
-                   R"({"timestamp": 1, "input_length": 2, "output_length": 3, "hash_ids": [-1]})")
-                   .ok());
+  EXPECT_FALSE(
+      ParseTraceLine(R"({"timestamp": 1, "input_length": 2, "output_length": 3, "hash_ids": [-1]})")
+          .ok());
 }
 
 TEST(TraceTest, MalformedLinesAreSkippedOrFatalWithTheirLineNumber) {
@@ -47,7 +47,8 @@ TEST(TraceTest, MalformedLinesAreSkippedOrFatalWithTheirLineNumber) {
 
 TEST(SimulateTest, PrefixSemanticsOnAHandMadeStream) {
   // Requests: [1,2,3], then [1,2,4]: the second hits 1 and 2 (leading run 2 of 3).
-  std::vector<Request> reqs = {{0, 1536, 1, {1, 2, 3}}, {1, 1536, 1, {1, 2, 4}},
+  std::vector<Request> reqs = {{0, 1536, 1, {1, 2, 3}},
+                               {1, 1536, 1, {1, 2, 4}},
                                {2, 1536, 1, {9, 2, 3}}};  // 2, 3 present but not leading
   auto r = Simulate(reqs, "lru", 0, 512);
   ASSERT_TRUE(r.ok());
@@ -59,7 +60,8 @@ TEST(SimulateTest, PrefixSemanticsOnAHandMadeStream) {
 
 // The shortened real trace: invariants, not numbers.
 TEST(SimulateTest, ShortenedConversationTraceBehavesSanely) {
-  const std::string path = std::string(EMS_SOURCE_DIR) + "/../shared/traces/conversation_trace.jsonl";
+  const std::string path =
+      std::string(EMS_SOURCE_DIR) + "/../shared/traces/conversation_trace.jsonl";
   if (!std::filesystem::exists(path)) GTEST_SKIP() << "no shared traces beside the checkout";
   auto reqs = ReadMooncakeTrace(path, {.strict = true, .limit = 2000});
   ASSERT_TRUE(reqs.ok()) << reqs.status();

@@ -3,10 +3,13 @@
 #ifndef EMS_BENCH_REPLAY_SIMULATE_H_
 #define EMS_BENCH_REPLAY_SIMULATE_H_
 
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "pool/eviction_policy.h"
 #include "replay/trace.h"
 
 namespace ems::bench {
@@ -24,6 +27,28 @@ struct SimResult {
   double token_prefix_hit_ratio = 0;
   uint64_t requests = 0;
   uint64_t blocks = 0;
+};
+
+// One cache of the offline model: the pool's eviction policy over a set of present blocks,
+// `capacity_blocks` at most (0 = unbounded). Movable, not thread-safe.
+class CacheSim {
+ public:
+  // INVALID_ARGUMENT for an unknown policy.
+  static absl::StatusOr<CacheSim> Create(const std::string& policy, size_t capacity_blocks);
+
+  // Leading run of `req`'s blocks present now; `present_blocks` (optional) gets how many of
+  // its blocks are present wherever they are. Changes nothing.
+  size_t LeadingHits(const Request& req, size_t* present_blocks = nullptr) const;
+  // After the request: its blocks are inserted (parent = the previous block) or touched, in
+  // order, evicting down to the capacity.
+  void Admit(const Request& req);
+
+ private:
+  CacheSim(std::unique_ptr<pool::EvictionPolicy> policy, size_t capacity)
+      : policy_(std::move(policy)), capacity_(capacity) {}
+  std::unique_ptr<pool::EvictionPolicy> policy_;
+  size_t capacity_;
+  absl::flat_hash_set<uint64_t> present_;  // policy ids (hash id + 1: ids must not be 0)
 };
 
 // Replays `requests` in order: a request's hits are counted when it arrives; then its blocks

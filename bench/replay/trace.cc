@@ -1,10 +1,9 @@
 #include "replay/trace.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -51,8 +50,7 @@ absl::StatusOr<std::vector<Request>> ReadMooncakeTrace(const std::string& path,
     if (line.empty()) continue;
     auto r = ParseTraceLine(line);
     if (!r.ok()) {
-      const std::string msg =
-          absl::StrCat(path, ":", line_no, ": ", r.status().message());
+      const std::string msg = absl::StrCat(path, ":", line_no, ": ", r.status().message());
       if (options.strict) return absl::InvalidArgumentError(msg);
       std::fprintf(stderr, "replay: skipping %s\n", msg.c_str());
       ++skipped;

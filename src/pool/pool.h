@@ -56,21 +56,21 @@ struct PoolOptions {
 
 // Point-in-time counters. Cheap to take; not a consistent snapshot across fields.
 struct PoolStats {
-  uint64_t keys = 0;             // sealed blocks
-  uint64_t used_bytes = 0;       // bytes held by allocations (sealed + writing), rounded up
+  uint64_t keys = 0;        // sealed blocks
+  uint64_t used_bytes = 0;  // bytes held by allocations (sealed + writing), rounded up
   uint64_t capacity_bytes = 0;
   uint64_t pinned_blocks = 0;
   uint64_t unsealed_blocks = 0;
-  uint64_t puts = 0;             // successful seals
-  uint64_t gets = 0;             // Get calls
+  uint64_t puts = 0;  // successful seals
+  uint64_t gets = 0;  // Get calls
   uint64_t hits = 0;
   uint64_t misses = 0;
   uint64_t evictions = 0;
-  uint64_t reclaimed_writes = 0; // unsealed writes freed by expiry or abandonment
-  uint64_t bytes_in = 0;         // sealed value bytes
-  uint64_t bytes_out = 0;        // value bytes handed to readers
-  uint64_t metadata_bytes = 0;   // index + block metadata, off-arena
-  bool hugepages = false;        // arena on hugetlb pages (false: THP fallback)
+  uint64_t reclaimed_writes = 0;  // unsealed writes freed by expiry or abandonment
+  uint64_t bytes_in = 0;          // sealed value bytes
+  uint64_t bytes_out = 0;         // value bytes handed to readers
+  uint64_t metadata_bytes = 0;    // index + block metadata, off-arena
+  bool hugepages = false;         // arena on hugetlb pages (false: THP fallback)
   std::string eviction_policy;
 };
 
@@ -181,8 +181,10 @@ class Pool {
   // `ttl` (default_lease if zero) from now, whichever comes first.
   virtual absl::StatusOr<std::pair<LeaseId, BlockInfo>> AcquireRead(const BlockKey& key,
                                                                     absl::Duration ttl) = 0;
-  virtual absl::StatusOr<std::pair<LeaseId, BlockInfo>> AcquireWrite(
-      const BlockKey& key, uint64_t size, const BlockKey* parent, absl::Duration ttl) = 0;
+  virtual absl::StatusOr<std::pair<LeaseId, BlockInfo>> AcquireWrite(const BlockKey& key,
+                                                                     uint64_t size,
+                                                                     const BlockKey* parent,
+                                                                     absl::Duration ttl) = 0;
   // Seals a write lease (see Seal). NOT_FOUND if the lease is unknown or expired.
   virtual absl::Status SealLease(LeaseId lease, uint64_t expected_checksum = 0) = 0;
   // Ends a lease: a read pin is dropped, an unsealed write is freed. NOT_FOUND if unknown.

@@ -144,12 +144,12 @@ absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::DoAllocate(const BlockKe
     return absl::InvalidArgumentError(absl::StrCat("value of ", key.ToString(), " is empty"));
   }
   if (size > options_.max_value_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("value of ", size, " bytes exceeds the maximum of ",
-                                                   options_.max_value_bytes, " bytes"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "value of ", size, " bytes exceeds the maximum of ", options_.max_value_bytes, " bytes"));
   }
   if (size > arena_->size()) {
-    return absl::InvalidArgumentError(absl::StrCat("value of ", size, " bytes exceeds the pool's ",
-                                                   arena_->size(), " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("value of ", size, " bytes exceeds the pool's ", arena_->size(), " bytes"));
   }
   const uint32_t ns = static_cast<uint32_t>(NamespaceId(key.ns, /*create=*/true));
   const InternalKey ikey = KeyOf(ns, key.digest);
@@ -253,7 +253,8 @@ absl::Status PoolImpl::DoSeal(LeaseId lease_id, uint64_t expected_checksum) {
     }
     const std::string what = absl::StrCat("block ", b->digest.ToHex(), " of ", b->size, " bytes");
     FreeBlock(b);
-    return absl::DataLossError(absl::StrCat(what, " does not match the checksum its writer sent; "
+    return absl::DataLossError(absl::StrCat(what,
+                                            " does not match the checksum its writer sent; "
                                             "not stored"));
   }
   // Tracked by the policy and visible in one step under space_mu_, so a concurrent Remove
@@ -368,8 +369,8 @@ void PoolImpl::Unpin(Block* b) {
   {
     Shard& shard = ShardFor(KeyOf(b->ns, b->digest));
     absl::MutexLock lock(&shard.mu);
-    free_now = b->pins.fetch_sub(1, std::memory_order_relaxed) == 1 &&
-               b->state == BlockState::kRemoved;
+    free_now =
+        b->pins.fetch_sub(1, std::memory_order_relaxed) == 1 && b->state == BlockState::kRemoved;
   }
   counters_.pinned.fetch_sub(1, std::memory_order_relaxed);
   if (free_now) {
@@ -485,8 +486,8 @@ PoolStats PoolImpl::Stats() {
     s.eviction_policy = std::string(policy_->name());
     // Block record + index slot (key, pointer, control byte at 7/8 load) + policy entry
     // (list node and map slot) + id map slot, plus the allocator's chunk records.
-    constexpr uint64_t kPerBlock = sizeof(Block) + (sizeof(InternalKey) + 8 + 1) * 8 / 7 +
-                                   (24 + 16) + (16 + 1) * 8 / 7;
+    constexpr uint64_t kPerBlock =
+        sizeof(Block) + (sizeof(InternalKey) + 8 + 1) * 8 / 7 + (24 + 16) + (16 + 1) * 8 / 7;
     s.metadata_bytes = (s.keys + s.unsealed_blocks) * kPerBlock + allocator_.metadata_bytes();
   }
   return s;
@@ -499,9 +500,9 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   if (opts.clock == nullptr) opts.clock = Clock::Real();
   if (!(opts.low_watermark > 0 && opts.low_watermark <= opts.high_watermark &&
         opts.high_watermark <= 1.0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "watermarks must satisfy 0 < low <= high <= 1, got low=", opts.low_watermark,
-        " high=", opts.high_watermark));
+    return absl::InvalidArgumentError(
+        absl::StrCat("watermarks must satisfy 0 < low <= high <= 1, got low=", opts.low_watermark,
+                     " high=", opts.high_watermark));
   }
   if (opts.index_shards <= 0 || !std::has_single_bit(static_cast<unsigned>(opts.index_shards))) {
     return absl::InvalidArgumentError(
@@ -510,11 +511,9 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   if (opts.max_value_bytes == 0) return absl::InvalidArgumentError("max_value_bytes must be > 0");
   EMS_ASSIGN_OR_RETURN(auto policy, MakeEvictionPolicy(opts.eviction_policy));
   EMS_ASSIGN_OR_RETURN(auto arena, internal::Arena::Create(internal::ArenaOptions{
-                                       opts.huge_page_num, opts.huge_page_flavor_mb,
-                                       opts.numa_node, opts.require_hugepages,
-                                       opts.prefault}));
-  return std::unique_ptr<Pool>(
-      new internal::PoolImpl(opts, std::move(arena), std::move(policy)));
+                                       opts.huge_page_num, opts.huge_page_flavor_mb, opts.numa_node,
+                                       opts.require_hugepages, opts.prefault}));
+  return std::unique_ptr<Pool>(new internal::PoolImpl(opts, std::move(arena), std::move(policy)));
 }
 
 }  // namespace ems::pool

@@ -1,0 +1,341 @@
+// ems-bench replay (live): the requests against an EMS cluster — one it starts on loopback
+// (a controller and --nodes ems-node processes sized to --capacity blocks) or one given by
+// --controller / --address — beside two baselines computed in the same run: no cache, and a
+// local cache per prefill instance with the same total capacity (the pool's policy code,
+// in-process). TTFTs come from the model in replay/model.h; every parameter is printed.
+#include "replay/live_command.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <random>
+
+#include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "client/client.h"
+#include "ems/v1/data.pb.h"
+#include "harness/commands.h"
+#include "harness/services.h"
+#include "replay/live.h"
+#include "replay/model.h"
+#include "replay/report.h"
+#include "replay/simulate.h"
+
+ABSL_DECLARE_FLAG(std::string, policies);  // replay_command.cc: the plot's sweep
+
+ABSL_FLAG(std::string, model, "llama3-8b", "model preset: llama3-8b, llama3-70b, qwen2-7b");
+ABSL_FLAG(std::string, kv_scale, "1/1024",
+          "fraction of the model's KV bytes actually stored per block (e.g. 1/1024 or 0.01), "
+          "so a replay fits a small machine; TTFTs use the full size");
+ABSL_FLAG(std::string, gpu, "h100", "GPU of the prefill model: h100 or a100");
+ABSL_FLAG(double, mfu, 0.4, "model FLOPs utilization reached in prefill");
+ABSL_FLAG(double, pool_gbps, 25,
+          "GB/s per GPU from the pool into GPU memory (one 200 Gb/s RDMA NIC per GPU)");
+ABSL_FLAG(double, local_gbps, 50,
+          "GB/s per GPU from the instance's own DRAM into GPU memory (PCIe 5.0 x16)");
+ABSL_FLAG(int, instances, 3, "simulated prefill instances (threads); request i goes to i % N");
+ABSL_FLAG(double, speedup, 0,
+          "replay at trace timestamps divided by this factor; 0 = back to back");
+ABSL_FLAG(int, nodes, 3, "ems-node processes of the cluster the replay starts");
+ABSL_FLAG(uint64_t, capacity, 1000,
+          "total capacity in blocks: of the cluster the replay starts, and of the local caches");
+ABSL_FLAG(std::string, policy, "lru", "eviction policy of the pool and the local caches");
+ABSL_FLAG(std::string, controller, "",
+          "use this running cluster (membership address) instead of starting one");
+ABSL_FLAG(std::string, address, "", "use this running ems-node instead of starting a cluster");
+ABSL_FLAG(std::string, cluster, "default", "cluster name with --controller");
+ABSL_FLAG(std::string, csv, "", "write one CSV row per request to this file");
+ABSL_FLAG(std::string, plot_dir, "",
+          "write TTFT CDF and hit ratio vs capacity plots (PNG and SVG, via gnuplot) here");
+ABSL_FLAG(bool, progress, true, "progress bar on stderr");
+
+namespace ems::bench {
+namespace {
+
+constexpr uint64_t kPage = 2ull << 20;  // ems-node's default hugepage flavor
+
+absl::StatusOr<double> ParseScale(const std::string& s) {
+  double v = 0;
+  std::vector<std::string> parts = absl::StrSplit(s, '/');
+  if (parts.size() == 1 && absl::SimpleAtod(parts[0], &v) && v > 0 && v <= 1) return v;
+  double num = 0, den = 0;
+  if (parts.size() == 2 && absl::SimpleAtod(parts[0], &num) && absl::SimpleAtod(parts[1], &den) &&
+      num > 0 && den > 0 && num <= den) {
+    return num / den;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("bad --kv-scale '", s, "': want a fraction in (0, 1] like 0.01 or 1/1024"));
+}
+
+std::string Bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024 && u < 4) b /= 1024, ++u;
+  return absl::StrFormat("%.4g %s", b, units[u]);
+}
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "replay: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+}  // namespace
+
+int RunLiveReplay(const std::vector<Request>& requests, const std::string& workload) {
+  const int block_tokens = absl::GetFlag(FLAGS_block_tokens);
+  auto model = FindModel(absl::GetFlag(FLAGS_model));
+  if (!model.ok()) return Fail(model.status());
+  auto tflops = FindGpuTflops(absl::GetFlag(FLAGS_gpu));
+  if (!tflops.ok()) return Fail(tflops.status());
+  auto scale = ParseScale(absl::GetFlag(FLAGS_kv_scale));
+  if (!scale.ok()) return Fail(scale.status());
+  const double mfu = absl::GetFlag(FLAGS_mfu);
+  if (!(mfu > 0 && mfu <= 1)) return Fail(absl::InvalidArgumentError("--mfu must be in (0, 1]"));
+  const int instances = absl::GetFlag(FLAGS_instances);
+  const int nodes = absl::GetFlag(FLAGS_nodes);
+  if (instances < 1 || nodes < 1) {
+    return Fail(absl::InvalidArgumentError("--instances and --nodes must be at least 1"));
+  }
+  const std::string policy = absl::GetFlag(FLAGS_policy);
+  if (auto p = CacheSim::Create(policy, 1); !p.ok()) return Fail(p.status());
+  const bool own_cluster =
+      absl::GetFlag(FLAGS_controller).empty() && absl::GetFlag(FLAGS_address).empty();
+  // A cluster this replay starts holds whole blocks per node: round to a multiple of nodes.
+  uint64_t capacity = absl::GetFlag(FLAGS_capacity);
+  if (own_cluster) capacity = std::max<uint64_t>(1, (capacity + nodes / 2) / nodes) * nodes;
+  if (capacity < static_cast<uint64_t>(instances)) {
+    return Fail(absl::InvalidArgumentError("--capacity must be at least --instances blocks"));
+  }
+
+  const uint64_t kv_per_token = model->KvBytesPerToken();
+  const uint64_t full_block = kv_per_token * block_tokens;
+  // Stored blocks are whole 4 KiB pages: the pool's allocation granule.
+  const uint64_t block_bytes = std::max<uint64_t>(
+      4096, (static_cast<uint64_t>(std::ceil(full_block * *scale)) + 4095) & ~uint64_t{4095});
+  if (block_bytes > (64ull << 20)) {
+    return Fail(
+        absl::InvalidArgumentError(absl::StrCat("a block of ", Bytes(block_bytes),
+                                                " exceeds the nodes' 64 MiB value limit; lower "
+                                                "--kv-scale")));
+  }
+  TtftModel ttft{PrefillModel::FromFlops(*model, *tflops, mfu), kv_per_token, block_tokens};
+  const double pool_gbps = absl::GetFlag(FLAGS_pool_gbps) * model->gpus;
+  const double local_gbps = absl::GetFlag(FLAGS_local_gbps) * model->gpus;
+
+  // --- What this run is ---------------------------------------------------------------------
+  const bool json = absl::GetFlag(FLAGS_json);
+  std::FILE* info = json ? stderr : stdout;
+  std::fprintf(info, "workload: %s: %zu requests, %d tokens per block\n", workload.c_str(),
+               requests.size(), block_tokens);
+  std::fprintf(info,
+               "model: %s, KV %s per token (%d layers x %d KV heads x %d dims x K,V x bf16), "
+               "%s per block\n",
+               model->name.c_str(), Bytes(kv_per_token).c_str(), model->layers, model->kv_heads,
+               model->head_dim, Bytes(full_block).c_str());
+  std::fprintf(info,
+               "kv-scale %s: blocks are stored and moved at %s (x%.6g of full size); a cluster "
+               "of %llu blocks holds %s here and stands for %s of real KV cache; TTFTs use "
+               "full-size bytes\n",
+               absl::GetFlag(FLAGS_kv_scale).c_str(), Bytes(block_bytes).c_str(),
+               static_cast<double>(block_bytes) / full_block,
+               static_cast<unsigned long long>(capacity), Bytes(capacity * block_bytes).c_str(),
+               Bytes(static_cast<double>(capacity) * full_block).c_str());
+  std::fprintf(info,
+               "prefill model: %d x %s (%.0f TFLOPS dense bf16) at MFU %.2f: %.3g us/token "
+               "(2 x %.3g params) + %.3g ns per query-key pair (4 x %d layers x %d hidden); "
+               "8k tokens from scratch = %.0f ms\n",
+               model->gpus, absl::GetFlag(FLAGS_gpu).c_str(), *tflops, mfu,
+               ttft.prefill.seconds_per_token * 1e6, model->params,
+               ttft.prefill.seconds_per_pair * 1e9, model->layers, model->hidden,
+               ttft.prefill.Seconds(8192, 0) * 1e3);
+  std::fprintf(info,
+               "TTFT = lookup (measured) + hit KV / bandwidth (pool %.0f GB/s, local %.0f GB/s "
+               "per instance) + prefill(missed tokens); queueing is not included\n",
+               pool_gbps, local_gbps);
+  std::fflush(info);
+
+  // --- The cluster --------------------------------------------------------------------------
+  std::unique_ptr<LocalCluster> cluster;
+  ClientOptions copts;
+  std::string ns = absl::StrCat("replay/", model->name);
+  if (own_cluster) {
+    const uint64_t per_node = capacity / nodes;
+    const uint64_t pages = ((per_node + 1) * block_bytes + kPage - 1) / kPage;
+    // Watermarks at per_node + 1/2 blocks: the node evicts exactly when a block more would
+    // not fit, so it holds per_node blocks like the simulator's cache of the same size.
+    const double mark = (per_node + 0.5) * block_bytes / (pages * kPage);
+    std::fprintf(info,
+                 "cluster: controller + %d ems-node on loopback, %llu blocks each (%llu MiB "
+                 "arena, watermark %.4f), policy %s\n",
+                 nodes, static_cast<unsigned long long>(per_node),
+                 static_cast<unsigned long long>(pages * 2), mark, policy.c_str());
+    auto c = LocalCluster::Start(
+        nodes, static_cast<int>(pages),
+        {"--eviction_policy=" + policy, absl::StrFormat("--high_watermark=%.6f", mark),
+         absl::StrFormat("--low_watermark=%.6f", mark), "--log_level=error"});
+    if (!c.ok()) return Fail(c.status());
+    cluster = *std::move(c);
+    copts.controller = cluster->membership();
+    copts.cluster = "bench";
+  } else if (!absl::GetFlag(FLAGS_controller).empty()) {
+    copts.controller = absl::GetFlag(FLAGS_controller);
+    copts.cluster = absl::GetFlag(FLAGS_cluster);
+    // A shared cluster: keep this run's keys apart from anything stored before.
+    absl::StrAppend(&ns, "/", std::random_device{}());
+  } else {
+    copts.address = absl::GetFlag(FLAGS_address);
+    absl::StrAppend(&ns, "/", std::random_device{}());
+  }
+  auto client = Client::Connect(copts);
+  if (!client.ok()) return Fail(client.status());
+  if (!own_cluster) {
+    auto st = (*client)->Stats();
+    if (st.ok()) {
+      std::fprintf(info,
+                   "cluster: %s, %s of arena = %llu blocks of %s (local caches and the "
+                   "simulation use --capacity %llu)\n",
+                   copts.controller.empty() ? copts.address.c_str() : copts.controller.c_str(),
+                   Bytes(st->capacity_bytes()).c_str(),
+                   static_cast<unsigned long long>(st->capacity_bytes() / block_bytes),
+                   Bytes(block_bytes).c_str(), static_cast<unsigned long long>(capacity));
+    }
+  }
+  std::fprintf(
+      info, "replay: %d prefill instances, %s\n", instances,
+      absl::GetFlag(FLAGS_speedup) > 0
+          ? absl::StrFormat("trace timestamps / %.3g", absl::GetFlag(FLAGS_speedup)).c_str()
+          : "back to back");
+  std::fflush(info);
+
+  // --- The run ------------------------------------------------------------------------------
+  LiveOptions lo;
+  lo.ns = ns;
+  lo.block_bytes = block_bytes;
+  lo.instances = instances;
+  lo.speedup = absl::GetFlag(FLAGS_speedup);
+  lo.progress = absl::GetFlag(FLAGS_progress);
+  LiveResult live = RunLive(**client, requests, lo);
+  client->reset();
+  cluster.reset();  // stops the nodes and the controller
+
+  // --- Baselines ----------------------------------------------------------------------------
+  const size_t n = requests.size();
+  Baseline none{"no-cache", "prefill everything", std::vector<size_t>(n, 0), {}};
+  Baseline local{
+      "local",
+      absl::StrFormat("%d x %llu blocks, %s", instances,
+                      static_cast<unsigned long long>(capacity / instances), policy.c_str()),
+      {},
+      {}};
+  Baseline ems{"ems",
+               absl::StrFormat("%llu blocks, %s, live", static_cast<unsigned long long>(capacity),
+                               policy.c_str()),
+               {},
+               {}};
+  std::vector<CacheSim> caches;
+  for (int k = 0; k < instances; ++k) {
+    caches.push_back(*std::move(CacheSim::Create(policy, capacity / instances)));
+  }
+  CsvExtra extra;
+  for (size_t i = 0; i < n; ++i) {
+    const Request& r = requests[i];
+    const LiveRecord& rec = live.records[i];
+    CacheSim& mine = caches[i % instances];
+    local.hit_blocks.push_back(mine.LeadingHits(r));
+    mine.Admit(r);
+    ems.hit_blocks.push_back(rec.loaded);
+    none.ttft_s.push_back(ttft.Seconds(0, 0, r.input_length, 0));
+    local.ttft_s.push_back(ttft.Seconds(0, local.hit_blocks[i], r.input_length, local_gbps));
+    ems.ttft_s.push_back(ttft.Seconds(rec.lookup_s, rec.loaded, r.input_length, pool_gbps));
+    extra.instance.push_back(rec.instance);
+    extra.lookup_ms.push_back(rec.lookup_s * 1e3);
+    extra.get_ms.push_back(rec.get_s * 1e3);
+    extra.put_ms.push_back(rec.put_s * 1e3);
+    extra.late_ms.push_back(rec.late_s * 1e3);
+  }
+  std::vector<Baseline> baselines = {none, local, ems};
+  std::vector<BaselineStats> stats;
+  for (const Baseline& b : baselines) {
+    stats.push_back(Summarize(b, requests, block_tokens, stats.empty() ? 0 : stats[0].mean_ms));
+  }
+  auto sim = Simulate(requests, policy, capacity, block_tokens);
+  if (!sim.ok()) return Fail(sim.status());
+
+  // --- Report -------------------------------------------------------------------------------
+  double lookup_sum = 0, get_sum = 0, put_sum = 0;
+  for (const LiveRecord& r : live.records) {
+    lookup_sum += r.lookup_s;
+    get_sum += r.get_s;
+    put_sum += r.put_s;
+  }
+  std::fprintf(info,
+               "live: %.1f s, %llu blocks read back and verified (%s), %s written, %llu corrupt, "
+               "%llu evicted between lookup and read, %llu errors%s%s\n",
+               live.wall_s, static_cast<unsigned long long>(live.bytes_read / block_bytes),
+               Bytes(live.bytes_read).c_str(), Bytes(live.bytes_written).c_str(),
+               static_cast<unsigned long long>(live.corrupt_blocks),
+               static_cast<unsigned long long>(live.raced_misses),
+               static_cast<unsigned long long>(live.errors),
+               live.first_error.empty() ? "" : ", first: ", live.first_error.c_str());
+  std::fprintf(info,
+               "measured on this machine (scaled blocks, loopback): MatchPrefix mean %.3f ms, "
+               "BatchGet %.1f MB/s, BatchPut %.1f MB/s\n",
+               lookup_sum * 1e3 / std::max<size_t>(n, 1),
+               get_sum > 0 ? live.bytes_read / get_sum / 1e6 : 0.0,
+               put_sum > 0 ? live.bytes_written / put_sum / 1e6 : 0.0);
+  std::fprintf(info,
+               "simulated pool (same policy and capacity, --simulate): prefix hit %.4f; live "
+               "%.4f (%+.2f points)\n",
+               sim->prefix_hit_ratio, stats[2].prefix_hit_ratio,
+               100 * (stats[2].prefix_hit_ratio - sim->prefix_hit_ratio));
+  if (json) {
+    PrintJson(stats);
+    std::printf(
+        "{\"live\":true,\"policy\":\"%s\",\"capacity_blocks\":%llu,"
+        "\"prefix_hit_ratio\":%.4f,\"simulated_prefix_hit_ratio\":%.4f,"
+        "\"corrupt_blocks\":%llu,\"errors\":%llu,\"raced_misses\":%llu,"
+        "\"blocks_read\":%llu,\"block_bytes\":%llu}\n",
+        policy.c_str(), static_cast<unsigned long long>(capacity), stats[2].prefix_hit_ratio,
+        sim->prefix_hit_ratio, static_cast<unsigned long long>(live.corrupt_blocks),
+        static_cast<unsigned long long>(live.errors),
+        static_cast<unsigned long long>(live.raced_misses),
+        static_cast<unsigned long long>(live.bytes_read / block_bytes),
+        static_cast<unsigned long long>(block_bytes));
+  } else {
+    PrintTable(stats);
+    std::printf(
+        "TTFT saved = 1 - mean TTFT / mean TTFT without a cache. The EMS pool saves "
+        "%.1f%% against %.1f%% for local caches of the same total size.\n",
+        100 * stats[2].savings, 100 * stats[1].savings);
+  }
+  if (!absl::GetFlag(FLAGS_csv).empty()) {
+    if (absl::Status s = WriteCsv(absl::GetFlag(FLAGS_csv), requests, baselines, extra); !s.ok()) {
+      return Fail(s);
+    }
+    std::fprintf(info, "per-request CSV: %s\n", absl::GetFlag(FLAGS_csv).c_str());
+  }
+  if (!absl::GetFlag(FLAGS_plot_dir).empty()) {
+    std::vector<SimResult> sweep;
+    for (absl::string_view p : absl::StrSplit(absl::GetFlag(FLAGS_policies), ',')) {
+      for (double f : {0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0}) {
+        auto r =
+            Simulate(requests, std::string(p), static_cast<size_t>(capacity * f), block_tokens);
+        if (!r.ok()) return Fail(r.status());
+        sweep.push_back(*r);
+      }
+    }
+    auto images = WritePlots(absl::GetFlag(FLAGS_plot_dir), baselines, sweep, policy, capacity,
+                             stats[2].prefix_hit_ratio, absl::StrCat(workload, ", ", model->name));
+    if (!images.ok()) return Fail(images.status());
+    for (const std::string& img : *images) std::fprintf(info, "plot: %s\n", img.c_str());
+  }
+  return live.corrupt_blocks == 0 && live.errors == 0 ? 0 : 1;
+}
+
+}  // namespace ems::bench

@@ -1,0 +1,198 @@
+#include "replay/report.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace ems::bench {
+namespace {
+
+// Nearest-rank percentile of sorted `v`.
+double Percentile(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  const size_t rank = static_cast<size_t>(p / 100.0 * sorted.size());
+  return sorted[std::min(rank, sorted.size() - 1)];
+}
+
+absl::Status RunGnuplot(const std::string& dir, const std::string& script) {
+  const std::string cmd = absl::StrCat("cd '", dir, "' && gnuplot '", script, "' 2>&1");
+  std::FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return absl::InternalError("cannot run gnuplot");
+  std::string out;
+  char buf[512];
+  while (std::fgets(buf, sizeof(buf), p) != nullptr) out += buf;
+  const int rc = pclose(p);
+  if (rc != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "gnuplot ", script, " failed (is gnuplot-nox installed? scripts/install-deps.sh): ", out));
+  }
+  return absl::OkStatus();
+}
+
+// The same plot as PNG and SVG.
+std::string Terminals(const std::string& stem, const std::string& plot) {
+  return absl::StrCat(
+      "set terminal pngcairo size 900,560 noenhanced font ',11'\nset output '", stem, ".png'\n",
+      plot, "set terminal svg size 900,560 noenhanced\nset output '", stem, ".svg'\n", "replot\n");
+}
+
+}  // namespace
+
+BaselineStats Summarize(const Baseline& b, const std::vector<Request>& requests, int block_tokens,
+                        double reference_mean_ms) {
+  BaselineStats s;
+  s.name = b.name;
+  s.detail = b.detail;
+  uint64_t blocks = 0, hits = 0;
+  int64_t tokens = 0, hit_tokens = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    blocks += requests[i].hash_ids.size();
+    hits += b.hit_blocks[i];
+    tokens += requests[i].input_length;
+    hit_tokens += std::min<int64_t>(static_cast<int64_t>(b.hit_blocks[i]) * block_tokens,
+                                    requests[i].input_length);
+  }
+  s.prefix_hit_ratio = static_cast<double>(hits) / std::max<uint64_t>(blocks, 1);
+  s.token_hit_ratio = static_cast<double>(hit_tokens) / std::max<int64_t>(tokens, 1);
+  std::vector<double> ms;
+  for (double t : b.ttft_s) ms.push_back(t * 1e3);
+  std::sort(ms.begin(), ms.end());
+  s.mean_ms = ms.empty() ? 0 : std::accumulate(ms.begin(), ms.end(), 0.0) / ms.size();
+  s.p50_ms = Percentile(ms, 50);
+  s.p90_ms = Percentile(ms, 90);
+  s.p99_ms = Percentile(ms, 99);
+  s.savings = reference_mean_ms > 0 ? 1 - s.mean_ms / reference_mean_ms : 0;
+  return s;
+}
+
+void PrintTable(const std::vector<BaselineStats>& stats) {
+  std::printf("\n%-9s %-28s %8s %8s | %9s %9s %9s %9s | %7s\n", "baseline", "", "prefix", "token",
+              "TTFT mean", "p50", "p90", "p99", "TTFT");
+  std::printf("%-9s %-28s %8s %8s | %9s %9s %9s %9s | %7s\n", "", "", "hit", "hit", "(ms)", "(ms)",
+              "(ms)", "(ms)", "saved");
+  std::printf("%s\n", std::string(111, '-').c_str());
+  for (const BaselineStats& s : stats) {
+    std::printf("%-9s %-28s %8.3f %8.3f | %9.1f %9.1f %9.1f %9.1f | %6.1f%%\n", s.name.c_str(),
+                s.detail.c_str(), s.prefix_hit_ratio, s.token_hit_ratio, s.mean_ms, s.p50_ms,
+                s.p90_ms, s.p99_ms, 100 * s.savings);
+  }
+}
+
+void PrintJson(const std::vector<BaselineStats>& stats) {
+  for (const BaselineStats& s : stats) {
+    std::printf(
+        "{\"baseline\":\"%s\",\"detail\":\"%s\",\"prefix_hit_ratio\":%.4f,"
+        "\"token_prefix_hit_ratio\":%.4f,\"ttft_mean_ms\":%.3f,\"ttft_p50_ms\":%.3f,"
+        "\"ttft_p90_ms\":%.3f,\"ttft_p99_ms\":%.3f,\"ttft_savings\":%.4f}\n",
+        s.name.c_str(), s.detail.c_str(), s.prefix_hit_ratio, s.token_hit_ratio, s.mean_ms,
+        s.p50_ms, s.p90_ms, s.p99_ms, s.savings);
+  }
+}
+
+absl::Status WriteCsv(const std::string& path, const std::vector<Request>& requests,
+                      const std::vector<Baseline>& baselines, const CsvExtra& extra) {
+  std::ofstream out(path);
+  if (!out) return absl::NotFoundError(absl::StrCat("cannot write --csv ", path));
+  out << "request,timestamp_ms,instance,input_tokens,blocks";
+  for (const Baseline& b : baselines) out << "," << b.name << "_hit_blocks";
+  for (const Baseline& b : baselines) out << "," << b.name << "_ttft_ms";
+  out << ",lookup_ms,get_ms,put_ms,late_ms\n";
+  for (size_t i = 0; i < requests.size(); ++i) {
+    out << i << "," << requests[i].timestamp_ms << "," << extra.instance[i] << ","
+        << requests[i].input_length << "," << requests[i].hash_ids.size();
+    for (const Baseline& b : baselines) out << "," << b.hit_blocks[i];
+    for (const Baseline& b : baselines) out << "," << absl::StrFormat("%.3f", b.ttft_s[i] * 1e3);
+    out << absl::StrFormat(",%.3f,%.3f,%.3f,%.3f\n", extra.lookup_ms[i], extra.get_ms[i],
+                           extra.put_ms[i], extra.late_ms[i]);
+  }
+  out.close();
+  if (!out) return absl::DataLossError(absl::StrCat("writing --csv ", path, " failed"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> WritePlots(const std::string& dir,
+                                                    const std::vector<Baseline>& baselines,
+                                                    const std::vector<SimResult>& sweep,
+                                                    const std::string& live_policy,
+                                                    size_t live_capacity, double live_ratio,
+                                                    const std::string& title) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::NotFoundError(absl::StrCat("cannot create --plot-dir ", dir));
+  std::vector<std::string> images;
+  {
+    // TTFT CDF: column 1 the fraction, then each baseline's sorted TTFTs.
+    std::vector<std::vector<double>> sorted;
+    for (const Baseline& b : baselines) {
+      sorted.push_back(b.ttft_s);
+      std::sort(sorted.back().begin(), sorted.back().end());
+    }
+    std::ofstream dat(dir + "/ttft_cdf.dat");
+    const size_t n = sorted.empty() ? 0 : sorted[0].size();
+    for (size_t i = 0; i < n; ++i) {
+      dat << absl::StrFormat("%.5f", (i + 1.0) / n);
+      for (const auto& s : sorted) dat << absl::StrFormat(" %.3f", s[i] * 1e3);
+      dat << "\n";
+    }
+    std::string plot = absl::StrCat(
+        "set title '", title, "'\nset xlabel 'TTFT (ms, log scale)'\n",
+        "set ylabel 'fraction of requests'\nset logscale x\nset yrange [0:1]\nset grid\n",
+        "set key bottom right\nplot ");
+    for (size_t i = 0; i < baselines.size(); ++i) {
+      absl::StrAppend(&plot, i ? ", " : "", "'ttft_cdf.dat' using ", i + 2,
+                      ":1 with lines linewidth 2 title '", baselines[i].name, " (",
+                      baselines[i].detail, ")'");
+    }
+    plot += "\n";
+    std::ofstream(dir + "/ttft_cdf.gp") << Terminals("ttft_cdf", plot);
+  }
+  {
+    // Hit ratio vs capacity: one row per capacity, one column per policy (unbounded left out
+    // of the log axis).
+    std::vector<std::string> policies;
+    std::map<size_t, std::map<std::string, double>> rows;
+    for (const SimResult& r : sweep) {
+      if (std::find(policies.begin(), policies.end(), r.policy) == policies.end()) {
+        policies.push_back(r.policy);
+      }
+      if (r.capacity_blocks > 0) rows[r.capacity_blocks][r.policy] = r.prefix_hit_ratio;
+    }
+    std::ofstream dat(dir + "/hit_ratio.dat");
+    for (const auto& [cap, by_policy] : rows) {
+      dat << cap;
+      for (const std::string& p : policies) {
+        auto it = by_policy.find(p);
+        dat << " "
+            << (it == by_policy.end() ? std::string("NaN") : absl::StrFormat("%.4f", it->second));
+      }
+      dat << "\n";
+    }
+    std::ofstream(dir + "/live_point.dat") << live_capacity << " " << live_ratio << "\n";
+    std::string plot =
+        absl::StrCat("set title '", title, "'\nset xlabel 'capacity (blocks, log scale)'\n",
+                     "set ylabel 'prefix hit ratio'\nset logscale x\nset yrange [0:*]\nset grid\n",
+                     "set key bottom right\nplot ");
+    for (size_t i = 0; i < policies.size(); ++i) {
+      absl::StrAppend(&plot, i ? ", " : "", "'hit_ratio.dat' using 1:", i + 2,
+                      " with linespoints linewidth 2 title '", policies[i], " (simulated)'");
+    }
+    absl::StrAppend(&plot, ", 'live_point.dat' using 1:2 with points pointtype 7 pointsize 2 ",
+                    "title 'live EMS pool (", live_policy, ")'\n");
+    std::ofstream(dir + "/hit_ratio.gp") << Terminals("hit_ratio", plot);
+  }
+  for (const char* stem : {"ttft_cdf", "hit_ratio"}) {
+    if (absl::Status s = RunGnuplot(dir, absl::StrCat(stem, ".gp")); !s.ok()) return s;
+    images.push_back(absl::StrCat(dir, "/", stem, ".png"));
+    images.push_back(absl::StrCat(dir, "/", stem, ".svg"));
+  }
+  return images;
+}
+
+}  // namespace ems::bench
