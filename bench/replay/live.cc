@@ -134,10 +134,14 @@ LiveResult RunLive(Client& client, const std::vector<Request>& requests, const L
   ProgressBar bar("replay", requests.size(), o.progress);
   const absl::Time start = absl::Now();
   std::vector<std::thread> threads;
+  // Requests start in trace order, each on the first free instance: an instance that ran
+  // ahead on its own share would reorder the stream (and change what is cached when).
+  std::atomic<size_t> next{0};  // relaxed: only hands out indices
   for (int k = 0; k < instances; ++k) {
     threads.emplace_back([&, k] {
       std::vector<uint8_t> buf, want;
-      for (size_t i = k; i < requests.size(); i += instances) {
+      for (size_t i = next.fetch_add(1, std::memory_order_relaxed); i < requests.size();
+           i = next.fetch_add(1, std::memory_order_relaxed)) {
         LiveRecord& rec = result.records[i];
         rec.instance = k;
         if (o.speedup > 0) {

@@ -18,8 +18,8 @@ namespace ems::bench {
 struct LiveOptions {
   std::string ns = "replay";  // key namespace of the run
   uint64_t block_bytes = 0;   // bytes stored per block (already scaled by --kv-scale)
-  // Prefill instances: request i goes to instance i % instances, which serves its requests
-  // in order, one at a time.
+  // Prefill instances, each serving one request at a time; requests start in trace order on
+  // the first free instance.
   int instances = 1;
   // > 0: request i starts at its trace timestamp / speedup (or when its instance is free);
   // 0: back to back.

@@ -39,7 +39,8 @@ ABSL_FLAG(double, pool_gbps, 25,
           "GB/s per GPU from the pool into GPU memory (one 200 Gb/s RDMA NIC per GPU)");
 ABSL_FLAG(double, local_gbps, 50,
           "GB/s per GPU from the instance's own DRAM into GPU memory (PCIe 5.0 x16)");
-ABSL_FLAG(int, instances, 3, "simulated prefill instances (threads); request i goes to i % N");
+ABSL_FLAG(int, instances, 3,
+          "simulated prefill instances (threads); each request goes to the first free one");
 ABSL_FLAG(double, speedup, 0,
           "replay at trace timestamps divided by this factor; 0 = back to back");
 ABSL_FLAG(int, nodes, 3, "ems-node processes of the cluster the replay starts");
@@ -246,7 +247,7 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
   for (size_t i = 0; i < n; ++i) {
     const Request& r = requests[i];
     const LiveRecord& rec = live.records[i];
-    CacheSim& mine = caches[i % instances];
+    CacheSim& mine = caches[rec.instance];  // the instance that served it live
     local.hit_blocks.push_back(mine.LeadingHits(r));
     mine.Admit(r);
     ems.hit_blocks.push_back(rec.loaded);

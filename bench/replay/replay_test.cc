@@ -1,6 +1,8 @@
 #include <filesystem>
 
 #include "gtest/gtest.h"
+#include "replay/live.h"
+#include "replay/model.h"
 #include "replay/simulate.h"
 #include "replay/trace.h"
 
@@ -85,6 +87,63 @@ TEST(SimulateTest, ShortenedConversationTraceBehavesSanely) {
   auto lru = Simulate(*reqs, "lru", 0, 512);
   auto prefix = Simulate(*reqs, "prefix", 0, 512);
   EXPECT_DOUBLE_EQ(lru->prefix_hit_ratio, prefix->prefix_hit_ratio);
+}
+
+TEST(ModelTest, PresetsHaveThePublishedKvBytesPerToken) {
+  EXPECT_EQ(FindModel("llama3-8b")->KvBytesPerToken(), 128u << 10);
+  EXPECT_EQ(FindModel("llama3-70b")->KvBytesPerToken(), 320u << 10);
+  EXPECT_EQ(FindModel("qwen2-7b")->KvBytesPerToken(), 56u << 10);
+  auto bad = FindModel("gpt-5");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("llama3-8b"), std::string::npos) << "names the known";
+  EXPECT_FALSE(FindGpuTflops("tpu").ok());
+}
+
+TEST(ModelTest, PrefillIsLinearPlusCausalAttention) {
+  const ModelPreset m = *FindModel("llama3-8b");
+  const PrefillModel p = PrefillModel::FromFlops(m, 989, 0.4);
+  const double flops = 989e12 * 0.4;
+  EXPECT_DOUBLE_EQ(p.seconds_per_token, 2 * 8.03e9 / flops);
+  EXPECT_DOUBLE_EQ(p.seconds_per_pair, 4.0 * 32 * 4096 / flops);
+  // 2 new tokens on 3 cached: 2 × 3 pairs with the cache, 1 + 2 among themselves (causal).
+  EXPECT_DOUBLE_EQ(p.Seconds(2, 3), 2 * p.seconds_per_token + 9 * p.seconds_per_pair);
+  EXPECT_DOUBLE_EQ(p.Seconds(0, 100), 0);
+  // Tensor parallel over 4 GPUs divides both terms by 4.
+  ModelPreset tp = m;
+  tp.gpus = 4;
+  EXPECT_DOUBLE_EQ(PrefillModel::FromFlops(tp, 989, 0.4).Seconds(1000, 0) * 4, p.Seconds(1000, 0));
+}
+
+TEST(ModelTest, TtftIsLookupPlusTransferOfHitsPlusPrefillOfTheRest) {
+  TtftModel t;
+  t.prefill.seconds_per_token = 1e-4;
+  t.prefill.seconds_per_pair = 1e-9;
+  t.kv_bytes_per_token = 128 << 10;
+  t.block_tokens = 512;
+  // No hit: everything is prefilled, no transfer.
+  EXPECT_DOUBLE_EQ(t.Seconds(0, 0, 1000, 25), t.prefill.Seconds(1000, 0));
+  // One block hit of a 1000-token prompt: 512 tokens move at 25 GB/s, 488 are computed on
+  // top of them, plus the lookup.
+  const double transfer = 512.0 * (128 << 10) / 25e9;
+  EXPECT_DOUBLE_EQ(t.TransferSeconds(512, 25), transfer);
+  EXPECT_DOUBLE_EQ(t.Seconds(0.002, 1, 1000, 25),
+                   0.002 + transfer + 488 * 1e-4 + 1e-9 * (488.0 * 512 + 488.0 * 489 / 2));
+  // A full hit (the last block is partial): 999 tokens load, the last one is computed.
+  EXPECT_EQ(t.HitTokens(2, 1000), 1000);
+  EXPECT_DOUBLE_EQ(t.Seconds(0, 2, 1000, 25), 999.0 * (128 << 10) / 25e9 + 1e-4 + 1e-9 * (999 + 1));
+  // Hits always beat recomputing here: the savings are positive.
+  EXPECT_LT(t.Seconds(0, 1, 1000, 25), t.Seconds(0, 0, 1000, 25));
+}
+
+TEST(LiveTest, KeysAndBlockBytesAreDeterministicAndDistinct) {
+  EXPECT_EQ(ReplayKey("ns", 7), ReplayKey("ns", 7));
+  EXPECT_NE(ReplayKey("ns", 7), ReplayKey("ns", 8));
+  std::vector<uint8_t> a(4096), b(4096), c(4096);
+  FillBlock(7, absl::MakeSpan(a));
+  FillBlock(7, absl::MakeSpan(b));
+  FillBlock(8, absl::MakeSpan(c));
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
 }
 
 }  // namespace
