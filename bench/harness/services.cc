@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 
@@ -65,10 +66,9 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
   c->controller_ = *std::move(ctl);
   c->membership_ = c->controller_->Value("MEMBERSHIP");
   for (int i = 0; i < nodes; ++i) {
-    std::vector<std::string> args = {"--controller=" + c->membership_, "--cluster=bench",
-                                     absl::StrCat("--node_id=bench-", i),
-                                     absl::StrCat("--huge_page_num=", pages_per_node),
-                                     "--log_level=warn"};
+    std::vector<std::string> args = {
+        "--controller=" + c->membership_, "--cluster=bench", absl::StrCat("--node_id=bench-", i),
+        absl::StrCat("--huge_page_num=", pages_per_node), "--log_level=warn"};
     args.insert(args.end(), flags.begin(), flags.end());
     auto node = StartNode(SiblingBinary("ems-node"), args);
     if (!node.ok()) return node.status();
@@ -81,6 +81,21 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
     absl::SleepFor(absl::Milliseconds(50));
   }
   return absl::DeadlineExceededError("bench cluster did not form");
+}
+
+absl::Status LocalCluster::Stop() {
+  absl::Status status;
+  auto stop = [&](std::unique_ptr<Process>& p, const std::string& what) {
+    if (p == nullptr || !p->running()) return;
+    p->Signal(SIGTERM);
+    const int rc = p->Wait(absl::Seconds(30));
+    if (rc != 0 && status.ok()) {
+      status = absl::InternalError(absl::StrCat(what, " exited with status ", rc, " on SIGTERM"));
+    }
+  };
+  for (size_t i = 0; i < nodes_.size(); ++i) stop(nodes_[i], absl::StrCat("ems-node bench-", i));
+  stop(controller_, "ems-controller");
+  return status;
 }
 
 LocalCluster::~LocalCluster() {

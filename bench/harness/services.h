@@ -18,8 +18,11 @@ int FreePort();
 // An ems-controller and `nodes` ems-node processes registered with it, in a temp directory.
 class LocalCluster {
  public:
-  static absl::StatusOr<std::unique_ptr<LocalCluster>> Start(int nodes, int pages_per_node,
-                                                              const std::vector<std::string>& flags = {});
+  static absl::StatusOr<std::unique_ptr<LocalCluster>> Start(
+      int nodes, int pages_per_node, const std::vector<std::string>& flags = {});
+  // Stops the nodes, then the controller, with SIGTERM; waits for each. INTERNAL naming the
+  // process if one did not exit with status 0. The destructor kills what is still running.
+  absl::Status Stop();
   ~LocalCluster();
   const std::string& membership() const { return membership_; }
   std::string node_address(int i) const { return nodes_[i]->Value("LISTENING"); }

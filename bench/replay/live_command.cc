@@ -223,7 +223,14 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
   lo.progress = absl::GetFlag(FLAGS_progress);
   LiveResult live = RunLive(**client, requests, lo);
   client->reset();
-  cluster.reset();  // stops the nodes and the controller
+  if (cluster != nullptr) {
+    const absl::Status stopped = cluster->Stop();
+    if (!stopped.ok()) return Fail(stopped);
+    std::fprintf(info,
+                 "cluster: %d ems-node and the controller stopped cleanly (SIGTERM, status 0)\n",
+                 nodes);
+    cluster.reset();
+  }
 
   // --- Baselines ----------------------------------------------------------------------------
   const size_t n = requests.size();

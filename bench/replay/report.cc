@@ -98,6 +98,9 @@ void PrintJson(const std::vector<BaselineStats>& stats) {
 
 absl::Status WriteCsv(const std::string& path, const std::vector<Request>& requests,
                       const std::vector<Baseline>& baselines, const CsvExtra& extra) {
+  std::error_code ec;
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
   std::ofstream out(path);
   if (!out) return absl::NotFoundError(absl::StrCat("cannot write --csv ", path));
   out << "request,timestamp_ms,instance,input_tokens,blocks";
