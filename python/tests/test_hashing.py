@@ -62,7 +62,8 @@ def test_matches_independent_implementations():
     got = ems.PrefixHasher(16, "sha256").hash(tokens, extra)
     parent = ems.ROOT_DIGEST
     for i, d in enumerate(got):
-        parent = hashlib.sha256(encode(parent, tokens[16 * i : 16 * i + 16].tolist(), extra)).digest()[:16]
+        data = encode(parent, tokens[16 * i : 16 * i + 16].tolist(), extra)
+        parent = hashlib.sha256(data).digest()[:16]
         assert d == parent, i
 
     xxhsum = shutil.which("xxhsum")
