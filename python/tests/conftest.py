@@ -5,6 +5,7 @@ import pathlib
 import signal
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -39,7 +40,22 @@ class Node:
             raise RuntimeError(f"ems-node did not start (exit code {self.proc.poll()})")
 
     def pause(self) -> None:
+        """SIGSTOP, then waits until every thread of the node is stopped (delivery is
+        asynchronous: a busy node could otherwise still answer one more call)."""
         self.proc.send_signal(signal.SIGSTOP)
+        tasks = pathlib.Path(f"/proc/{self.proc.pid}/task")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            states = []
+            for t in tasks.iterdir():
+                try:
+                    states.append((t / "stat").read_text().rsplit(")", 1)[1].split()[0])
+                except OSError:
+                    pass  # a thread that just exited
+            if states and all(s in "tT" for s in states):
+                return
+            time.sleep(0.005)
+        raise RuntimeError("ems-node did not stop")
 
     def resume(self) -> None:
         self.proc.send_signal(signal.SIGCONT)
