@@ -19,7 +19,11 @@
 extern "C" {
 #endif
 
+#if defined(__GNUC__) || defined(__clang__)
 #define EMS_C_EXPORT __attribute__((visibility("default")))
+#else
+#define EMS_C_EXPORT
+#endif
 
 #define EMS_DIGEST_BYTES 16
 
