@@ -50,3 +50,24 @@ def test_stub_methods_and_parameters_match():
             sig = doc.splitlines()[0]
             real = [p for p in re.findall(r"(\w+): ", sig) if p != "self"]
             assert real == stub_params, (node.name, name, sig)
+
+
+def test_every_status_code_has_its_exception():
+    names = {
+        1: "CancelledError", 2: "UnknownError", 3: "InvalidArgumentError",
+        4: "DeadlineExceededError", 5: "NotFoundError", 6: "AlreadyExistsError",
+        7: "PermissionDeniedError", 8: "ResourceExhaustedError", 9: "FailedPreconditionError",
+        10: "AbortedError", 11: "OutOfRangeError", 12: "UnimplementedError", 13: "InternalError",
+        14: "UnavailableError", 15: "DataLossError", 16: "UnauthenticatedError",
+    }
+    builtins = {3: ValueError, 4: TimeoutError, 5: LookupError, 7: PermissionError,
+                11: ValueError, 12: NotImplementedError, 14: ConnectionError,
+                16: PermissionError}
+    for code, name in names.items():
+        cls = getattr(ems, name)
+        assert issubclass(cls, ems.EmsError) and cls.code == code, name
+        assert cls.code_name == re.sub(r"(?<!^)(?=[A-Z])", "_", name[:-5]).upper()
+        if code in builtins:
+            assert issubclass(cls, builtins[code]), name
+        e = cls("message naming the thing")
+        assert str(e) == "message naming the thing"
