@@ -175,7 +175,8 @@ class EmsKVConnector(_Base):  # type: ignore[misc,valid-type]
             log.warning("EMS match_prefix for %s failed, treating as a miss: %s",
                         request.request_id, e)
             matched = 0
-        # Blocks vLLM computed or found locally count as already stored: no need to save them.
+        # Blocks EMS already holds are never saved again; later full blocks are saved as they
+        # fill (including ones vLLM's own prefix cache supplied).
         self._requests[request.request_id] = _RequestState(
             keys=keys, matched=matched, local_tokens=num_computed_tokens, saved=matched
         )
