@@ -1,0 +1,298 @@
+// The C API over ems::Client and ems::PrefixHasher. Everything that can fail becomes an
+// absl::Status first and crosses into C in exactly one place (Fail).
+#include "capi/ems_c.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "client/client.h"
+#include "common/key.h"
+#include "common/prefix_hash.h"
+
+struct ems_client {
+  std::unique_ptr<ems::Client> impl;
+};
+
+namespace {
+
+static_assert(EMS_DIGEST_BYTES == ems::kDigestBytes);
+static_assert(static_cast<int>(absl::StatusCode::kUnauthenticated) == EMS_UNAUTHENTICATED);
+static_assert(static_cast<int>(absl::StatusCode::kDataLoss) == EMS_DATA_LOSS);
+
+ems_code Fail(const absl::Status& status, char** errmsg) {
+  if (status.ok()) return EMS_OK;
+  if (errmsg != nullptr) {
+    const std::string msg(status.message());
+    char* copy = static_cast<char*>(std::malloc(msg.size() + 1));
+    if (copy != nullptr) {
+      std::memcpy(copy, msg.data(), msg.size() + 1);
+      *errmsg = copy;
+    }
+  }
+  return static_cast<ems_code>(status.code());
+}
+
+absl::Status NullArgument(const char* name) {
+  return absl::InvalidArgumentError(absl::StrCat("argument `", name, "` is NULL"));
+}
+
+absl::StatusOr<ems::BlockKey> ToKey(const ems_key* key, const char* what) {
+  if (key == nullptr) return NullArgument(what);
+  if (key->ns == nullptr) return NullArgument(absl::StrCat(what, ".ns").c_str());
+  ems::BlockKey out;
+  out.ns.assign(key->ns, key->ns_len);
+  if (absl::Status s = ems::ValidateNamespace(out.ns); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", s.message()));
+  }
+  std::memcpy(out.digest.bytes.data(), key->digest, EMS_DIGEST_BYTES);
+  return out;
+}
+
+absl::StatusOr<std::vector<ems::BlockKey>> ToKeys(const ems_key* keys, size_t n) {
+  if (keys == nullptr && n > 0) return NullArgument("keys");
+  std::vector<ems::BlockKey> out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    auto k = ToKey(&keys[i], absl::StrCat("keys[", i, "]").c_str());
+    if (!k.ok()) return k.status();
+    out.push_back(*std::move(k));
+  }
+  return out;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* ems_code_name(ems_code code) {
+  switch (code) {
+    case EMS_OK:
+      return "OK";
+    case EMS_CANCELLED:
+      return "CANCELLED";
+    case EMS_UNKNOWN:
+      return "UNKNOWN";
+    case EMS_INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case EMS_DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case EMS_NOT_FOUND:
+      return "NOT_FOUND";
+    case EMS_ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case EMS_PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case EMS_RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case EMS_FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case EMS_ABORTED:
+      return "ABORTED";
+    case EMS_OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case EMS_UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case EMS_INTERNAL:
+      return "INTERNAL";
+    case EMS_UNAVAILABLE:
+      return "UNAVAILABLE";
+    case EMS_DATA_LOSS:
+      return "DATA_LOSS";
+    case EMS_UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+  }
+  return "UNKNOWN_CODE";
+}
+
+void ems_free(void* ptr) { std::free(ptr); }
+
+void ems_client_options_init(ems_client_options* options) {
+  if (options == nullptr) return;
+  *options = ems_client_options{};
+  options->use_local = 1;
+  options->verify_checksums = 1;
+}
+
+ems_code ems_client_connect(const ems_client_options* options, ems_client** out, char** errmsg) {
+  if (options == nullptr) return Fail(NullArgument("options"), errmsg);
+  if (out == nullptr) return Fail(NullArgument("out"), errmsg);
+  ems::ClientOptions o;
+  if (options->address != nullptr) o.address = options->address;
+  if (options->controller != nullptr) o.controller = options->controller;
+  if (options->cluster != nullptr) o.cluster = options->cluster;
+  if (options->timeout_ms != 0) o.timeout = absl::Milliseconds(options->timeout_ms);
+  if (options->cd_key != nullptr) o.cd_key = options->cd_key;
+  o.use_local = options->use_local != 0;
+  if (options->local_socket != nullptr) o.local_socket = options->local_socket;
+  o.verify_checksums = options->verify_checksums != 0;
+  auto client = ems::Client::Connect(o);
+  if (!client.ok()) return Fail(client.status(), errmsg);
+  *out = new (std::nothrow) ems_client{*std::move(client)};
+  if (*out == nullptr) return Fail(absl::ResourceExhaustedError("out of memory"), errmsg);
+  return EMS_OK;
+}
+
+void ems_client_destroy(ems_client* client) { delete client; }
+
+ems_code ems_put(ems_client* client, const ems_key* key, const void* value, size_t size,
+                 const ems_key* parent, char** errmsg) {
+  if (client == nullptr) return Fail(NullArgument("client"), errmsg);
+  if (value == nullptr && size > 0) return Fail(NullArgument("value"), errmsg);
+  auto k = ToKey(key, "key");
+  if (!k.ok()) return Fail(k.status(), errmsg);
+  absl::StatusOr<ems::BlockKey> p;
+  if (parent != nullptr) {
+    p = ToKey(parent, "parent");
+    if (!p.ok()) return Fail(p.status(), errmsg);
+  }
+  return Fail(client->impl->Put(*k, {static_cast<const uint8_t*>(value), size},
+                                parent != nullptr ? &*p : nullptr),
+              errmsg);
+}
+
+ems_code ems_get(ems_client* client, const ems_key* key, void* buffer, size_t capacity,
+                 size_t* size, char** errmsg) {
+  if (client == nullptr) return Fail(NullArgument("client"), errmsg);
+  if (buffer == nullptr && capacity > 0) return Fail(NullArgument("buffer"), errmsg);
+  auto k = ToKey(key, "key");
+  if (!k.ok()) return Fail(k.status(), errmsg);
+  auto n = client->impl->Get(*k, {static_cast<uint8_t*>(buffer), capacity});
+  if (!n.ok()) return Fail(n.status(), errmsg);
+  if (size != nullptr) *size = *n;
+  return EMS_OK;
+}
+
+ems_code ems_batch_put(ems_client* client, const ems_put_item* items, size_t n, ems_code* codes,
+                       char** errmsg) {
+  if (client == nullptr) return Fail(NullArgument("client"), errmsg);
+  if (items == nullptr && n > 0) return Fail(NullArgument("items"), errmsg);
+  // Keys first (parents point into `parents`, which must not reallocate afterwards).
+  std::vector<ems::BlockKey> keys(n), parents(n);
+  std::vector<ems::PutItem> puts(n);
+  for (size_t i = 0; i < n; ++i) {
+    auto k = ToKey(&items[i].key, absl::StrCat("items[", i, "].key").c_str());
+    if (!k.ok()) return Fail(k.status(), errmsg);
+    if (items[i].value == nullptr && items[i].size > 0) {
+      return Fail(NullArgument(absl::StrCat("items[", i, "].value").c_str()), errmsg);
+    }
+    puts[i].key = *std::move(k);
+    puts[i].value = {static_cast<const uint8_t*>(items[i].value), items[i].size};
+    if (items[i].parent != nullptr) {
+      auto p = ToKey(items[i].parent, absl::StrCat("items[", i, "].parent").c_str());
+      if (!p.ok()) return Fail(p.status(), errmsg);
+      parents[i] = *std::move(p);
+      puts[i].parent = &parents[i];
+    }
+  }
+  std::vector<absl::Status> results = client->impl->BatchPut(puts);
+  ems_code first = EMS_OK;
+  for (size_t i = 0; i < n; ++i) {
+    if (codes != nullptr) codes[i] = static_cast<ems_code>(results[i].code());
+    if (first == EMS_OK && !results[i].ok()) {
+      first = Fail(
+          absl::Status(results[i].code(), absl::StrCat("items[", i, "]: ", results[i].message())),
+          errmsg);
+    }
+  }
+  return first;
+}
+
+ems_code ems_batch_get(ems_client* client, ems_get_item* items, size_t n, char** errmsg) {
+  if (client == nullptr) return Fail(NullArgument("client"), errmsg);
+  if (items == nullptr && n > 0) return Fail(NullArgument("items"), errmsg);
+  std::vector<ems::GetItem> gets(n);
+  for (size_t i = 0; i < n; ++i) {
+    auto k = ToKey(&items[i].key, absl::StrCat("items[", i, "].key").c_str());
+    if (!k.ok()) return Fail(k.status(), errmsg);
+    if (items[i].buffer == nullptr && items[i].capacity > 0) {
+      return Fail(NullArgument(absl::StrCat("items[", i, "].buffer").c_str()), errmsg);
+    }
+    gets[i].key = *std::move(k);
+    gets[i].buffer = {static_cast<uint8_t*>(items[i].buffer), items[i].capacity};
+  }
+  std::vector<absl::StatusOr<size_t>> results = client->impl->BatchGet(gets);
+  ems_code first = EMS_OK;
+  for (size_t i = 0; i < n; ++i) {
+    items[i].code = static_cast<ems_code>(results[i].status().code());
+    items[i].size = results[i].ok() ? *results[i] : 0;
+    if (first == EMS_OK && !results[i].ok() && !absl::IsNotFound(results[i].status())) {
+      first = Fail(absl::Status(results[i].status().code(),
+                                absl::StrCat("items[", i, "]: ", results[i].status().message())),
+                   errmsg);
+    }
+  }
+  return first;
+}
+
+ems_code ems_match_prefix(ems_client* client, const ems_key* keys, size_t n, size_t* matched,
+                          char** errmsg) {
+  if (client == nullptr) return Fail(NullArgument("client"), errmsg);
+  if (matched == nullptr) return Fail(NullArgument("matched"), errmsg);
+  auto k = ToKeys(keys, n);
+  if (!k.ok()) return Fail(k.status(), errmsg);
+  auto m = client->impl->MatchPrefix(*k);
+  if (!m.ok()) return Fail(m.status(), errmsg);
+  *matched = *m;
+  return EMS_OK;
+}
+
+ems_code ems_remove(ems_client* client, const ems_key* keys, size_t n, size_t* removed,
+                    char** errmsg) {
+  if (client == nullptr) return Fail(NullArgument("client"), errmsg);
+  auto k = ToKeys(keys, n);
+  if (!k.ok()) return Fail(k.status(), errmsg);
+  auto r = client->impl->Remove(*k);
+  if (!r.ok()) return Fail(r.status(), errmsg);
+  if (removed != nullptr) *removed = *r;
+  return EMS_OK;
+}
+
+void ems_root_digest(uint8_t out[EMS_DIGEST_BYTES]) {
+  std::memcpy(out, ems::kRootDigest.bytes.data(), EMS_DIGEST_BYTES);
+}
+
+ems_code ems_prefix_hash(ems_hash_algorithm algo, size_t block_tokens, const uint8_t* parent,
+                         const uint32_t* tokens, size_t n_tokens, const void* extra,
+                         size_t extra_len, uint8_t* digests, size_t max_digests, size_t* n_digests,
+                         char** errmsg) {
+  if (algo != EMS_HASH_XXH3_128 && algo != EMS_HASH_SHA256) {
+    return Fail(
+        absl::InvalidArgumentError(absl::StrCat("unknown hash algorithm ", static_cast<int>(algo),
+                                                " (EMS_HASH_XXH3_128 or EMS_HASH_SHA256)")),
+        errmsg);
+  }
+  if (block_tokens == 0) {
+    return Fail(absl::InvalidArgumentError("block_tokens must be positive"), errmsg);
+  }
+  if (tokens == nullptr && n_tokens > 0) return Fail(NullArgument("tokens"), errmsg);
+  if (extra == nullptr && extra_len > 0) return Fail(NullArgument("extra"), errmsg);
+  if (digests == nullptr && max_digests > 0) return Fail(NullArgument("digests"), errmsg);
+  const size_t full = n_tokens / block_tokens;
+  if (n_digests != nullptr) *n_digests = full;
+  const ems::HashAlgorithm a =
+      algo == EMS_HASH_SHA256 ? ems::HashAlgorithm::kSha256 : ems::HashAlgorithm::kXxh3_128;
+  ems::Digest d = ems::kRootDigest;
+  if (parent != nullptr) std::memcpy(d.bytes.data(), parent, EMS_DIGEST_BYTES);
+  const absl::string_view extra_view(static_cast<const char*>(extra), extra_len);
+  // Hashing link by link writes straight into the caller's array (no vector of digests).
+  const size_t out = full < max_digests ? full : max_digests;
+  for (size_t i = 0; i < out; ++i) {
+    d = ems::ChainDigest(a, d, {tokens + i * block_tokens, block_tokens}, extra_view);
+    std::memcpy(digests + i * EMS_DIGEST_BYTES, d.bytes.data(), EMS_DIGEST_BYTES);
+  }
+  if (full > max_digests) {
+    return Fail(
+        absl::OutOfRangeError(absl::StrCat(n_tokens, " tokens make ", full, " blocks of ",
+                                           block_tokens, " but `digests` holds ", max_digests)),
+        errmsg);
+  }
+  return EMS_OK;
+}
+
+}  // extern "C"
