@@ -31,6 +31,14 @@ TEST(NodeLifecycleTest, StartupRefusesImpossibleSizesWithAMessage) {
   ASSERT_FALSE(node.ok()) << "a 2 PB arena must be refused";
 }
 
+// Under AddressSanitizer the node's writes into the arena touch shadow memory worth 1/8 of it,
+// which RSS counts too.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr uint64_t kShadowEighths = 1;
+#else
+constexpr uint64_t kShadowEighths = 0;
+#endif
+
 // Under AddressSanitizer, freed heap memory (each 2 MiB gRPC message) waits in a quarantine of
 // 256 MiB by default, which RSS would charge to the arena; the child node runs without one.
 void DisableAsanQuarantineForChildren() {
@@ -65,7 +73,7 @@ TEST(NodeLifecycleTest, OverfillEvictsAndRssStaysWithinCapacity) {
   EXPECT_GT(stats->evictions(), 0u);
   EXPECT_LE(stats->used_bytes(), kCapacity);
   const uint64_t rss = (*node)->RssBytes();
-  EXPECT_LE(rss - baseline, kCapacity * 11 / 10)
+  EXPECT_LE(rss - baseline, kCapacity * 11 / 10 + kCapacity * kShadowEighths / 8)
       << "RSS " << (rss >> 20) << " MiB, idle baseline " << (baseline >> 20) << " MiB";
   // Still serving: the newest blocks are there and intact.
   std::vector<uint8_t> out(2 << 20);
