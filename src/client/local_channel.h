@@ -59,8 +59,7 @@ class LocalChannel {
 
  private:
   LocalChannel(int fd, uint8_t* base, uint64_t bytes, std::string node_id, bool verify)
-      : fd_(fd), base_(base), arena_bytes_(bytes), node_id_(std::move(node_id)),
-        verify_(verify) {}
+      : fd_(fd), base_(base), arena_bytes_(bytes), node_id_(std::move(node_id)), verify_(verify) {}
   // Sends `req` and waits for its response (and an fd, for hello).
   absl::StatusOr<v1::LocalResponse> RoundTrip(v1::LocalRequest& req, int* received_fd = nullptr);
   // The granted block as a span, after checking it lies inside the arena.
@@ -75,6 +74,7 @@ class LocalChannel {
 
   absl::Mutex mu_;  // one request in flight on the socket at a time
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::unique_ptr<char[]> recv_buf_ ABSL_GUARDED_BY(mu_);  // allocated at the first answer
 };
 
 }  // namespace ems::client
