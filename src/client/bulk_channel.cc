@@ -69,9 +69,11 @@ absl::Status ReadHeader(bulk::Reader& in, const std::string& peer, bulk::Respons
   std::string message(h->message_bytes, '\0');
   if (absl::Status s = in.Read(message.data(), message.size()); !s.ok()) return s;
   // A transport-like code from the node is not a transport failure of ours.
-  const auto code = static_cast<absl::StatusCode>(h->code);
-  return absl::Status(IsTransport(absl::Status(code, "x")) ? absl::StatusCode::kInternal : code,
-                      absl::StrCat(peer, ": ", message));
+  auto code = static_cast<absl::StatusCode>(h->code);
+  if (code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded) {
+    code = absl::StatusCode::kInternal;
+  }
+  return absl::Status(code, absl::StrCat(peer, ": ", message));
 }
 
 }  // namespace

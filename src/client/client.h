@@ -27,11 +27,11 @@ class StatsResponse;
 }  // namespace v1
 
 struct ClientOptions {
-  std::string address;          // host:port of one ems-node (standalone mode)
-  std::string controller;       // host:port of ems-controller's membership service
+  std::string address;     // host:port of one ems-node (standalone mode)
+  std::string controller;  // host:port of ems-controller's membership service
   std::string cluster = "default";
   absl::Duration timeout = absl::Seconds(10);  // deadline of each call
-  std::string cd_key;           // project credential, sent to nodes that require one
+  std::string cd_key;                          // project credential, sent to nodes that require one
   // Use the same-machine shared-memory path to nodes on this host (cluster mode: nodes that
   // advertise a local socket; standalone: `local_socket`).
   bool use_local = true;
@@ -57,10 +57,10 @@ struct GetItem {
 
 // Failures the cluster mode absorbs instead of reporting (a cache may drop and miss).
 struct ClientCounters {
-  uint64_t get_timeouts = 0;   // counted as misses
-  uint64_t put_drops = 0;      // puts that reached no owner in time
+  uint64_t get_timeouts = 0;  // counted as misses
+  uint64_t put_drops = 0;     // puts that reached no owner in time
   uint64_t map_refreshes = 0;
-  uint64_t retries = 0;        // calls retried after a stale-epoch answer
+  uint64_t retries = 0;  // calls retried after a stale-epoch answer
 };
 
 // Thread-safe: share one Client between threads.

@@ -109,21 +109,21 @@ absl::Status ClientImpl::Init() {
     if (options_.address.empty()) {
       return absl::InvalidArgumentError("client options name neither an address nor a controller");
     }
-    single_ = std::make_shared<NodeConnection>(options_.address, options_.address,
-                                               options_.local_socket, 0, options_);
+    // Health says whether the node answers and where its bulk channel is; the connection
+    // (which maps the arena when the node is local) is built once, knowing both.
+    auto probe = v1::DataPlane::NewStub(
+        grpc::CreateChannel(options_.address, grpc::InsecureChannelCredentials()));
     grpc::ClientContext ctx;
-    single_->Prepare(&ctx, 0);
+    NodeConnection::Prepare(&ctx, options_, 0);
     v1::HealthResponse resp;
-    grpc::Status s = single_->stub()->Health(&ctx, v1::HealthRequest(), &resp);
+    grpc::Status s = probe->Health(&ctx, v1::HealthRequest(), &resp);
     if (!s.ok()) {
       return absl::UnavailableError(
           absl::StrCat("ems-node at ", options_.address, " does not answer: ", s.error_message()));
     }
-    if (options_.use_bulk && resp.bulk_port() > 0) {
-      single_ = std::make_shared<NodeConnection>(options_.address, options_.address,
-                                                 options_.local_socket,
-                                                 static_cast<int>(resp.bulk_port()), options_);
-    }
+    single_ =
+        std::make_shared<NodeConnection>(options_.address, options_.address, options_.local_socket,
+                                         static_cast<int>(resp.bulk_port()), options_);
     return absl::OkStatus();
   }
   membership_ = v1::Membership::NewStub(

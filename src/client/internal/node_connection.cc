@@ -41,10 +41,11 @@ NodeConnection::NodeConnection(std::string id, std::string address, const std::s
   }
 }
 
-void NodeConnection::Prepare(grpc::ClientContext* ctx, uint64_t epoch) const {
+void NodeConnection::Prepare(grpc::ClientContext* ctx, const ClientOptions& options,
+                             uint64_t epoch) {
   ctx->set_deadline(std::chrono::system_clock::now() +
-                    std::chrono::microseconds(absl::ToInt64Microseconds(options_.timeout)));
-  if (!options_.cd_key.empty()) ctx->AddMetadata(kCdKeyHeader, options_.cd_key);
+                    std::chrono::microseconds(absl::ToInt64Microseconds(options.timeout)));
+  if (!options.cd_key.empty()) ctx->AddMetadata(kCdKeyHeader, options.cd_key);
   if (epoch > 0) ctx->AddMetadata(kEpochHeader, absl::StrCat(epoch));
 }
 

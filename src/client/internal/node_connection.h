@@ -33,7 +33,8 @@ class NodeConnection {
   int bulk_port() const { return bulk_port_; }
 
   // Sets deadline, credential and (cluster mode, epoch > 0) the caller's map epoch.
-  void Prepare(grpc::ClientContext* ctx, uint64_t epoch) const;
+  void Prepare(grpc::ClientContext* ctx, uint64_t epoch) const { Prepare(ctx, options_, epoch); }
+  static void Prepare(grpc::ClientContext* ctx, const ClientOptions& options, uint64_t epoch);
 
  private:
   const std::string id_;
