@@ -112,7 +112,8 @@ TEST_F(LocalPathTest, ClientKilledMidWriteLeaksNothing) {
   KillHolderOf(raw);  // dies holding the write lease, before sealing
   EXPECT_TRUE(WaitForStats([&](const v1::StatsResponse& s) {
     return s.used_bytes() == baseline && s.unsealed_blocks() == 0;
-  })) << "used " << Stats().used_bytes() << " vs baseline " << baseline;
+  })) << "used "
+      << Stats().used_bytes() << " vs baseline " << baseline;
   EXPECT_GE(Stats().reclaimed_writes(), 1u);
   // The key is free for a real writer.
   EXPECT_TRUE(remote_->Put(TestKey(42), TestValue(42, 4 << 20)).ok());
@@ -194,6 +195,60 @@ TEST_F(LocalPathTest, ConcurrentReadersWhileEvictionRunsSeeOnlyWholeBlocks) {
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_GT(verified.load(), 0);
   EXPECT_GT(Stats().evictions(), 0u);
+}
+
+TEST_F(LocalPathTest, ConcurrentCallsShareABoundedPoolOfConnectionsAndDropEveryPin) {
+  auto local = client::LocalChannel::Connect(
+      {.socket_path = socket_, .verify_checksums = true, .max_connections = 3});
+  ASSERT_TRUE(local.ok()) << local.status();
+  std::atomic<int> verified{0}, wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<uint8_t> out(256 << 10);
+      for (int i = 0; i < 20; ++i) {
+        const uint64_t k = 2000 + t * 100 + i;
+        const auto value = TestValue(k, 256 << 10);
+        if (!(*local)->Put(TestKey(k), value).ok()) continue;
+        auto n = (*local)->Get(TestKey(k), absl::MakeSpan(out));
+        (n.ok() && *n == value.size() && out == value ? verified : wrong)++;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(verified.load(), 160);  // 40 MiB fits the 64 MiB pool: nothing evicted
+  EXPECT_GE((*local)->open_connections(), 1);
+  EXPECT_LE((*local)->open_connections(), 3);
+  // Reads release their pins without waiting for an answer; the node still drops every one.
+  EXPECT_TRUE(WaitForStats([](const v1::StatsResponse& s) { return s.pinned_blocks() == 0; }))
+      << Stats().pinned_blocks() << " blocks still pinned";
+}
+
+TEST_F(LocalPathTest, AReleaseAskingForNoReplyGetsNoneAndTheNextCallIsAnsweredInOrder) {
+  ASSERT_TRUE(remote_->Put(TestKey(11), TestValue(11, 4096)).ok());
+  testing::RawLocal raw(socket_);
+  ASSERT_TRUE(raw.ok());
+  v1::LocalRequest read;
+  testing::SetKey(TestKey(11), read.mutable_read()->add_keys());
+  v1::LocalResponse granted;
+  ASSERT_TRUE(raw.Call(read, &granted));
+  ASSERT_EQ(granted.grants(0).code(), 0);
+  EXPECT_EQ(Stats().pinned_blocks(), 1u);
+  v1::LocalRequest release;
+  release.set_id(41);
+  release.mutable_release()->add_leases(granted.grants(0).lease());
+  release.mutable_release()->set_no_reply(true);
+  ASSERT_TRUE(raw.Send(release));
+  // The next answer on the connection is the next request's, not the release's.
+  v1::LocalRequest match;
+  match.set_id(42);
+  testing::SetKey(TestKey(11), match.mutable_match_prefix()->add_keys());
+  v1::LocalResponse matched;
+  ASSERT_TRUE(raw.Call(match, &matched));
+  EXPECT_EQ(matched.id(), 42u);
+  EXPECT_EQ(matched.matched(), 1u);
+  EXPECT_EQ(Stats().pinned_blocks(), 0u) << "the release came before the match on one socket";
 }
 
 }  // namespace

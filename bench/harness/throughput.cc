@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <latch>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -180,45 +181,70 @@ struct CaseResult {
   int failures = 0;
 };
 
-// Each thread moves `per_thread` blocks; time counts only the calls themselves (verification
-// happens outside), and throughput is bytes over the slowest thread's busy time.
-CaseResult RunOp(Target& target, bool put, size_t size, int threads, size_t per_thread,
-                 int case_id) {
+// One case's blocks: keys and values made before any timing, and a distinct, already touched
+// buffer per read, so the timed window holds the calls and nothing else (a fresh destination
+// per read is also what loading a prompt's KV looks like).
+struct CaseData {
+  CaseData(size_t size, int threads, size_t per_thread, int case_id) {
+    for (int t = 0; t < threads; ++t) {
+      auto& k = keys.emplace_back();
+      auto& v = values.emplace_back();
+      for (size_t i = 0; i < per_thread; ++i) {
+        k.push_back(absl::StrCat("c", case_id, "-t", t, "-", i));
+        v.emplace_back(size);
+        Fill((static_cast<uint64_t>(t) << 32 | i) + case_id, absl::MakeSpan(v.back()));
+      }
+      reads.emplace_back(per_thread, std::vector<uint8_t>(size));
+    }
+  }
+  std::vector<std::vector<std::string>> keys;             // [thread][i]
+  std::vector<std::vector<std::vector<uint8_t>>> values;  // [thread][i]
+  std::vector<std::vector<std::vector<uint8_t>>> reads;   // [thread][i]
+};
+
+// All threads start together; throughput is the bytes moved over the wall time from that start
+// to the last thread's end. Reads are verified after the window. (Summing each thread's time in
+// its calls instead would count time spent descheduled while another thread ran, and would let
+// 4 threads on 2 cores report more than the machine can move.)
+CaseResult RunOp(Target& target, bool put, CaseData& data) {
+  const int threads = static_cast<int>(data.keys.size());
+  const size_t per_thread = data.keys[0].size();
+  const size_t size = data.values[0][0].size();
   std::vector<LatencyRecorder> lat(threads);
-  std::vector<absl::Duration> busy(threads);
   std::vector<int> fails(threads, 0);
+  std::latch start(threads + 1);
   std::vector<std::thread> loops;
   for (int t = 0; t < threads; ++t) {
     loops.emplace_back([&, t] {
-      std::vector<uint8_t> buf(size), want(size);
+      start.arrive_and_wait();
       for (size_t i = 0; i < per_thread; ++i) {
-        const uint64_t id = (static_cast<uint64_t>(t) << 32) | i;
-        const std::string key = absl::StrCat("c", case_id, "-t", t, "-", i);
-        Fill(id + case_id, absl::MakeSpan(want));
-        absl::Time t0 = absl::Now();
+        const absl::Time t0 = absl::Now();
         bool ok;
         if (put) {
-          ok = target.Put(t, key, want).ok();
+          ok = target.Put(t, data.keys[t][i], data.values[t][i]).ok();
         } else {
-          auto n = target.Get(t, key, absl::MakeSpan(buf));
+          auto n = target.Get(t, data.keys[t][i], absl::MakeSpan(data.reads[t][i]));
           ok = n.ok() && *n == size;
         }
-        const absl::Duration d = absl::Now() - t0;
-        lat[t].Add(d);
-        busy[t] += d;
-        if (!ok || (!put && buf != want)) ++fails[t];
+        lat[t].Add(absl::Now() - t0);
+        if (!ok) ++fails[t];
       }
     });
   }
+  start.arrive_and_wait();
+  const absl::Time begin = absl::Now();
   for (auto& l : loops) l.join();
+  const absl::Duration wall = absl::Now() - begin;
   CaseResult r;
-  absl::Duration slowest;
   for (int t = 0; t < threads; ++t) {
     r.latency.Merge(lat[t]);
-    slowest = std::max(slowest, busy[t]);
     r.failures += fails[t];
+    if (put) continue;
+    for (size_t i = 0; i < per_thread; ++i) {
+      if (data.reads[t][i] != data.values[t][i]) ++r.failures;
+    }
   }
-  r.gbps = static_cast<double>(size) * per_thread * threads / absl::ToDoubleSeconds(slowest) / 1e9;
+  r.gbps = static_cast<double>(size) * per_thread * threads / absl::ToDoubleSeconds(wall) / 1e9;
   return r;
 }
 
@@ -288,8 +314,9 @@ int RunThroughput(int, char**) {
         const size_t per_thread = std::max<size_t>(4, per_case / size / conc);
         if (tname == "memcpy") target = std::make_unique<MemcpyTarget>(size, conc, per_thread);
         ++case_id;
+        CaseData data(size, conc, per_thread, case_id);
         for (bool put : {true, false}) {
-          CaseResult r = RunOp(*target, put, size, conc, per_thread, case_id);
+          CaseResult r = RunOp(*target, put, data);
           bad += r.failures;
           std::printf("%-10s %-4s %9llu %5d %9.2f %10.1f %10.1f%s\n", tname.c_str(),
                       put ? "put" : "get", static_cast<unsigned long long>(size), conc, r.gbps,

@@ -28,29 +28,39 @@ absl::Status GrantStatus(const v1::LocalGrant& g) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<LocalChannel>> LocalChannel::Connect(const Options& options) {
+LocalChannel::Conn::~Conn() { close(fd); }  // the node ends every lease still held on it
+
+absl::StatusOr<std::unique_ptr<LocalChannel::Conn>> LocalChannel::Dial(
+    const std::string& socket_path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (options.socket_path.empty() || options.socket_path.size() >= sizeof(addr.sun_path)) {
+  if (socket_path.empty() || socket_path.size() >= sizeof(addr.sun_path)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("local socket path '", options.socket_path, "' is empty or too long"));
+        absl::StrCat("local socket path '", socket_path, "' is empty or too long"));
   }
-  std::memcpy(addr.sun_path, options.socket_path.c_str(), options.socket_path.size());
+  std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size());
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    absl::Status s =
-        absl::UnavailableError(absl::StrCat("cannot connect to the node's local socket ",
-                                            options.socket_path, ": ", std::strerror(errno)));
+    absl::Status s = absl::UnavailableError(absl::StrCat(
+        "cannot connect to the node's local socket ", socket_path, ": ", std::strerror(errno)));
     close(fd);
     return s;
   }
-  // A channel half-built for the hello round trip: no arena yet.
-  std::unique_ptr<LocalChannel> probe(new LocalChannel(fd, nullptr, 0, "", false));
+  return std::make_unique<Conn>(fd);
+}
+
+absl::StatusOr<std::unique_ptr<LocalChannel>> LocalChannel::Connect(const Options& options) {
+  if (options.max_connections < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "local channel max_connections must be at least 1, got ", options.max_connections));
+  }
+  auto conn = Dial(options.socket_path);
+  if (!conn.ok()) return conn.status();
   v1::LocalRequest hello;
   hello.mutable_hello();
   int arena_fd = -1;
-  auto resp = probe->RoundTrip(hello, &arena_fd);
+  auto resp = RoundTrip(**conn, hello, &arena_fd);
   if (!resp.ok()) return resp.status();
   if (arena_fd < 0 || resp->arena_bytes() == 0) {
     if (arena_fd >= 0) close(arena_fd);
@@ -66,59 +76,116 @@ absl::StatusOr<std::unique_ptr<LocalChannel>> LocalChannel::Connect(const Option
     return absl::ResourceExhaustedError(absl::StrCat(
         "cannot map the node's arena of ", resp->arena_bytes(), " bytes: ", std::strerror(errno)));
   }
-  const int sock = probe->fd_;
-  std::unique_ptr<LocalChannel> channel(new LocalChannel(sock, static_cast<uint8_t*>(base),
-                                                         resp->arena_bytes(), resp->node_id(),
-                                                         options.verify_checksums));
-  // The probe must not close the socket the real channel now owns.
-  probe->fd_ = -1;
-  return channel;
+  return std::unique_ptr<LocalChannel>(
+      new LocalChannel(*std::move(conn), static_cast<uint8_t*>(base), resp->arena_bytes(),
+                       resp->node_id(), options));
+}
+
+LocalChannel::LocalChannel(std::unique_ptr<Conn> first, uint8_t* base, uint64_t bytes,
+                           std::string node_id, const Options& options)
+    : base_(base),
+      arena_bytes_(bytes),
+      node_id_(std::move(node_id)),
+      socket_path_(options.socket_path),
+      verify_(options.verify_checksums),
+      max_connections_(options.max_connections) {
+  absl::MutexLock lock(&mu_);
+  idle_.push_back(std::move(first));
+  open_ = 1;
 }
 
 LocalChannel::~LocalChannel() {
-  if (base_ != nullptr) munmap(base_, arena_bytes_);
-  if (fd_ >= 0) close(fd_);  // the node ends every lease still held
+  {
+    absl::MutexLock lock(&mu_);
+    idle_.clear();
+  }
+  munmap(base_, arena_bytes_);
 }
 
-absl::StatusOr<v1::LocalResponse> LocalChannel::RoundTrip(v1::LocalRequest& req, int* received_fd) {
+int LocalChannel::open_connections() const {
   absl::MutexLock lock(&mu_);
-  req.set_id(next_id_++);
+  return open_;
+}
+
+absl::StatusOr<LocalChannel::Borrowed> LocalChannel::Borrow() {
+  {
+    absl::MutexLock lock(&mu_);
+    auto usable = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !idle_.empty() || open_ < max_connections_;
+    };
+    mu_.Await(absl::Condition(&usable));
+    if (!idle_.empty()) {
+      std::unique_ptr<Conn> c = std::move(idle_.back());
+      idle_.pop_back();
+      return Borrowed(this, std::move(c));
+    }
+    ++open_;  // a slot for the connection dialled below
+  }
+  auto c = Dial(socket_path_);
+  if (!c.ok()) {
+    absl::MutexLock lock(&mu_);
+    --open_;
+    return c.status();
+  }
+  return Borrowed(this, *std::move(c));
+}
+
+void LocalChannel::GiveBack(std::unique_ptr<Conn> conn) {
+  absl::MutexLock lock(&mu_);
+  if (conn->broken) {
+    --open_;
+    return;  // closed as it goes
+  }
+  idle_.push_back(std::move(conn));
+}
+
+absl::StatusOr<v1::LocalResponse> LocalChannel::RoundTrip(Conn& c, v1::LocalRequest& req,
+                                                          int* received_fd) {
+  req.set_id(c.next_id++);
   const std::string out = req.SerializeAsString();
-  if (send(fd_, out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size())) {
+  if (send(c.fd, out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size())) {
+    c.broken = true;
     return absl::UnavailableError(
         absl::StrCat("local node socket send failed: ", std::strerror(errno)));
   }
-  // One buffer for the channel's life: a fresh zeroed 4 MiB per round trip cost more than the
-  // 2 MiB copy it served (mmap, page faults and memset, twice per read).
-  if (recv_buf_ == nullptr) recv_buf_.reset(new char[kMaxResponseBytes]);
-  char* const buf = recv_buf_.get();
-  iovec iov{buf, kMaxResponseBytes};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  ssize_t n = recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
-  if (n <= 0) {
-    return absl::UnavailableError(
-        n == 0 ? "local node closed the socket"
-               : absl::StrCat("local node socket recv failed: ", std::strerror(errno)));
-  }
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c), sizeof(fd));
-      if (received_fd != nullptr) {
-        *received_fd = fd;
-      } else {
-        close(fd);
+  // One buffer per connection for its life: a fresh zeroed 4 MiB per round trip cost more than
+  // the 2 MiB copy it served (mmap, page faults and memset, twice per read).
+  if (c.recv_buf == nullptr) c.recv_buf.reset(new char[kMaxResponseBytes]);
+  char* const buf = c.recv_buf.get();
+  v1::LocalResponse resp;
+  while (true) {
+    iovec iov{buf, kMaxResponseBytes};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    ssize_t n = recvmsg(c.fd, &msg, MSG_CMSG_CLOEXEC);
+    if (n <= 0) {
+      c.broken = true;
+      return absl::UnavailableError(
+          n == 0 ? "local node closed the socket"
+                 : absl::StrCat("local node socket recv failed: ", std::strerror(errno)));
+    }
+    for (cmsghdr* m = CMSG_FIRSTHDR(&msg); m != nullptr; m = CMSG_NXTHDR(&msg, m)) {
+      if (m->cmsg_level == SOL_SOCKET && m->cmsg_type == SCM_RIGHTS) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(m), sizeof(fd));
+        if (received_fd != nullptr) {
+          *received_fd = fd;
+        } else {
+          close(fd);
+        }
       }
     }
-  }
-  v1::LocalResponse resp;
-  if (!resp.ParseFromArray(buf, static_cast<int>(n)) || resp.id() != req.id()) {
-    return absl::InternalError("local node sent a malformed or mismatched response");
+    if (!resp.ParseFromArray(buf, static_cast<int>(n)) || resp.id() > req.id()) {
+      c.broken = true;
+      return absl::InternalError("local node sent a malformed or mismatched response");
+    }
+    // An answer to an earlier no-reply release, from a node that predates no_reply.
+    if (resp.id() < req.id()) continue;
+    break;
   }
   if (resp.code() != 0) {
     return absl::Status(static_cast<absl::StatusCode>(resp.code()), resp.message());
@@ -135,16 +202,27 @@ absl::StatusOr<absl::Span<uint8_t>> LocalChannel::Block(const v1::LocalGrant& g)
   return absl::MakeSpan(base_ + g.offset(), g.size());
 }
 
-void LocalChannel::ReleaseLeases(const std::vector<uint64_t>& leases) {
+void LocalChannel::ReleaseLeases(Conn& c, const std::vector<uint64_t>& leases) {
   if (leases.empty()) return;
   v1::LocalRequest req;
+  req.set_id(c.next_id++);
   for (uint64_t l : leases) req.mutable_release()->add_leases(l);
-  // A failed release is harmless: the lease expires, or ends when the socket closes.
-  RoundTrip(req).IgnoreError();
+  req.mutable_release()->set_no_reply(true);
+  // A lost release is harmless: the lease expires, or ends when the socket closes.
+  const std::string out = req.SerializeAsString();
+  if (send(c.fd, out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size())) {
+    c.broken = true;
+  }
 }
 
 std::vector<absl::Status> LocalChannel::BatchPut(absl::Span<const LocalPutItem> items) {
   std::vector<absl::Status> out(items.size());
+  auto conn = Borrow();
+  if (!conn.ok()) {
+    for (auto& o : out) o = conn.status();
+    return out;
+  }
+  Conn& c = **conn;
   v1::LocalRequest req;
   for (const LocalPutItem& item : items) {
     v1::LocalWrite* w = req.mutable_write()->add_items();
@@ -152,7 +230,7 @@ std::vector<absl::Status> LocalChannel::BatchPut(absl::Span<const LocalPutItem> 
     w->set_size(item.value.size());
     if (item.parent != nullptr) ToProto(*item.parent, w->mutable_parent());
   }
-  auto resp = RoundTrip(req);
+  auto resp = RoundTrip(c, req);
   if (!resp.ok() || resp->grants_size() != static_cast<int>(items.size())) {
     absl::Status s = resp.ok() ? absl::InternalError("local node answered a different item count")
                                : resp.status();
@@ -173,17 +251,21 @@ std::vector<absl::Status> LocalChannel::BatchPut(absl::Span<const LocalPutItem> 
       abandoned.push_back(g.lease());
       continue;
     }
-    std::memcpy(block->data(), items[i].value.data(), block->size());
+    // The node verifies the block against the checksum of the bytes as copied when it seals
+    // it, so nothing that touched the block after the copy becomes visible.
+    uint64_t sum = 0;
+    if (verify_) {
+      sum = CopyAndChecksum(block->data(), items[i].value.data(), block->size());
+    } else {
+      std::memcpy(block->data(), items[i].value.data(), block->size());
+    }
     seal.mutable_seal()->add_leases(g.lease());
-    // The node verifies the bytes it seals against the checksum of the caller's buffer, so a
-    // torn copy can never become visible.
-    seal.mutable_seal()->add_checksums(
-        verify_ ? Checksum(items[i].value.data(), items[i].value.size()) : 0);
+    seal.mutable_seal()->add_checksums(sum);
     sealed_items.push_back(i);
   }
-  ReleaseLeases(abandoned);
+  ReleaseLeases(c, abandoned);
   if (sealed_items.empty()) return out;
-  auto sealed = RoundTrip(seal);
+  auto sealed = RoundTrip(c, seal);
   for (size_t j = 0; j < sealed_items.size(); ++j) {
     absl::Status s = !sealed.ok() ? sealed.status()
                      : j < static_cast<size_t>(sealed->grants_size())
@@ -210,9 +292,15 @@ std::vector<absl::StatusOr<size_t>> LocalChannel::BatchGet(
     }
     return out;
   }
+  auto conn = Borrow();
+  if (!conn.ok()) {
+    for (auto& o : out) o = conn.status();
+    return out;
+  }
+  Conn& c = **conn;
   v1::LocalRequest req;
   for (const BlockKey& k : keys) ToProto(k, req.mutable_read()->add_keys());
-  auto resp = RoundTrip(req);
+  auto resp = RoundTrip(c, req);
   if (!resp.ok() || resp->grants_size() != static_cast<int>(keys.size())) {
     absl::Status s = resp.ok() ? absl::InternalError("local node answered a different key count")
                                : resp.status();
@@ -235,16 +323,17 @@ std::vector<absl::StatusOr<size_t>> LocalChannel::BatchGet(
           absl::OutOfRangeError(absl::StrCat("block ", keys[i].ToString(), " is ", block->size(),
                                              " bytes; the buffer holds ", buffers[i].size()));
     } else {
-      std::memcpy(buffers[i].data(), block->data(), block->size());
-      if (verify_ && Checksum(buffers[i].data(), block->size()) != g.checksum()) {
+      if (verify_ &&
+          CopyAndChecksum(buffers[i].data(), block->data(), block->size()) != g.checksum()) {
         out[i] = absl::DataLossError(
             absl::StrCat("block ", keys[i].ToString(), " failed its checksum on the local path"));
       } else {
+        if (!verify_) std::memcpy(buffers[i].data(), block->data(), block->size());
         out[i] = block->size();
       }
     }
   }
-  ReleaseLeases(leases);
+  ReleaseLeases(c, leases);
   return out;
 }
 
@@ -253,9 +342,11 @@ absl::StatusOr<size_t> LocalChannel::Get(const BlockKey& key, absl::Span<uint8_t
 }
 
 absl::StatusOr<size_t> LocalChannel::MatchPrefix(absl::Span<const BlockKey> keys) {
+  auto conn = Borrow();
+  if (!conn.ok()) return conn.status();
   v1::LocalRequest req;
   for (const BlockKey& k : keys) ToProto(k, req.mutable_match_prefix()->add_keys());
-  auto resp = RoundTrip(req);
+  auto resp = RoundTrip(**conn, req);
   if (!resp.ok()) return resp.status();
   return static_cast<size_t>(resp->matched());
 }

@@ -24,15 +24,19 @@ struct LocalPutItem {
   const BlockKey* parent = nullptr;
 };
 
-// Thread-safe: control round trips are serialized on the socket; copies run in parallel.
-// The arena mapping lives as long as the channel.
+// Thread-safe. Each call borrows one of up to `max_connections` control connections to the node
+// for its whole exchange (leases belong to the connection that took them), so threads do not
+// queue behind one another's round trips; copies run in parallel. The arena mapping lives as long
+// as the channel, which must outlive every call on it.
 class LocalChannel {
  public:
   struct Options {
     std::string socket_path;
-    // Recompute XXH3-64 of every block read and compare with the sealed checksum. Costs about
-    // as much as the copy itself (docs/data-path.md), so it is off by default on this path.
+    // Recompute XXH3-64 of every block read (fused with the copy) and compare with the sealed
+    // checksum; checksum each value put so the node verifies what it seals.
     bool verify_checksums = false;
+    // Control connections opened on demand, one per concurrent call; more calls wait.
+    int max_connections = 8;
   };
 
   // UNAVAILABLE if the node's socket cannot be reached.
@@ -56,25 +60,58 @@ class LocalChannel {
 
   const std::string& node_id() const { return node_id_; }
   uint64_t arena_bytes() const { return arena_bytes_; }
+  // Control connections open now (idle or in use).
+  int open_connections() const;
 
  private:
-  LocalChannel(int fd, uint8_t* base, uint64_t bytes, std::string node_id, bool verify)
-      : fd_(fd), base_(base), arena_bytes_(bytes), node_id_(std::move(node_id)), verify_(verify) {}
-  // Sends `req` and waits for its response (and an fd, for hello).
-  absl::StatusOr<v1::LocalResponse> RoundTrip(v1::LocalRequest& req, int* received_fd = nullptr);
+  // One control connection; used by one call at a time.
+  struct Conn {
+    explicit Conn(int fd) : fd(fd) {}
+    ~Conn();
+    int fd;
+    uint64_t next_id = 1;
+    bool broken = false;               // a send or receive failed: close it, do not reuse
+    std::unique_ptr<char[]> recv_buf;  // allocated at the first answer, kept for the next
+  };
+  // A borrowed connection, given back (or closed, if broken) when it goes out of scope.
+  class Borrowed {
+   public:
+    Borrowed(LocalChannel* channel, std::unique_ptr<Conn> conn)
+        : channel_(channel), conn_(std::move(conn)) {}
+    Borrowed(Borrowed&&) = default;
+    ~Borrowed() {
+      if (conn_ != nullptr) channel_->GiveBack(std::move(conn_));
+    }
+    Conn& operator*() { return *conn_; }
+
+   private:
+    LocalChannel* channel_;
+    std::unique_ptr<Conn> conn_;
+  };
+
+  LocalChannel(std::unique_ptr<Conn> first, uint8_t* base, uint64_t bytes, std::string node_id,
+               const Options& options);
+  static absl::StatusOr<std::unique_ptr<Conn>> Dial(const std::string& socket_path);
+  absl::StatusOr<Borrowed> Borrow();
+  void GiveBack(std::unique_ptr<Conn> conn);
+  // Sends `req` on `c` and waits for its response (and an fd, for hello).
+  static absl::StatusOr<v1::LocalResponse> RoundTrip(Conn& c, v1::LocalRequest& req,
+                                                     int* received_fd = nullptr);
   // The granted block as a span, after checking it lies inside the arena.
   absl::StatusOr<absl::Span<uint8_t>> Block(const v1::LocalGrant& g) const;
-  void ReleaseLeases(const std::vector<uint64_t>& leases);
+  // Ends leases taken on `c` without waiting for the node's answer.
+  static void ReleaseLeases(Conn& c, const std::vector<uint64_t>& leases);
 
-  int fd_;  // -1 once handed over (see Connect)
   uint8_t* const base_;
   const uint64_t arena_bytes_;
   const std::string node_id_;
+  const std::string socket_path_;
   const bool verify_;
+  const int max_connections_;
 
-  absl::Mutex mu_;  // one request in flight on the socket at a time
-  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
-  std::unique_ptr<char[]> recv_buf_ ABSL_GUARDED_BY(mu_);  // allocated at the first answer
+  mutable absl::Mutex mu_;
+  std::vector<std::unique_ptr<Conn>> idle_ ABSL_GUARDED_BY(mu_);
+  int open_ ABSL_GUARDED_BY(mu_) = 0;  // idle + borrowed
 };
 
 }  // namespace ems::client

@@ -102,6 +102,7 @@ void LocalServer::Serve(int fd) {
     v1::LocalRequest req;
     v1::LocalResponse resp;
     int pass_fd = -1;
+    bool silent = false;  // a release that asked for no answer
     if (static_cast<size_t>(n) > buf.size() ||
         !req.ParseFromArray(buf.data(), static_cast<int>(n))) {
       resp.set_code(static_cast<int>(absl::StatusCode::kInvalidArgument));
@@ -176,6 +177,7 @@ void LocalServer::Serve(int fd) {
           break;
         }
         case v1::LocalRequest::kRelease:
+          silent = req.release().no_reply();
           for (pool::LeaseId lease : req.release().leases()) {
             v1::LocalGrant* g = resp.add_grants();
             if (!TakeOwned(leases, lease, g)) continue;
@@ -210,6 +212,7 @@ void LocalServer::Serve(int fd) {
           break;
       }
     }
+    if (silent) continue;
     if (!SendResponse(fd, resp, pass_fd)) break;
   }
   // The client is gone: end whatever it still held.

@@ -30,12 +30,14 @@ class RawLocal {
     if (fd_ >= 0) close(fd_);
   }
   bool ok() const { return fd_ >= 0; }
+  // Sends one request without reading anything.
+  bool Send(const v1::LocalRequest& req) {
+    std::string out = req.SerializeAsString();
+    return send(fd_, out.data(), out.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(out.size());
+  }
   // Sends one request and reads its response (any passed fd is closed).
   bool Call(const v1::LocalRequest& req, v1::LocalResponse* resp) {
-    std::string out = req.SerializeAsString();
-    if (send(fd_, out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size())) {
-      return false;
-    }
+    if (!Send(req)) return false;
     std::string buf(1 << 20, '\0');
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
     iovec iov{buf.data(), buf.size()};
