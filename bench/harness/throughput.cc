@@ -20,6 +20,7 @@
 #include "absl/time/clock.h"
 #include "client/client.h"
 #include "common/prefix_hash.h"
+#include "ems/v1/data.pb.h"
 #include "harness/commands.h"
 #include "harness/services.h"
 #include "harness/stats.h"
@@ -292,6 +293,12 @@ int RunThroughput(int, char**) {
       o.local_socket = o.use_local ? sock : "";
       auto c = Client::Connect(o);
       if (!c.ok()) return 1;
+      // 4 KiB-page memory costs dearly to write on some VMs (shadow paging): say which one
+      // the node got, since it moves the figures (docs/zero-copy.md).
+      if (auto st = (*c)->Stats(); st.ok()) {
+        std::fprintf(stderr, "throughput: %s node arena on %s\n", tname.c_str(),
+                     st->hugepages() ? "hugetlb pages" : "4 KiB/THP pages (no hugepages reserved)");
+      }
       target = std::make_unique<EmsTarget>(*std::move(c));
     } else if (tname == "redis" || tname == "memcached") {
       auto s = tname == "redis" ? StartRedis() : StartMemcached(static_cast<int>(server_mb));

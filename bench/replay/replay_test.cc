@@ -60,6 +60,20 @@ TEST(SimulateTest, PrefixSemanticsOnAHandMadeStream) {
   EXPECT_FALSE(Simulate(reqs, "nonsense", 0, 512).ok());
 }
 
+TEST(SimulateTest, BeladyEvictsTheBlockNeededFurthestAhead) {
+  // Capacity 2. After [1,2] then [3]: 1 is needed next (request 3), 2 never again, so MIN
+  // drops 2 and the last request hits 1; LRU drops 1 (least recent) and misses it.
+  std::vector<Request> reqs = {{0, 1024, 1, {1, 2}}, {1, 512, 1, {3}}, {2, 512, 1, {1}}};
+  auto belady = Simulate(reqs, kBeladyPolicy, 2, 512);
+  auto lru = Simulate(reqs, "lru", 2, 512);
+  ASSERT_TRUE(belady.ok() && lru.ok());
+  EXPECT_DOUBLE_EQ(belady->prefix_hit_ratio, 1.0 / 4);
+  EXPECT_DOUBLE_EQ(lru->prefix_hit_ratio, 0.0);
+  // Unbounded, it is every other policy's ideal.
+  EXPECT_DOUBLE_EQ(Simulate(reqs, kBeladyPolicy, 0, 512)->prefix_hit_ratio,
+                   Simulate(reqs, "lru", 0, 512)->prefix_hit_ratio);
+}
+
 // The shortened real trace: invariants, not numbers.
 TEST(SimulateTest, ShortenedConversationTraceBehavesSanely) {
   const std::string path =
@@ -81,6 +95,15 @@ TEST(SimulateTest, ShortenedConversationTraceBehavesSanely) {
         EXPECT_GE(r->prefix_hit_ratio, last) << "LRU hit ratio grows with capacity";
         last = r->prefix_hit_ratio;
       }
+    }
+  }
+  // No online policy beats the offline bound.
+  for (size_t cap : {500, 2000, 8000}) {
+    auto bound = Simulate(*reqs, kBeladyPolicy, cap, 512);
+    ASSERT_TRUE(bound.ok());
+    for (const char* policy : {"lru", "s3fifo", "prefix"}) {
+      EXPECT_GE(bound->prefix_hit_ratio, Simulate(*reqs, policy, cap, 512)->prefix_hit_ratio)
+          << policy << " at " << cap;
     }
   }
   // Unbounded capacity: every policy sees the same (ideal) hit ratio.

@@ -1,7 +1,11 @@
 #include "replay/simulate.h"
 
 #include <algorithm>
+#include <limits>
+#include <set>
+#include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "common/status_macros.h"
 
 namespace ems::bench {
@@ -44,28 +48,111 @@ void CacheSim::Admit(const Request& req) {
   }
 }
 
-absl::StatusOr<SimResult> Simulate(const std::vector<Request>& requests, const std::string& policy,
-                                   size_t capacity_blocks, int block_tokens) {
-  EMS_ASSIGN_OR_RETURN(CacheSim cache, CacheSim::Create(policy, capacity_blocks));
-  SimResult r;
-  r.policy = policy;
-  r.capacity_blocks = capacity_blocks;
-  uint64_t block_hits = 0, prefix_hits = 0, token_hits = 0, tokens = 0;
-  for (const Request& req : requests) {
-    size_t present = 0;
-    const size_t leading = cache.LeadingHits(req, &present);
+namespace {
+
+// Belady's MIN with the trace's future: on overflow, evict the block whose next request is
+// furthest away (or never comes). Any request that holds a block also holds its ancestors
+// (chained ids), so a child is never needed before its parent and is evicted first: no online
+// policy can keep more leading runs. Not a pool policy: it tells how much room a policy has.
+class BeladySim {
+ public:
+  BeladySim(const std::vector<Request>& requests, size_t capacity) : capacity_(capacity) {
+    for (size_t r = 0; r < requests.size(); ++r) {
+      for (uint64_t id : requests[r].hash_ids) {
+        auto& uses = uses_[id];
+        if (uses.empty() || uses.back() != r) uses.push_back(r);
+      }
+    }
+  }
+  size_t LeadingHits(const Request& req, size_t* present_blocks) const {
+    size_t leading = 0, present = 0;
+    bool run = true;
+    for (uint64_t id : req.hash_ids) {
+      const bool hit = next_use_.contains(id);
+      present += hit;
+      run = run && hit;
+      leading += run;
+    }
+    *present_blocks = present;
+    return leading;
+  }
+  // Request `r` was served: its blocks are present, each keyed by its next use after `r`.
+  void Admit(const Request& req, size_t r) {
+    for (uint64_t id : req.hash_ids) {
+      const std::vector<size_t>& uses = uses_[id];
+      const auto next_it = std::upper_bound(uses.begin(), uses.end(), r);
+      const size_t next = next_it == uses.end() ? kNever : *next_it;
+      if (auto it = next_use_.find(id); it != next_use_.end()) {
+        by_next_use_.erase({it->second, id});
+        it->second = next;
+      } else {
+        next_use_[id] = next;
+      }
+      by_next_use_.insert({next, id});
+    }
+    while (capacity_ > 0 && next_use_.size() > capacity_) {
+      auto furthest = std::prev(by_next_use_.end());
+      next_use_.erase(furthest->second);
+      by_next_use_.erase(furthest);
+    }
+  }
+
+ private:
+  static constexpr size_t kNever = std::numeric_limits<size_t>::max();
+  const size_t capacity_;
+  absl::flat_hash_map<uint64_t, std::vector<size_t>> uses_;  // id -> requests holding it
+  absl::flat_hash_map<uint64_t, size_t> next_use_;           // present id -> next request
+  std::set<std::pair<size_t, uint64_t>> by_next_use_;
+};
+
+// Counts one request's hits into `r` and the running totals.
+struct Tally {
+  void Add(const Request& req, size_t leading, size_t present, int block_tokens) {
     block_hits += present;
     prefix_hits += leading;
     token_hits += std::min<int64_t>(static_cast<int64_t>(leading) * block_tokens, req.input_length);
     tokens += req.input_length;
-    r.blocks += req.hash_ids.size();
-    ++r.requests;
+    blocks += req.hash_ids.size();
+    ++requests;
+  }
+  void Finish(SimResult& r) const {
+    r.blocks = blocks;
+    r.requests = requests;
+    const double all = std::max<uint64_t>(1, blocks);
+    r.per_block_hit_ratio = block_hits / all;
+    r.prefix_hit_ratio = prefix_hits / all;
+    r.token_prefix_hit_ratio = static_cast<double>(token_hits) / std::max<uint64_t>(1, tokens);
+  }
+  uint64_t block_hits = 0, prefix_hits = 0, token_hits = 0, tokens = 0, blocks = 0, requests = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<SimResult> Simulate(const std::vector<Request>& requests, const std::string& policy,
+                                   size_t capacity_blocks, int block_tokens) {
+  SimResult r;
+  r.policy = policy;
+  r.capacity_blocks = capacity_blocks;
+  Tally tally;
+  if (policy == kBeladyPolicy) {
+    BeladySim belady(requests, capacity_blocks);
+    for (size_t i = 0; i < requests.size(); ++i) {
+      size_t present = 0;
+      const size_t leading = belady.LeadingHits(requests[i], &present);
+      tally.Add(requests[i], leading, present, block_tokens);
+      belady.Admit(requests[i], i);
+    }
+    tally.Finish(r);
+    return r;
+  }
+  EMS_ASSIGN_OR_RETURN(CacheSim cache, CacheSim::Create(policy, capacity_blocks));
+  for (const Request& req : requests) {
+    size_t present = 0;
+    const size_t leading = cache.LeadingHits(req, &present);
+    tally.Add(req, leading, present, block_tokens);
     cache.Admit(req);
   }
-  const double blocks = std::max<uint64_t>(1, r.blocks);
-  r.per_block_hit_ratio = block_hits / blocks;
-  r.prefix_hit_ratio = prefix_hits / blocks;
-  r.token_prefix_hit_ratio = static_cast<double>(token_hits) / std::max<uint64_t>(1, tokens);
+  tally.Finish(r);
   return r;
 }
 

@@ -51,9 +51,14 @@ class CacheSim {
   absl::flat_hash_set<uint64_t> present_;  // policy ids (hash id + 1: ids must not be 0)
 };
 
+// The offline bound: Belady's MIN, which evicts the block needed furthest in the future. Only
+// `Simulate` knows it (it reads the whole trace); the pool cannot run it.
+inline constexpr char kBeladyPolicy[] = "belady";
+
 // Replays `requests` in order: a request's hits are counted when it arrives; then its blocks
 // are inserted (parent = the previous block of the request) or touched, evicting down to
-// `capacity_blocks` (0 = unbounded). INVALID_ARGUMENT for an unknown policy.
+// `capacity_blocks` (0 = unbounded). `policy` is a pool policy or kBeladyPolicy.
+// INVALID_ARGUMENT for an unknown policy.
 absl::StatusOr<SimResult> Simulate(const std::vector<Request>& requests, const std::string& policy,
                                    size_t capacity_blocks, int block_tokens);
 
