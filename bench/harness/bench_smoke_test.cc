@@ -1,0 +1,65 @@
+// ems-bench throughput and lookup, end to end on loopback with the real servers they start
+// (ems-node, redis-server, memcached): the JSON contract of issue #4 and #3, and that every read
+// they timed came back intact. Figures are not asserted: speed is for the benchmark to report.
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace {
+
+// Runs `ems-bench <args> --json`; returns the JSON objects it printed, one per line.
+std::vector<nlohmann::json> RunBench(const std::string& args) {
+  const std::string cmd = absl::StrCat(EMS_BIN_DIR, "/ems-bench ", args, " --json 2>/dev/null");
+  std::FILE* p = popen(cmd.c_str(), "r");
+  EXPECT_NE(p, nullptr) << cmd;
+  if (p == nullptr) return {};
+  std::vector<nlohmann::json> out;
+  char line[4096];
+  while (std::fgets(line, sizeof(line), p) != nullptr) {
+    auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_discarded() && j.is_object()) out.push_back(std::move(j));
+  }
+  EXPECT_EQ(pclose(p), 0) << cmd;
+  return out;
+}
+
+TEST(BenchSmokeTest, ThroughputPrintsOneVerifiedLinePerTargetOpAndCase) {
+  const auto lines = RunBench(
+      "throughput --targets=ems,ems-grpc,ems-local,redis,memcached,memcpy --sizes=64KiB,256KiB "
+      "--concurrency=1,3 --bytes_per_case=2097152");
+  std::set<std::pair<std::string, std::string>> seen;
+  for (const auto& j : lines) {
+    ASSERT_TRUE(j.contains("target") && j.contains("op") && j.contains("gbps")) << j.dump();
+    EXPECT_EQ(j["failures"].get<int>(), 0) << j.dump();
+    EXPECT_GT(j["gbps"].get<double>(), 0) << j.dump();
+    EXPECT_GT(j["p99_us"].get<double>(), 0) << j.dump();
+    EXPECT_TRUE(j["op"] == "get" || j["op"] == "put") << j.dump();
+    seen.insert({j["target"].get<std::string>(), j["op"].get<std::string>()});
+  }
+  EXPECT_EQ(lines.size(), 6u * 2 * 2 * 2) << "targets x ops x sizes x concurrencies";
+  EXPECT_EQ(seen.size(), 12u);
+}
+
+TEST(BenchSmokeTest, LookupPrintsTheContractLinePerTarget) {
+  const auto lines = RunBench(
+      "lookup --lookup_targets=ems,redis --lookup_seconds=1 --lookup_prompts=16 --lookup_threads=2");
+  ASSERT_EQ(lines.size(), 2u);
+  for (const auto& j : lines) {
+    EXPECT_EQ(j["keys"].get<int>(), 64) << j.dump();
+    EXPECT_GT(j["ops_per_s"].get<double>(), 0) << j.dump();
+    EXPECT_GE(j["p99_us"].get<double>(), j["p50_us"].get<double>()) << j.dump();
+    EXPECT_EQ(j["wrong"].get<int>(), 0) << "every stored prompt matched whole: " << j.dump();
+  }
+  EXPECT_EQ(lines[0]["target"], "ems");
+  EXPECT_EQ(lines[0]["nodes"].get<int>(), 3);
+  EXPECT_EQ(lines[1]["target"], "redis");
+  EXPECT_EQ(lines[1]["nodes"].get<int>(), 1) << "one redis-server";
+}
+
+}  // namespace
