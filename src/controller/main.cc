@@ -169,7 +169,13 @@ int main(int argc, char** argv) {
   TokenStore tokens(store->get(), ems::Clock::Real());
   CredentialStore credentials(store->get(), ems::Clock::Real());
 
-  // Backend.
+  // Backend. A project's nodes require its first cdKey (nodes take one key; later keys are for
+  // rotation once nodes take several): the local backend passes it as --cd_key, the
+  // kubernetes backend in a Secret the pods read with --cd_key_file.
+  auto cd_key_of = [&credentials](const std::string& project) -> std::string {
+    auto all = credentials.List(project);
+    return all.ok() && !all->empty() ? (*all)[0].cd_key : "";
+  };
   std::unique_ptr<Backend> backend;
   const std::string backend_name = absl::GetFlag(FLAGS_backend);
   if (backend_name == "local") {
@@ -182,12 +188,7 @@ int main(int argc, char** argv) {
     lo.node_memory_cap_mb = absl::GetFlag(FLAGS_local_node_memory_cap_mb);
     if (absl::GetFlag(FLAGS_local_node_register))
       lo.membership_address = Connectable(mlisten, port);
-    // A project's nodes require its first cdKey (nodes take one key; later keys are for
-    // rotation once nodes take several).
-    lo.cd_key_of = [&credentials](const std::string& project) -> std::string {
-      auto all = credentials.List(project);
-      return all.ok() && !all->empty() ? (*all)[0].cd_key : "";
-    };
+    lo.cd_key_of = cd_key_of;
     spdlog::info("local backend: ems-node {}, each node's arena capped at {} MB", lo.node_binary,
                  lo.node_memory_cap_mb);
     backend = std::make_unique<LocalBackend>(lo);
@@ -199,7 +200,8 @@ int main(int argc, char** argv) {
          .manifests_dir = absl::GetFlag(FLAGS_k8s_manifests_dir),
          .controller_address = absl::GetFlag(FLAGS_k8s_controller_address),
          .image = absl::GetFlag(FLAGS_k8s_node_image),
-         .k8s_cluster_id = absl::GetFlag(FLAGS_k8s_cluster_id)});
+         .k8s_cluster_id = absl::GetFlag(FLAGS_k8s_cluster_id),
+         .cd_key_of = cd_key_of});
     if (!kube.ok()) {
       spdlog::error("kubernetes backend: {}", kube.status().ToString());
       return 1;

@@ -17,10 +17,12 @@ CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PriorityCla
                   "CustomResourceDefinition"}
 # What src/controller/backend/kube_backend.cc calls, per (apiGroup, resource). The issue's
 # contract: nodes get/list/watch/patch; daemonsets and configmaps in the namespace; pods read.
+# Secrets (each cluster's cdKey): read, write and delete by name only, never list or watch.
 ALLOWED_VERBS = {
     ("", "nodes"): {"get", "list", "watch", "patch"},
     ("apps", "daemonsets"): {"get", "list", "watch", "create", "update", "patch", "delete"},
     ("", "configmaps"): {"get", "list", "watch", "create", "update", "patch", "delete"},
+    ("", "secrets"): {"get", "create", "update", "delete"},
     ("", "pods"): {"get", "list", "watch"},
 }
 CLUSTER_WIDE_RESOURCES = {("", "nodes")}
@@ -272,6 +274,30 @@ def test_hugepages_hold_exactly_the_arena(rendered, k):
         f"{k}: {resource}={limit} but the arena is {pages} x {flavor_mb} MiB"
     # In a pod the THP fallback would be charged to the memory limit: refuse to start instead.
     assert data["require_hugepages"] == "true"
+
+
+@pytest.mark.parametrize("k", ["base"] + OVERLAYS)
+def test_node_reads_its_cd_key_from_a_secret_file(rendered, k):
+    objs = rendered[k]
+    ds = node_daemonset(objs)
+    spec, c = ds["spec"]["template"]["spec"], node_container(ds)
+    args = arg_flags(c)
+    assert "cd_key" not in args, f"{k}: --cd_key would show the key in the host's process list"
+    path = args["cd_key_file"]
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    found = [(mounts[n], volumes[n]["secret"]) for n in mounts
+             if "secret" in volumes.get(n, {}) and path.startswith(mounts[n]["mountPath"] + "/")]
+    assert len(found) == 1, f"{k}: --cd_key_file={path} is in no mounted Secret"
+    mount, secret = found[0]
+    assert mount.get("readOnly") is True
+    assert not secret.get("optional", False), f"{k}: a missing Secret must not start the node"
+    # The file is the Secret's key of that name, there even when empty (no credential).
+    data = one(objs, "Secret", secret["secretName"]).get("data") or {}
+    assert path[len(mount["mountPath"]) + 1:] in data, f"{k}: Secret has no key for {path}"
+    # Mode 0440: the non-root ems user reads it through fsGroup, no one else does.
+    assert secret["defaultMode"] == 0o440
+    assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsGroup"]
 
 
 def test_prod_serves_the_api_default_memory(rendered):

@@ -69,8 +69,8 @@ absl::StatusOr<ApiReply> Handlers::ListFeatures(const ApiRequest& r) {
       feature("cluster.resize.max_nodes_per_job", true, "INT", std::to_string(kMaxNodesPerJob),
               "most nodes one expand or shrink job may name"),
       feature("cluster.backend", true, "STRING", backend_->name(), "where ems-node processes run"),
-      feature("credential.cdkey.enforced", std::string(backend_->name()) == "local", "BOOLEAN",
-              std::string(backend_->name()) == "local" ? "true" : "false",
+      // Both backends hand nodes the key (local: --cd_key; kubernetes: a Secret file).
+      feature("credential.cdkey.enforced", true, "BOOLEAN", "true",
               "nodes started after the project's first credential require its cdKey")};
   return ApiReply{
       200,

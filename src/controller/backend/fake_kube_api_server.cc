@@ -4,6 +4,7 @@
 
 #include <regex>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
@@ -83,6 +84,13 @@ Json FakeKubeApiServer::PodsLocked(const std::string& ns, const std::string& sel
     const Json& tmpl = ds["spec"]["template"];
     const Json labels = tmpl["metadata"].value("labels", Json::object());
     const Json node_selector = tmpl["spec"].value("nodeSelector", Json::object());
+    // The kubelet starts no container until every non-optional Secret volume can be mounted.
+    bool mountable = true;
+    for (const Json& v : tmpl["spec"].value("volumes", Json::array())) {
+      if (!v.contains("secret") || v["secret"].value("optional", false)) continue;
+      mountable &=
+          objects_.contains(absl::StrCat("secrets/", ns, "/", StrOr(v["secret"], "secretName")));
+    }
     for (const auto& [name, node] : nodes_) {
       ++ip;
       const Json node_labels = node["metadata"].value("labels", Json::object());
@@ -99,7 +107,8 @@ Json FakeKubeApiServer::PodsLocked(const std::string& ns, const std::string& sel
            {"spec", {{"nodeName", name}}},
            {"status",
             {{"podIP", absl::StrCat("10.0.0.", ip)},
-             {"conditions", {{{"type", "Ready"}, {"status", pods_ready_ ? "True" : "False"}}}}}}});
+             {"conditions",
+              {{{"type", "Ready"}, {"status", pods_ready_ && mountable ? "True" : "False"}}}}}}});
     }
   }
   return {{"kind", "PodList"},
@@ -118,10 +127,10 @@ void FakeKubeApiServer::Handle(const httplib::Request& req, httplib::Response& r
   static const std::regex kNodes(R"(/api/v1/nodes)");
   static const std::regex kNode(R"(/api/v1/nodes/([^/]+))");
   static const std::regex kPods(R"(/api/v1/namespaces/([^/]+)/pods)");
-  static const std::regex kCollection(
-      R"(/(?:api/v1|apis/apps/v1)/namespaces/([^/]+)/(configmaps|daemonsets))");
-  static const std::regex kObject(
-      R"(/(?:api/v1|apis/apps/v1)/namespaces/([^/]+)/(configmaps|daemonsets)/([^/]+))");
+  // Namespaced objects: ConfigMaps and Secrets in the core group, DaemonSets in apps/v1 (a
+  // kind under the other group is a 404, as on the real server).
+  static const std::regex kObjects(
+      R"(/(api/v1|apis/apps/v1)/namespaces/([^/]+)/(configmaps|secrets|daemonsets)(?:/([^/]+))?)");
   const std::string selector = req.get_param_value("labelSelector");
   Json body;
   if (m == "POST" || m == "PUT" || m == "PATCH") {
@@ -182,18 +191,35 @@ void FakeKubeApiServer::Handle(const httplib::Request& req, httplib::Response& r
   if (m == "GET" && std::regex_match(req.path, match, kPods)) {
     return Reply(res, 200, PodsLocked(match[1], selector));
   }
-  if (m == "POST" && std::regex_match(req.path, match, kCollection)) {
-    const std::string key = absl::StrCat(std::string(match[2]), "/", std::string(match[1]), "/",
-                                         StrOr(body["metadata"], "name"));
-    if (objects_.contains(key)) return Error(res, 409, "AlreadyExists", key + " already exists");
-    body["metadata"]["namespace"] = std::string(match[1]);
-    body["metadata"]["resourceVersion"] = NextVersionLocked();
-    objects_[key] = body;
-    return Reply(res, 201, body);
-  }
-  if (std::regex_match(req.path, match, kObject)) {
-    const std::string key =
-        absl::StrCat(std::string(match[2]), "/", std::string(match[1]), "/", std::string(match[3]));
+  if (std::regex_match(req.path, match, kObjects) &&
+      (match[1] == "apis/apps/v1") == (match[3] == "daemonsets")) {
+    const std::string ns = match[2];
+    const std::string kind = match[3];
+    if (kind == "secrets" && (m == "POST" || m == "PUT")) {
+      // The API server stores Secret data as given and refuses values that are not base64.
+      const Json data = body.value("data", Json::object());
+      for (const auto& [k, v] : data.items()) {
+        std::string decoded;
+        if (!v.is_string() || !absl::Base64Unescape(v.get<std::string>(), &decoded)) {
+          return Error(res, 400, "BadRequest",
+                       "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 "
+                       "data at data." +
+                           k);
+        }
+      }
+    }
+    if (!match[4].matched) {
+      if (m != "POST") {
+        return Error(res, 405, "MethodNotAllowed", "this fake does not list " + kind);
+      }
+      const std::string key = absl::StrCat(kind, "/", ns, "/", StrOr(body["metadata"], "name"));
+      if (objects_.contains(key)) return Error(res, 409, "AlreadyExists", key + " already exists");
+      body["metadata"]["namespace"] = ns;
+      body["metadata"]["resourceVersion"] = NextVersionLocked();
+      objects_[key] = body;
+      return Reply(res, 201, body);
+    }
+    const std::string key = absl::StrCat(kind, "/", ns, "/", std::string(match[4]));
     auto it = objects_.find(key);
     if (it == objects_.end()) return Error(res, 404, "NotFound", key + " not found");
     if (m == "GET") return Reply(res, 200, it->second);

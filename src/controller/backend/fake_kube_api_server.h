@@ -1,10 +1,12 @@
 // A fake Kubernetes API server for tests of the kubernetes backend (no real one runs here).
 // It serves the same paths, verbs and JSON shapes as the real API server for what the backend
 // uses: nodes (list with labelSelector, get, JSON merge patch with resourceVersion checks
-// answering 409 Conflict; update is Forbidden as deploy/k8s's RBAC makes it), ConfigMaps and
-// DaemonSets (create/get/replace/delete, 409 AlreadyExists), and pods listed by labelSelector,
+// answering 409 Conflict; update is Forbidden as deploy/k8s's RBAC makes it), ConfigMaps,
+// Secrets (data must be base64) and DaemonSets (create/get/replace/delete under their API
+// group's path, 409 AlreadyExists), and pods listed by labelSelector,
 // which it derives like the DaemonSet controller would: one pod per node matching the DaemonSet's
-// nodeSelector. Errors are Status objects. Bearer token required. Thread-safe.
+// nodeSelector, not Ready while a Secret volume's Secret is missing. Errors are Status objects.
+// Bearer token required. Thread-safe.
 #ifndef EMS_CONTROLLER_BACKEND_FAKE_KUBE_API_SERVER_H_
 #define EMS_CONTROLLER_BACKEND_FAKE_KUBE_API_SERVER_H_
 
@@ -63,7 +65,7 @@ class FakeKubeApiServer {
   absl::Mutex mu_;
   int64_t version_ ABSL_GUARDED_BY(mu_) = 100;
   std::map<std::string, Json> nodes_ ABSL_GUARDED_BY(mu_);
-  // "configmaps/<ns>/<name>" and "daemonsets/<ns>/<name>"
+  // "configmaps/<ns>/<name>", "secrets/<ns>/<name>" and "daemonsets/<ns>/<name>"
   std::map<std::string, Json> objects_ ABSL_GUARDED_BY(mu_);
   int inject_conflicts_ ABSL_GUARDED_BY(mu_) = 0;
   int conflicts_served_ ABSL_GUARDED_BY(mu_) = 0;

@@ -15,6 +15,7 @@ namespace {
 std::string ShortId(const Cluster& c) { return c.id.substr(0, 8); }
 std::string DaemonSetName(const Cluster& c) { return "ems-node-" + ShortId(c); }
 std::string ConfigMapName(const Cluster& c) { return "ems-node-" + ShortId(c) + "-config"; }
+std::string CdKeySecretName(const Cluster& c) { return "ems-node-" + ShortId(c) + "-cdkey"; }
 std::string Namespace(const Cluster& c) {
   return c.spec.k8s.ns.empty() ? "ems-system" : c.spec.k8s.ns;
 }
@@ -160,7 +161,10 @@ Json KubeBackend::DaemonSetFor(const Cluster& c) const {
   }
   const Json labels = NodePodLabels(c);
   if (ds.is_null()) {
-    ds = BuiltInDaemonSet(c, ManifestOptions(), ConfigMapFor(c)["data"], ConfigMapName(c));
+    ds = BuiltInDaemonSet(c, ManifestOptions(), ConfigMapFor(c)["data"], ConfigMapName(c),
+                          CdKeySecretName(c));
+  } else {
+    MountCdKeySecret(CdKeySecretName(c), ds["spec"]["template"]["spec"]);
   }
   ds["metadata"] = {{"name", DaemonSetName(c)}, {"namespace", Namespace(c)}, {"labels", labels}};
   ds["spec"]["selector"] = {{"matchLabels", labels}};
@@ -175,6 +179,16 @@ Json KubeBackend::DaemonSetFor(const Cluster& c) const {
     container["envFrom"] = Json::array({{{"configMapRef", {{"name", ConfigMapName(c)}}}}});
   }
   return ds;
+}
+
+Json KubeBackend::CdKeySecretFor(const Cluster& c) const {
+  const std::string key = options_.cd_key_of ? options_.cd_key_of(c.project_id) : "";
+  return CdKeySecret(c, CdKeySecretName(c), Namespace(c), key);
+}
+
+absl::Status KubeBackend::ApplyCdKeySecret(const Cluster& c) {
+  const std::string ns = "/api/v1/namespaces/" + Namespace(c);
+  return Apply(ns + "/secrets", ns + "/secrets/" + CdKeySecretName(c), CdKeySecretFor(c));
 }
 
 absl::Status KubeBackend::Apply(const std::string& collection, const std::string& path,
@@ -200,6 +214,8 @@ absl::Status KubeBackend::Apply(const std::string& collection, const std::string
 absl::Status KubeBackend::Prepare(const Cluster& c) {
   const std::string ns = "/api/v1/namespaces/" + Namespace(c);
   const std::string apps = "/apis/apps/v1/namespaces/" + Namespace(c);
+  // The Secret first: the DaemonSet's pods mount it and would not start without it.
+  if (absl::Status s = ApplyCdKeySecret(c); !s.ok()) return s;
   if (absl::Status s =
           Apply(ns + "/configmaps", ns + "/configmaps/" + ConfigMapName(c), ConfigMapFor(c));
       !s.ok()) {
@@ -236,6 +252,9 @@ absl::Status KubeBackend::UpdateNodeLabel(const std::string& name, const std::st
 }
 
 absl::Status KubeBackend::StartNodes(const Cluster& c, const std::vector<std::string>& names) {
+  // A credential created since Prepare reaches the pods this starts (kubelet refreshes the
+  // file of a mounted Secret; ems-node reads it when it starts).
+  if (absl::Status s = ApplyCdKeySecret(c); !s.ok()) return s;
   for (const std::string& n : names) {
     if (absl::Status s = UpdateNodeLabel(n, kClusterLabel, &c.id); !s.ok()) return s;
   }
@@ -280,7 +299,8 @@ absl::StatusOr<std::vector<NodeStatus>> KubeBackend::Status(const Cluster& c,
 absl::Status KubeBackend::Release(const Cluster& c) {
   for (const std::string& path :
        {"/apis/apps/v1/namespaces/" + Namespace(c) + "/daemonsets/" + DaemonSetName(c),
-        "/api/v1/namespaces/" + Namespace(c) + "/configmaps/" + ConfigMapName(c)}) {
+        "/api/v1/namespaces/" + Namespace(c) + "/configmaps/" + ConfigMapName(c),
+        "/api/v1/namespaces/" + Namespace(c) + "/secrets/" + CdKeySecretName(c)}) {
     absl::Status s = client_.Delete(path);
     if (!s.ok() && !absl::IsNotFound(s)) return s;
   }

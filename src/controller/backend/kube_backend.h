@@ -6,11 +6,17 @@
 // patched with the read's resourceVersion (merge patch: the ClusterRole in deploy/k8s grants
 // nodes patch, not update) and retried on conflict. The ConfigMap and DaemonSet follow
 // deploy/k8s/base (kube_manifests.h), generated per cluster; JSON templates in manifests_dir
-// override them.
+// override them. The project's cdKey reaches the pods as a per-cluster Secret
+// (ems-node-<id>-cdkey) mounted read-only and read with --cd_key_file; it is applied by
+// Prepare and again by every StartNodes, so nodes started (or restarted) after the project's
+// credential was created require it. A daemonset.json template gets the same volume, mount
+// and flag unless its ems-node container passes --cd_key or --cd_key_file itself
+// (MountCdKeySecret).
 // Tested against FakeKubeApiServer (no API server runs here). Thread-safe.
 #ifndef EMS_CONTROLLER_BACKEND_KUBE_BACKEND_H_
 #define EMS_CONTROLLER_BACKEND_KUBE_BACKEND_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,6 +38,9 @@ struct KubeBackendOptions {
   int metrics_port = 50052;         // ems-node's /healthz, /metrics and /drain
   std::string k8s_cluster_id;       // "" = answer ListClustersLabels for any id
   int conflict_retries = 5;
+  // The cdKey a project's nodes require from clients, "" for none (as LocalBackendOptions).
+  // Unset = every cluster's Secret holds "".
+  std::function<std::string(const std::string& project_id)> cd_key_of;
 };
 
 class KubeBackend : public Backend {
@@ -55,6 +64,7 @@ class KubeBackend : public Backend {
   // The objects Prepare applies (exposed for tests and `emsctl`-free inspection).
   Json ConfigMapFor(const Cluster& c) const;
   Json DaemonSetFor(const Cluster& c) const;
+  Json CdKeySecretFor(const Cluster& c) const;
 
  private:
   // Sets (value != nullptr) or removes the label `key` of node `name`, retrying conflicts.
@@ -62,6 +72,8 @@ class KubeBackend : public Backend {
                                const std::string* value);
   // Creates or replaces the object at `path` (its collection is `collection`).
   absl::Status Apply(const std::string& collection, const std::string& path, Json object);
+  // Creates or replaces the cluster's cdKey Secret with the project's current key.
+  absl::Status ApplyCdKeySecret(const Cluster& c);
   absl::StatusOr<Json> ListNodes(const std::string& selector);
   NodeManifestOptions ManifestOptions() const;
 

@@ -1,6 +1,6 @@
 // The kubernetes backend against FakeKubeApiServer: node selection and labelling, conflicts,
-// DaemonSet/ConfigMap apply, pod readiness, and a whole create/expand/shrink/delete lifecycle
-// through the Reconciler.
+// DaemonSet/ConfigMap/cdKey Secret apply, pod readiness, and a whole create/expand/shrink/delete
+// lifecycle through the Reconciler.
 #include "controller/backend/kube_backend.h"
 
 #include <unistd.h>
@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/escaping.h"
 #include "controller/backend/fake_kube_api_server.h"
 #include "controller/jobs/reconciler.h"
 #include "gtest/gtest.h"
@@ -192,9 +193,11 @@ TEST_F(KubeBackendTest, BuiltInDaemonSetFollowsDeployK8s) {
   for (const auto& [k, v] : cm["data"].items()) {
     EXPECT_NE(kustomization.find("- " + k + "="), std::string::npos) << k;
   }
-  for (const char* text : {"hostPort: 50051", "hostPort: 50052", "hostPort: 50053",
-                           "path: /run/ems", "/usr/local/bin/ems-node-drain", "maxUnavailable: 1",
-                           "dnsPolicy: ClusterFirstWithHostNet", "key: ems.io/dedicated"}) {
+  for (const char* text :
+       {"hostPort: 50051", "hostPort: 50052", "hostPort: 50053", "path: /run/ems",
+        "/usr/local/bin/ems-node-drain", "maxUnavailable: 1", "dnsPolicy: ClusterFirstWithHostNet",
+        "key: ems.io/dedicated", "fsGroup: 10001", "mountPath: /etc/ems/credential",
+        "secretName: ems-node-cdkey", "defaultMode: 288  # 0440"}) {
     EXPECT_NE(yaml.find(text), std::string::npos) << text;
   }
 }
@@ -275,7 +278,178 @@ TEST_F(KubeBackendTest, LifecycleThroughTheReconciler) {
     EXPECT_EQ(api_.NodeLabels(n).count(kClusterLabel), 0u) << n;
   }
   EXPECT_EQ((*registry)->GetCluster("p", id)->status, kDeleted);
+  const std::string short_id = id.substr(0, 8);
+  EXPECT_TRUE(api_.Object("secrets", "ems-system", "ems-node-" + short_id + "-cdkey").is_null());
+  EXPECT_TRUE(api_.Object("daemonsets", "ems-system", "ems-node-" + short_id).is_null());
   reconciler.Stop();
+}
+
+// What a cdKey Secret's data decodes to ("<missing>" without one).
+std::string SecretKey(const Json& secret) {
+  if (!secret.is_object() || !secret.contains("data") || !secret["data"].contains("cd_key")) {
+    return "<missing>";
+  }
+  std::string decoded;
+  if (!absl::Base64Unescape(secret["data"]["cd_key"].get<std::string>(), &decoded)) {
+    return "<not base64>";
+  }
+  return decoded;
+}
+
+class KubeCdKeyTest : public KubeBackendTest {
+ protected:
+  void SetUp() override {
+    KubeBackendTest::SetUp();
+    cluster_.project_id = "proj-a";
+    // The controller's CredentialStore, reduced to what the backend asks: the key of a project.
+    backend_ = std::make_unique<KubeBackend>(
+        KubeBackendOptions{.api_server = api_.url(),
+                           .token_file = (dir_ / "token").string(),
+                           .controller_address = "ems-controller.ems-system:50050",
+                           .k8s_cluster_id = kK8sId,
+                           .cd_key_of = [this](const std::string& project) {
+                             return project == "proj-a" ? key_ : std::string();
+                           }});
+  }
+  Json Secret() { return api_.Object("secrets", "ems-system", kSecret); }
+
+  static constexpr char kSecret[] = "ems-node-c0ffee00-cdkey";
+  static constexpr char kKey[] = "0123456789abcdef0123456789abcdef";
+  std::string key_;  // the project's credential; "" = none yet
+};
+
+TEST_F(KubeCdKeyTest, PrepareStoresTheProjectsKeyInASecretTheDaemonSetMounts) {
+  key_ = kKey;
+  ASSERT_TRUE(backend_->Prepare(cluster_).ok());
+  const Json secret = Secret();
+  ASSERT_FALSE(secret.is_null()) << "Prepare applies the Secret";
+  EXPECT_EQ(secret["type"], "Opaque");
+  EXPECT_EQ(secret["data"]["cd_key"], "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
+  EXPECT_EQ(SecretKey(secret), kKey);
+  EXPECT_EQ(secret["metadata"]["labels"][kClusterLabel], cluster_.id);
+  EXPECT_EQ(secret["metadata"]["labels"]["app.kubernetes.io/name"], "ems-node");
+
+  const Json ds = api_.Object("daemonsets", "ems-system", "ems-node-c0ffee00");
+  const Json& spec = ds["spec"]["template"]["spec"];
+  const Json& node = spec["containers"][0];
+  Json volume;
+  for (const Json& v : spec["volumes"]) {
+    if (v["name"] == "cd-key") volume = v;
+  }
+  ASSERT_FALSE(volume.is_null()) << spec["volumes"];
+  EXPECT_EQ(volume["secret"]["secretName"], kSecret);
+  EXPECT_EQ(volume["secret"]["defaultMode"], 0440);
+  EXPECT_FALSE(volume["secret"].value("optional", false)) << "no Secret must mean no pod";
+  // Secret files are root's: fsGroup gives them to the group ems-node runs as.
+  EXPECT_EQ(spec["securityContext"]["fsGroup"], spec["securityContext"]["runAsGroup"]);
+  bool mounted = false;
+  for (const Json& m : node["volumeMounts"]) {
+    if (m["name"] == "cd-key") {
+      mounted = true;
+      EXPECT_EQ(m["mountPath"], "/etc/ems/credential");
+      EXPECT_TRUE(m["readOnly"].get<bool>());
+    }
+  }
+  EXPECT_TRUE(mounted) << node["volumeMounts"];
+  int flags = 0;
+  for (const Json& a : node["args"]) {
+    if (a.get<std::string>().rfind("--cd_key", 0) == 0) {
+      ++flags;
+      EXPECT_EQ(a, "--cd_key_file=/etc/ems/credential/cd_key");
+    }
+  }
+  EXPECT_EQ(flags, 1);
+  // The key itself is nowhere but in the Secret (args and ConfigMaps are not secret).
+  EXPECT_EQ(DumpJson(ds).find(kKey), std::string::npos);
+  EXPECT_EQ(
+      DumpJson(api_.Object("configmaps", "ems-system", "ems-node-c0ffee00-config")).find(kKey),
+      std::string::npos);
+
+  // Pods start (Ready) with the Secret there, and not without it: the kubelet cannot mount it.
+  ASSERT_TRUE(backend_->StartNodes(cluster_, {"worker-0"}).ok());
+  EXPECT_TRUE((*backend_->Status(cluster_, {"worker-0"}))[0].ready);
+  KubeClient client({.api_server = api_.url(), .token_file = (dir_ / "token").string()});
+  ASSERT_TRUE(client.Delete("/api/v1/namespaces/ems-system/secrets/ems-node-c0ffee00-cdkey").ok());
+  EXPECT_FALSE((*backend_->Status(cluster_, {"worker-0"}))[0].ready);
+
+  ASSERT_TRUE(backend_->Prepare(cluster_).ok());
+  ASSERT_TRUE(backend_->Release(cluster_).ok());
+  EXPECT_TRUE(Secret().is_null()) << "Release deletes the Secret";
+  EXPECT_TRUE(api_.Object("configmaps", "ems-system", "ems-node-c0ffee00-config").is_null());
+  EXPECT_TRUE(backend_->Release(cluster_).ok()) << "releasing twice is fine";
+}
+
+TEST_F(KubeCdKeyTest, NoCredentialIsAnEmptyKeyAndALaterOneReplacesIt) {
+  ASSERT_TRUE(backend_->Prepare(cluster_).ok());
+  Json secret = Secret();
+  ASSERT_FALSE(secret.is_null());
+  EXPECT_EQ(secret["data"]["cd_key"], "") << "the key exists, so the file does and pods start";
+  const std::string version = secret["metadata"]["resourceVersion"];
+
+  key_ = kKey;  // CreateCredentialInfo
+  ASSERT_TRUE(backend_->Prepare(cluster_).ok());
+  secret = Secret();
+  EXPECT_EQ(SecretKey(secret), kKey);
+  EXPECT_NE(secret["metadata"]["resourceVersion"], version) << "replaced, not created anew";
+
+  // Expanding also refreshes it, so nodes started after a credential require it.
+  key_ = "fedcba9876543210fedcba9876543210";
+  ASSERT_TRUE(backend_->StartNodes(cluster_, {"worker-3"}).ok());
+  EXPECT_EQ(SecretKey(Secret()), key_);
+  // Another project's cluster gets its own project's key (none here).
+  Cluster other = cluster_;
+  other.id = "d00dfeed-0000-4000-8000-000000000002";
+  other.project_id = "proj-b";
+  ASSERT_TRUE(backend_->Prepare(other).ok());
+  EXPECT_EQ(SecretKey(api_.Object("secrets", "ems-system", "ems-node-d00dfeed-cdkey")), "");
+  EXPECT_EQ(SecretKey(Secret()), key_);
+}
+
+TEST_F(KubeCdKeyTest, TemplateDaemonSetsGetTheSecretUnlessTheyPassAKeyThemselves) {
+  std::ofstream(dir_ / "daemonset.json") << R"({"spec": {"template": {"spec": {
+      "securityContext": {"runAsUser": 2000, "runAsGroup": 3000},
+      "volumes": [{"name": "cd-key", "emptyDir": {}}],
+      "containers": [{"name": "sidecar", "image": "busybox:1.36"},
+                     {"name": "ems-node", "image": "registry.local/ems-node:25.12.0",
+                      "command": ["/usr/local/bin/ems-node"], "args": ["--log_level=debug"]}]}}}})";
+  KubeBackend templated({.api_server = api_.url(),
+                         .token_file = (dir_ / "token").string(),
+                         .manifests_dir = dir_.string()});
+  Json spec = templated.DaemonSetFor(cluster_)["spec"]["template"]["spec"];
+  EXPECT_EQ(spec["containers"][0].count("args"), 0u) << "only the ems-node container changes";
+  EXPECT_EQ(spec["containers"][1]["args"],
+            Json({"--log_level=debug", "--cd_key_file=/etc/ems/credential/cd_key"}));
+  EXPECT_EQ(spec["containers"][1]["volumeMounts"][0]["mountPath"], "/etc/ems/credential");
+  ASSERT_EQ(spec["volumes"].size(), 1u) << "the template's cd-key volume is replaced: " << spec;
+  EXPECT_EQ(spec["volumes"][0]["secret"]["secretName"], kSecret);
+  EXPECT_EQ(spec["securityContext"]["fsGroup"], 3000) << "the template's group reads the file";
+
+  // A template that hands ems-node its key itself keeps its own way.
+  std::ofstream(dir_ / "daemonset.json", std::ios::trunc) << R"({"spec": {"template": {"spec": {
+      "containers": [{"name": "ems-node", "image": "registry.local/ems-node:25.12.0",
+                      "args": ["--cd_key_file=/vault/ems/key"]}]}}}})";
+  spec = templated.DaemonSetFor(cluster_)["spec"]["template"]["spec"];
+  EXPECT_EQ(spec["containers"][0]["args"], Json({"--cd_key_file=/vault/ems/key"}));
+  EXPECT_EQ(spec.count("volumes"), 0u);
+  EXPECT_EQ(spec.count("securityContext"), 0u);
+}
+
+// The fake answers Secrets like the API server: base64 data only, under /api/v1 only.
+TEST_F(KubeCdKeyTest, FakeApiServerKeepsSecretsFaithful) {
+  KubeClient client({.api_server = api_.url(), .token_file = (dir_ / "token").string()});
+  Json bad = {{"apiVersion", "v1"},
+              {"kind", "Secret"},
+              {"metadata", {{"name", "bad"}}},
+              {"data", {{"cd_key", "not base64!"}}}};
+  EXPECT_EQ(client.Create("/api/v1/namespaces/ems-system/secrets", bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  bad["data"]["cd_key"] = absl::Base64Escape("k");
+  EXPECT_EQ(client.Create("/apis/apps/v1/namespaces/ems-system/secrets", bad).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(client.Create("/api/v1/namespaces/ems-system/secrets", bad).ok());
+  EXPECT_EQ(client.Create("/api/v1/namespaces/ems-system/secrets", bad).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(SecretKey(api_.Object("secrets", "ems-system", "bad")), "k");
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace ems::controller {
@@ -10,6 +12,8 @@ namespace {
 constexpr int64_t kGiB = 1024;  // in MiB
 constexpr int kShutdownGraceSeconds = 10;
 constexpr uint32_t kEmsUid = 10001;  // the image's ems user and group (deploy/docker)
+// r--r-----: the owner (root) and the pod's fsGroup read the cdKey; nobody writes it.
+constexpr int kCdKeyFileMode = 0440;
 
 Json EnvFromField(const char* name, const char* path) {
   return {{"name", name}, {"valueFrom", {{"fieldRef", {{"fieldPath", path}}}}}};
@@ -65,8 +69,63 @@ Json NodeFlags(const Cluster& c, const NodeManifestOptions& o) {
           {"shutdown_grace_seconds", std::to_string(kShutdownGraceSeconds)}};
 }
 
+Json CdKeySecret(const Cluster& c, const std::string& name, const std::string& ns,
+                 const std::string& cd_key) {
+  return {{"apiVersion", "v1"},
+          {"kind", "Secret"},
+          {"type", "Opaque"},
+          {"metadata", {{"name", name}, {"namespace", ns}, {"labels", NodePodLabels(c)}}},
+          {"data", {{kCdKeySecretKey, absl::Base64Escape(cd_key)}}}};
+}
+
+bool MountCdKeySecret(const std::string& secret_name, Json& pod_spec) {
+  if (!pod_spec.is_object() || !pod_spec.contains("containers") ||
+      !pod_spec["containers"].is_array() || pod_spec["containers"].empty()) {
+    return false;
+  }
+  Json* node = &pod_spec["containers"][0];
+  for (Json& container : pod_spec["containers"]) {
+    if (container.is_object() && StrOr(container, "name") == "ems-node") node = &container;
+  }
+  if (!node->is_object()) return false;
+  if (!node->contains("args") || !(*node)["args"].is_array()) (*node)["args"] = Json::array();
+  for (const Json& arg : (*node)["args"]) {
+    if (!arg.is_string()) continue;
+    const std::string a = arg.get<std::string>();
+    for (const char* flag : {"--cd_key", "--cd_key_file"}) {
+      if (a == flag || absl::StartsWith(a, absl::StrCat(flag, "="))) return true;  // its own
+    }
+  }
+  // Replace whatever a template calls kCdKeyVolume: two volumes or mounts of one name are
+  // invalid.
+  auto set_named = [](Json& list, const Json& item) {
+    if (!list.is_array()) list = Json::array();
+    for (Json& existing : list) {
+      if (existing.is_object() && StrOr(existing, "name") == kCdKeyVolume) {
+        existing = item;
+        return;
+      }
+    }
+    list.push_back(item);
+  };
+  set_named(pod_spec["volumes"],
+            {{"name", kCdKeyVolume},
+             {"secret", {{"secretName", secret_name}, {"defaultMode", kCdKeyFileMode}}}});
+  set_named((*node)["volumeMounts"],
+            {{"name", kCdKeyVolume}, {"mountPath", kCdKeyDir}, {"readOnly", true}});
+  (*node)["args"].push_back(absl::StrCat("--cd_key_file=", kCdKeyFile));
+  // Secret files belong to root; fsGroup makes them the pod's group's, so a non-root ems-node
+  // reads them (mode 0440) and no other user does.
+  Json& security = pod_spec["securityContext"];
+  if (!security.is_object()) security = Json::object();
+  if (!security.contains("fsGroup")) {
+    security["fsGroup"] = security.contains("runAsGroup") ? security["runAsGroup"] : Json(kEmsUid);
+  }
+  return true;
+}
+
 Json BuiltInDaemonSet(const Cluster& c, const NodeManifestOptions& o, const Json& flags,
-                      const std::string& configmap_name) {
+                      const std::string& configmap_name, const std::string& cd_key_secret) {
   const NodeSizing size = SizeNode(c.spec.memory);
   const std::string port = std::to_string(o.node_port);
   Json args = {"--listen=0.0.0.0:" + port,
@@ -133,12 +192,14 @@ Json BuiltInDaemonSet(const Cluster& c, const NodeManifestOptions& o, const Json
        {{"runAsNonRoot", true},
         {"runAsUser", kEmsUid},
         {"runAsGroup", kEmsUid},
+        {"fsGroup", kEmsUid},  // group-owns the cdKey Secret's file
         {"seccompProfile", {{"type", "RuntimeDefault"}}}}},
       {"initContainers", {socket_dir}},
       {"containers", {node}},
       {"volumes",
        {{{"name", "run-ems"},
          {"hostPath", {{"path", "/run/ems"}, {"type", "DirectoryOrCreate"}}}}}}};
+  MountCdKeySecret(cd_key_secret, pod_spec);
   return {
       {"apiVersion", "apps/v1"},
       {"kind", "DaemonSet"},
