@@ -48,7 +48,8 @@ TEST(BenchSmokeTest, ThroughputPrintsOneVerifiedLinePerTargetOpAndCase) {
 
 TEST(BenchSmokeTest, LookupPrintsTheContractLinePerTarget) {
   const auto lines = RunBench(
-      "lookup --lookup_targets=ems,redis --lookup_seconds=1 --lookup_prompts=16 --lookup_threads=2");
+      "lookup --lookup_targets=ems,redis --lookup_seconds=1 --lookup_prompts=16 "
+      "--lookup_threads=2");
   ASSERT_EQ(lines.size(), 2u);
   for (const auto& j : lines) {
     EXPECT_EQ(j["keys"].get<int>(), 64) << j.dump();

@@ -209,9 +209,9 @@ struct CaseData {
     const uint64_t tag[2] = {t, i};
     std::memcpy(v.data(), tag, std::min(v.size(), sizeof(tag)));
   }
-  std::vector<std::vector<std::string>> keys;  // [thread][i]
-  std::vector<std::vector<uint64_t>> expected;  // [thread][i]: checksum of value (t, i)
-  std::vector<std::vector<uint64_t>> got;       // [thread][i]: checksum of what was read
+  std::vector<std::vector<std::string>> keys;        // [thread][i]
+  std::vector<std::vector<uint64_t>> expected;       // [thread][i]: checksum of value (t, i)
+  std::vector<std::vector<uint64_t>> got;            // [thread][i]: checksum of what was read
   std::vector<std::vector<uint8_t>> sources, sinks;  // [thread]
 };
 
