@@ -171,7 +171,8 @@ class Pool {
   virtual absl::StatusOr<ReadHandle> Get(const BlockKey& key) = 0;
   // True if `key` is sealed. Counts neither hit nor miss, touches no recency.
   virtual bool Contains(const BlockKey& key) = 0;
-  // Number of leading keys that are sealed; stops at the first miss. Touches the matched ones.
+  // Number of leading keys that are sealed; stops at the first miss. Touches no recency or
+  // frequency: a lookup is not a use (the Get that follows is).
   virtual size_t MatchPrefix(absl::Span<const BlockKey> keys) = 0;
   // Removes a sealed block. NOT_FOUND if absent. A pinned block is freed when unpinned.
   virtual absl::Status Remove(const BlockKey& key) = 0;

@@ -294,6 +294,17 @@ TEST_F(PoolTest, MatchPrefixCountsLeadingKeys) {
   EXPECT_EQ(pool->MatchPrefix(other_ns), 0u) << "namespaces isolate";
 }
 
+TEST_F(PoolTest, MatchPrefixIsNotAUseAndProtectsNothingFromEviction) {
+  auto pool = MakePool();  // 32 MiB: evicts from 95% down to 85%
+  for (uint64_t i = 0; i < 28; ++i) ASSERT_TRUE(Put(*pool, i, kMiB).ok());
+  for (int k = 0; k < 5; ++k) EXPECT_EQ(pool->MatchPrefix({Key(0)}), 1u);
+  ASSERT_TRUE(pool->Get(Key(1)).ok());  // a use: the most recent of the old blocks now
+  for (uint64_t i = 100; i < 104; ++i) ASSERT_TRUE(Put(*pool, i, kMiB).ok());
+  ASSERT_GT(pool->Stats().evictions, 0u);
+  EXPECT_FALSE(pool->Contains(Key(0))) << "looked up five times, used never: least recent";
+  EXPECT_TRUE(pool->Contains(Key(1))) << "read once: kept";
+}
+
 TEST_F(PoolTest, KeysListsSealedBlocks) {
   auto pool = MakePool();
   for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(Put(*pool, i, 4096).ok());
