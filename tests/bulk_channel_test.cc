@@ -45,7 +45,7 @@ class BulkChannelTest : public ::testing::Test {
     node::BulkServerOptions o;
     o.host = "127.0.0.1";
     o.node_id = "n1";
-    o.cd_key = kCdKey;
+    o.credential = std::make_shared<node::Credential>(kCdKey);
     o.io_timeout = io_timeout;
     o.view = [this] {
       absl::MutexLock lock(&mu_);
@@ -404,7 +404,7 @@ TEST_F(BulkChannelTest, APooledConnectionToARestartedServerIsReplacedOnce) {
   o.host = "127.0.0.1";
   o.port = port;
   o.node_id = "n1";
-  o.cd_key = kCdKey;
+  o.credential = std::make_shared<node::Credential>(kCdKey);
   auto server = node::BulkServer::Start(pool_.get(), o);
   ASSERT_TRUE(server.ok()) << server.status();
   server_ = *std::move(server);

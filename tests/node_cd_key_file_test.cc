@@ -100,6 +100,42 @@ TEST_F(NodeCdKeyFileTest, AnEmptyFileRequiresNoKey) {
   EXPECT_EQ(out, value);
 }
 
+// A credential created while the node serves (the local backend rewrites the file, the kubelet
+// updates a Secret's) takes effect without a restart, and the stored blocks stay.
+TEST_F(NodeCdKeyFileTest, ARewrittenFileTakesEffectWithoutARestart) {
+  const std::string file = WriteKeyFile("");
+  auto node = testing::StartNode({"--huge_page_num=8", "--cd_key_file=" + file});
+  ASSERT_TRUE(node.ok()) << node.status();
+  const std::string address = (*node)->Value("LISTENING");
+  auto anonymous = Client::Connect({.address = address, .use_local = false});
+  auto keyed = Client::Connect({.address = address, .cd_key = kKey, .use_local = false});
+  ASSERT_TRUE(anonymous.ok() && keyed.ok());
+  const std::vector<uint8_t> value = TestValue(5, 65536);
+  ASSERT_TRUE((*anonymous)->Put(TestKey(5), value).ok()) << "no key required yet";
+
+  // Replaced the way a Secret update is: a new file renamed over the old one.
+  const fs::path next = dir_ / "cd_key.next";
+  std::ofstream(next, std::ios::trunc) << kKey << "\n";
+  fs::rename(next, file);
+  std::vector<uint8_t> out(value.size());
+  bool required = false;
+  for (int i = 0; i < 200 && !required; ++i) {  // the node re-reads it every 2 s
+    required = (*anonymous)->Get(TestKey(5), absl::MakeSpan(out)).status().code() ==
+               absl::StatusCode::kUnauthenticated;
+    if (!required) ::usleep(50 * 1000);
+  }
+  EXPECT_TRUE(required) << "the node never took the new key";
+  auto n = (*keyed)->Get(TestKey(5), absl::MakeSpan(out));
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(out, value) << "the block stored before the key changed is intact";
+
+  // A file that disappears keeps the key: a gap in a mount must not open the node.
+  fs::remove(file);
+  ::usleep(2500 * 1000);
+  EXPECT_EQ((*anonymous)->Get(TestKey(5), absl::MakeSpan(out)).status().code(),
+            absl::StatusCode::kUnauthenticated);
+}
+
 TEST_F(NodeCdKeyFileTest, AnUnreadableFileStopsTheNodeNamingIt) {
   const std::string missing = (dir_ / "no-such-file").string();
   auto [code, err] = RunToExit("--cd_key_file=" + missing);

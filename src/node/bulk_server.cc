@@ -111,6 +111,7 @@ void BulkServer::Serve(int fd) {
   bulk::TuneSocket(fd, options_.io_timeout);
   bulk::Reader in(fd);
   bool hello = false;
+  std::string hello_key;  // what the HELLO presented, checked against every request
   while (in.buffered() > 0 || WaitReadable(fd)) {
     bulk::RequestHeader h;
     if (!in.Read(&h, sizeof(h)).ok()) return;
@@ -128,6 +129,16 @@ void BulkServer::Serve(int fd) {
           .IgnoreError();
       return;
     }
+    // The key can change while a connection is open (a credential created later): every
+    // request is checked against the current one, and a connection whose HELLO key no longer
+    // passes is told so and closed before any of its values is read.
+    if (op != bulk::Op::kHello && options_.credential) {
+      if (absl::Status s = options_.credential->Check(options_.node_id, hello_key, "its HELLO");
+          !s.ok()) {
+        SendStatus(fd, s, 0, 0).IgnoreError();
+        return;
+      }
+    }
     const uint32_t limit = op == bulk::Op::kHello ? bulk::kMaxCdKeyBytes : bulk::kMaxItems;
     if (h.count > limit) {
       SendStatus(fd,
@@ -144,9 +155,12 @@ void BulkServer::Serve(int fd) {
       case bulk::Op::kHello: {
         std::string cd_key(h.count, '\0');
         if (!in.Read(cd_key.data(), cd_key.size()).ok()) return;
-        absl::Status s = CheckCdKey(options_.node_id, options_.cd_key, cd_key, "its HELLO");
+        absl::Status s =
+            options_.credential ? options_.credential->Check(options_.node_id, cd_key, "its HELLO")
+                                : absl::OkStatus();
         if (!SendStatus(fd, s, epoch, 0).ok() || !s.ok()) return;
         hello = true;
+        hello_key = std::move(cd_key);
         continue;
       }
       case bulk::Op::kGet:

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/cluster_view.h"
+#include "node/credential.h"
 #include "node/internal/connection_threads.h"
 #include "pool/pool.h"
 
@@ -19,7 +20,7 @@ struct BulkServerOptions {
   std::string host = "0.0.0.0";
   int port = 0;  // 0 picks a free port
   std::string node_id;
-  std::string cd_key;  // "" = no credential required
+  std::shared_ptr<const Credential> credential;  // nullptr or no key = none required
   // The node's current cluster map; nullptr or returning nullptr = standalone (owns all keys).
   std::function<std::shared_ptr<const ClusterView>()> view;
   // A peer that stalls longer than this mid-request loses its connection, and with it any

@@ -45,7 +45,9 @@ absl::Status DataService::Admit(grpc::CallbackServerContext* ctx,
   auto cd = md.find(kCdKeyHeader);
   const absl::string_view given =
       cd == md.end() ? "" : absl::string_view(cd->second.data(), cd->second.size());
-  EMS_RETURN_IF_ERROR(CheckCdKey(options_.node_id, options_.cd_key, given, kCdKeyHeader));
+  if (options_.credential) {
+    EMS_RETURN_IF_ERROR(options_.credential->Check(options_.node_id, given, kCdKeyHeader));
+  }
   if (keys == nullptr || !options_.view) return absl::OkStatus();
   auto it = md.find(kEpochHeader);
   if (it == md.end()) return absl::OkStatus();  // a caller without a map talks to one node

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/cluster_view.h"
+#include "node/credential.h"
 #include "ems/v1/data.grpc.pb.h"
 #include "pool/pool.h"
 
@@ -20,8 +21,9 @@ inline constexpr char kCdKeyHeader[] = "ems-cd-key";  // client → node (projec
 
 struct DataServiceOptions {
   std::string node_id;
-  // When set, requests must carry this value in kCdKeyHeader (UNAUTHENTICATED otherwise).
-  std::string cd_key;
+  // When set and holding a key, requests must carry it in kCdKeyHeader (UNAUTHENTICATED
+  // otherwise). Shared with the bulk channel; it can change while the node serves.
+  std::shared_ptr<const Credential> credential;
   // The node's current cluster map; nullptr or returning nullptr = standalone (owns all keys).
   std::function<std::shared_ptr<const ClusterView>()> view;
   int bulk_port = 0;  // advertised in Health; 0 = no bulk channel

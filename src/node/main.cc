@@ -1,21 +1,15 @@
 // ems-node: the EMS daemon, one per machine.
-#include <fcntl.h>
 #include <signal.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
-#include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "common/logging.h"
 #include "node/node.h"
 #include "spdlog/spdlog.h"
@@ -71,44 +65,6 @@ ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "on SIGTERM, how long in-flight calls may take before the node exits");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off");
 
-namespace {
-
-// The credential in `path`: the whole file with surrounding whitespace (a trailing newline)
-// removed. A file that cannot be read is an error, never "no credential": a mistyped path or
-// an unmounted Secret must not turn authentication off.
-absl::StatusOr<std::string> ReadCdKeyFile(const std::string& path) {
-  // A key is 32 hex digits; anything this large is the wrong file.
-  constexpr size_t kMaxBytes = 4096;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--cd_key_file ", path, ": cannot open: ", std::strerror(errno)));
-  }
-  std::string data(kMaxBytes + 1, '\0');
-  size_t size = 0;
-  while (size < data.size()) {
-    const ssize_t n = ::read(fd, data.data() + size, data.size() - size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return absl::InvalidArgumentError(
-          absl::StrCat("--cd_key_file ", path, ": cannot read: ", std::strerror(err)));
-    }
-    if (n == 0) break;
-    size += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  if (size > kMaxBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("--cd_key_file ", path, ": larger than ",
-                                                   kMaxBytes, " bytes; not a credential file"));
-  }
-  data.resize(size);
-  return std::string(absl::StripAsciiWhitespace(data));
-}
-
-}  // namespace
-
 // jemalloc reads this at start-up: return freed message buffers to the OS within a second so
 // the process's memory beyond the arena stays small (docs/pool.md).
 extern "C" {
@@ -155,21 +111,7 @@ int main(int argc, char** argv) {
   o.bulk_port = absl::GetFlag(FLAGS_bulk_port);
   o.local_socket = absl::GetFlag(FLAGS_local_socket);
   o.cd_key = absl::GetFlag(FLAGS_cd_key);
-  if (const std::string file = absl::GetFlag(FLAGS_cd_key_file); !file.empty()) {
-    if (!o.cd_key.empty()) {
-      spdlog::error("ems-node: give --cd_key or --cd_key_file, not both");
-      return 1;
-    }
-    auto key = ReadCdKeyFile(file);
-    if (!key.ok()) {
-      spdlog::error("ems-node: {}", std::string(key.status().message()));
-      return 1;
-    }
-    o.cd_key = *std::move(key);
-    spdlog::info("ems-node: {}", o.cd_key.empty()
-                                     ? "--cd_key_file is empty: clients need no credential"
-                                     : "clients must present the cdKey of --cd_key_file");
-  }
+  o.cd_key_file = absl::GetFlag(FLAGS_cd_key_file);
   o.controller = absl::GetFlag(FLAGS_controller);
   o.cluster = absl::GetFlag(FLAGS_cluster);
   o.zone = absl::GetFlag(FLAGS_zone);

@@ -35,10 +35,22 @@ Node::Node(NodeOptions options) : options_(std::move(options)) {}
 absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   std::unique_ptr<Node> node(new Node(std::move(options)));
   NodeOptions& o = node->options_;
+  if (!o.cd_key.empty() && !o.cd_key_file.empty()) {
+    return absl::InvalidArgumentError("give --cd_key or --cd_key_file, not both");
+  }
+  node->credential_ = std::make_shared<Credential>(o.cd_key);
+  if (!o.cd_key_file.empty()) {
+    EMS_ASSIGN_OR_RETURN(std::string key, ReadCdKeyFile(o.cd_key_file));
+    spdlog::info("ems-node: {}", key.empty() ? "--cd_key_file is empty: clients need no credential"
+                                             : "clients must present the cdKey of --cd_key_file");
+    node->credential_->Set(std::move(key));
+    node->credential_watcher_ = std::make_unique<CredentialFileWatcher>(
+        o.cd_key_file, node->credential_, o.cd_key_file_period);
+  }
   EMS_ASSIGN_OR_RETURN(node->pool_, pool::Pool::Create(o.pool));
 
   DataServiceOptions sopts;
-  sopts.cd_key = o.cd_key;
+  sopts.credential = node->credential_;
   Node* raw = node.get();
   sopts.view = [raw]() -> std::shared_ptr<const ClusterView> {
     MembershipAgent* agent = raw->agent_raw_.load(std::memory_order_acquire);
@@ -61,7 +73,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
     EMS_ASSIGN_OR_RETURN(node->bulk_, BulkServer::Start(node->pool_.get(), {.host = bulk_host,
                                                                             .port = o.bulk_port,
                                                                             .node_id = o.node_id,
-                                                                            .cd_key = o.cd_key,
+                                                                            .credential = node->credential_,
                                                                             .view = sopts.view}));
     sopts.bulk_port = node->bulk_->port();
   }

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "node/credential.h"
 #include "pool/pool.h"
 
 namespace grpc {
@@ -36,6 +37,10 @@ struct NodeOptions {
   std::string local_socket;  // "" disables the same-machine path
   int bulk_port = 0;         // bulk data channel; 0 picks a port, -1 disables
   std::string cd_key;        // "" = no credential required
+  // The credential's file, re-read every cd_key_file_period so a key created later takes
+  // effect without a restart; exclusive with cd_key. "" = none.
+  std::string cd_key_file;
+  absl::Duration cd_key_file_period = absl::Seconds(2);
   // Membership: empty controller = standalone node.
   std::string controller;
   std::string cluster = "default";
@@ -72,6 +77,8 @@ class Node {
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<LocalServer> local_;
   std::unique_ptr<BulkServer> bulk_;
+  std::shared_ptr<Credential> credential_;
+  std::unique_ptr<CredentialFileWatcher> credential_watcher_;
   std::unique_ptr<MembershipAgent> agent_;
   std::atomic<MembershipAgent*> agent_raw_{nullptr};  // what RPC handlers read; acq/rel
   std::unique_ptr<Migrator> migrator_;                // cluster mode only; created before agent_

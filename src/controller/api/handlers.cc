@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "controller/api/errors.h"
 #include "controller/api/validation.h"
+#include "spdlog/spdlog.h"
 
 namespace ems::controller::api {
 namespace {
@@ -158,6 +159,15 @@ absl::StatusOr<ApiReply> Handlers::CreateCredentialInfo(const ApiRequest& r) {
   if (absl::Status s = CheckPathProject(r); !s.ok()) return s;
   auto c = credentials_->Create(r.project_id);
   if (!c.ok()) return c.status();
+  // The project's running nodes take the key now, not at their next restart. The credential
+  // exists either way: a node this misses gets the key when it next starts.
+  for (const Cluster& cluster : registry_->ListClusters(r.project_id)) {
+    if (cluster.status == kDeleted || cluster.status == kDeleting) continue;
+    if (absl::Status s = backend_->RefreshCredential(cluster); !s.ok()) {
+      spdlog::warn("cluster {}: the new cdKey did not reach its nodes yet: {}", cluster.id,
+                   s.ToString());
+    }
+  }
   return ApiReply{200, CredentialJson(*c)};
 }
 

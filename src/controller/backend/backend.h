@@ -49,6 +49,9 @@ class Backend {
   // Something the operator should know about the cluster (shown as its `reason` while
   // RUNNING, e.g. the local backend's memory cap). "" if nothing.
   virtual std::string Note(const Cluster& c) { return ""; }
+  // Hands cluster `c`'s running nodes its project's current cdKey (after CreateCredentialInfo);
+  // the nodes take it without a restart.
+  virtual absl::Status RefreshCredential(const Cluster& c) = 0;
 };
 
 }  // namespace ems::controller

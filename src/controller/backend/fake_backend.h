@@ -66,6 +66,15 @@ class FakeBackend : public Backend {
     return labels_[k8s_id];
   }
   std::string Note(const Cluster& c) override { return "fake backend"; }
+  absl::Status RefreshCredential(const Cluster& c) override {
+    absl::MutexLock lock(&mu_);
+    ++credential_refreshes_[c.id];
+    return absl::OkStatus();
+  }
+  int credential_refreshes(const std::string& cluster_id) {
+    absl::MutexLock lock(&mu_);
+    return credential_refreshes_[cluster_id];
+  }
 
   // --- test controls ---
   void HoldReady(bool hold) {
@@ -99,6 +108,7 @@ class FakeBackend : public Backend {
 
  private:
   absl::Mutex mu_;
+  std::map<std::string, int> credential_refreshes_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::set<std::string>> running_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> prepared_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<NodeLabel>> labels_ ABSL_GUARDED_BY(mu_);

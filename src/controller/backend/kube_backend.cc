@@ -253,7 +253,7 @@ absl::Status KubeBackend::UpdateNodeLabel(const std::string& name, const std::st
 
 absl::Status KubeBackend::StartNodes(const Cluster& c, const std::vector<std::string>& names) {
   // A credential created since Prepare reaches the pods this starts (kubelet refreshes the
-  // file of a mounted Secret; ems-node reads it when it starts).
+  // file of a mounted Secret; ems-node re-reads it).
   if (absl::Status s = ApplyCdKeySecret(c); !s.ok()) return s;
   for (const std::string& n : names) {
     if (absl::Status s = UpdateNodeLabel(n, kClusterLabel, &c.id); !s.ok()) return s;

@@ -59,6 +59,9 @@ class KubeBackend : public Backend {
   absl::StatusOr<std::vector<NodeStatus>> Status(const Cluster& c,
                                                  const std::vector<std::string>& names) override;
   absl::Status Release(const Cluster& c) override;
+  // Re-applies the cluster's cdKey Secret; the kubelet refreshes the mounted file and ems-node
+  // re-reads it (--cd_key_file), so running pods take the new key without a restart.
+  absl::Status RefreshCredential(const Cluster& c) override { return ApplyCdKeySecret(c); }
   absl::StatusOr<std::vector<NodeLabel>> ListLabels(const std::string& k8s_cluster_id) override;
 
   // The objects Prepare applies (exposed for tests and `emsctl`-free inspection).

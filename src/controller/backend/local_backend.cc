@@ -29,8 +29,12 @@ std::string ReadFile(const fs::path& p) {
   return ss.str();
 }
 
-// Writes via a temporary and rename, so a reader never sees half a file.
-absl::Status WriteFileAtomically(const fs::path& p, const std::string& data) {
+constexpr char kCdKeyFile[] = "cd_key";  // in each node's directory; --cd_key_file
+
+// Writes via a temporary and rename, so a reader never sees half a file. `mode` (unless
+// unknown) is set before the rename, so the file is never readable more widely.
+absl::Status WriteFileAtomically(const fs::path& p, const std::string& data,
+                                 fs::perms mode = fs::perms::unknown) {
   const fs::path tmp = p.string() + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
@@ -38,6 +42,10 @@ absl::Status WriteFileAtomically(const fs::path& p, const std::string& data) {
     if (!out.good()) return absl::InternalError(absl::StrCat("cannot write ", tmp.string()));
   }
   std::error_code ec;
+  if (mode != fs::perms::unknown) {
+    fs::permissions(tmp, mode, ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot chmod ", tmp.string()));
+  }
   fs::rename(tmp, p, ec);
   if (ec)
     return absl::InternalError(absl::StrCat("cannot rename to ", p.string(), ": ", ec.message()));
@@ -123,10 +131,10 @@ absl::Status LocalBackend::Spawn(const Cluster& c, const std::string& node,
   if (!options_.membership_address.empty()) {
     args.insert(args.end(), {"--controller", options_.membership_address, "--cluster", c.id});
   }
-  if (options_.cd_key_of) {
-    const std::string cd_key = options_.cd_key_of(c.project_id);
-    if (!cd_key.empty()) args.insert(args.end(), {"--cd_key", cd_key});
-  }
+  // The key goes in a file the node re-reads (not in args, which any local user can list), so
+  // a credential created while the cluster runs reaches it (RefreshCredential).
+  if (absl::Status s = WriteCdKey(c, dir); !s.ok()) return s;
+  args.insert(args.end(), {"--cd_key_file", (fs::path(dir) / kCdKeyFile).string()});
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
@@ -215,6 +223,23 @@ absl::Status LocalBackend::Prepare(const Cluster& c) {
         absl::StrCat("ems-node binary ", options_.node_binary, " is not executable"));
   }
   return absl::OkStatus();
+}
+
+absl::Status LocalBackend::WriteCdKey(const Cluster& c, const std::string& dir) {
+  const std::string key = options_.cd_key_of ? options_.cd_key_of(c.project_id) : "";
+  // The node runs as the controller's user: nobody else needs to read the key.
+  return WriteFileAtomically(fs::path(dir) / kCdKeyFile, key,
+                             fs::perms::owner_read | fs::perms::owner_write);
+}
+
+absl::Status LocalBackend::RefreshCredential(const Cluster& c) {
+  absl::MutexLock lock(&mu_);
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fs::path(options_.work_dir) / c.id, ec)) {
+    if (!e.is_directory() || LivePid(e.path().string()) == 0) continue;
+    if (absl::Status s = WriteCdKey(c, e.path().string()); !s.ok()) return s;
+  }
+  return absl::OkStatus();  // no directory: no node running
 }
 
 absl::Status LocalBackend::StartNodes(const Cluster& c, const std::vector<std::string>& names) {

@@ -46,6 +46,7 @@ class LocalBackend : public Backend {
   absl::Status Release(const Cluster& c) override;
   absl::StatusOr<std::vector<NodeLabel>> ListLabels(const std::string& k8s_cluster_id) override;
   std::string Note(const Cluster& c) override;
+  absl::Status RefreshCredential(const Cluster& c) override;
 
   // huge_page_num a node of `c` is started with: the spec's, capped to the memory cap.
   int64_t NodeHugePages(const Cluster& c) const;
@@ -56,8 +57,12 @@ class LocalBackend : public Backend {
   std::string NodeDir(const std::string& cluster_id, const std::string& node) const;
   // The pid of the node's live process, or 0.
   int LivePid(const std::string& dir);
-  absl::Status Spawn(const Cluster& c, const std::string& node, const std::string& dir);
+  absl::Status Spawn(const Cluster& c, const std::string& node, const std::string& dir)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status StopOne(const std::string& dir);
+  // The project's current cdKey ("" = none) into `dir`'s key file, which the node re-reads.
+  absl::Status WriteCdKey(const Cluster& c, const std::string& dir)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const LocalBackendOptions options_;
   absl::Mutex mu_;  // serializes spawns and stops, so two callers never start one node twice

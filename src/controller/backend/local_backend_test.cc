@@ -48,12 +48,13 @@ class LocalBackendTest : public ::testing::Test {
     return {};
   }
 
-  std::string Args(const std::string& node) {
-    std::ifstream in(dir_ / "c1" / node / "args.txt");
+  static std::string ReadFile(const fs::path& p) {
+    std::ifstream in(p);
     std::stringstream ss;
     ss << in.rdbuf();
     return ss.str();
   }
+  std::string Args(const std::string& node) { return ReadFile(dir_ / "c1" / node / "args.txt"); }
 
   fs::path dir_;
   LocalBackendOptions options_;
@@ -95,8 +96,29 @@ TEST_F(LocalBackendTest, PassesTheProjectsCdKey) {
   cluster_.project_id = "p1";
   ASSERT_TRUE(keyed.StartNodes(cluster_, {"local-0"}).ok());
   WaitReady(keyed, {"local-0"});
-  EXPECT_NE(Args("local-0").find("--cd_key\n0123456789abcdef0123456789abcdef\n"), std::string::npos)
+  // In a file only the owner reads, never in args (any local user can list those).
+  const fs::path key_file = dir_ / "c1" / "local-0" / "cd_key";
+  EXPECT_NE(Args("local-0").find("--cd_key_file\n" + key_file.string() + "\n"), std::string::npos)
       << Args("local-0");
+  EXPECT_EQ(Args("local-0").find("0123456789abcdef"), std::string::npos) << Args("local-0");
+  EXPECT_EQ(ReadFile(key_file), "0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(fs::status(key_file).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  keyed.StopAll();
+}
+
+TEST_F(LocalBackendTest, RefreshCredentialRewritesTheKeyFileOfRunningNodes) {
+  std::string key;  // the project's current key; none at first
+  options_.cd_key_of = [&key](const std::string&) { return key; };
+  LocalBackend keyed(options_);
+  ASSERT_TRUE(keyed.StartNodes(cluster_, {"local-0", "local-1"}).ok());
+  WaitReady(keyed, {"local-0", "local-1"});
+  EXPECT_EQ(ReadFile(dir_ / "c1" / "local-0" / "cd_key"), "") << "no credential: empty file";
+  key = "fedcba9876543210fedcba9876543210";
+  ASSERT_TRUE(keyed.RefreshCredential(cluster_).ok());
+  for (const char* node : {"local-0", "local-1"}) {
+    EXPECT_EQ(ReadFile(dir_ / "c1" / node / "cd_key"), key) << node;
+  }
   keyed.StopAll();
 }
 

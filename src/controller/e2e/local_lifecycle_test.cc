@@ -328,11 +328,10 @@ TEST_F(LocalLifecycleTest, SigkilledControllerResumesItsJobAndAdoptsNodes) {
   ASSERT_EQ(WaitJob(del["job_id"])["status"], "COMPLETED");
 }
 
-TEST_F(LocalLifecycleTest, NodesRequireTheProjectsCdKey) {
+// A credential created while a cluster runs reaches its nodes without a restart (the backend
+// rewrites each node's key file, which ems-node re-reads); blocks stored before stay readable.
+TEST_F(LocalLifecycleTest, NodesRequireTheProjectsCdKeyEvenWhenCreatedLater) {
   token_ = NewToken();
-  Json cred = Call("POST", "/v1/ems/e2e/credentials");
-  ASSERT_EQ(last_status_, 200) << cred;
-  const std::string cd_key = cred["cdKey"];
   Json body = {{"name", "locked"},
                {"k8s_cluster_specification",
                 {{"k8s_cluster_id", "0b0e7e4a-4a9e-4c1e-9a57-1c2d3e4f5a6b"}, {"node_count", 3}}}};
@@ -340,18 +339,35 @@ TEST_F(LocalLifecycleTest, NodesRequireTheProjectsCdKey) {
   ASSERT_EQ(WaitJob(created["job_id"])["status"], "COMPLETED");
   const std::string id = created["cluster_id"];
   v1::ClusterMap map = WaitMap(id, 3);
-  // Without the key every node refuses; with it the cluster serves.
+  {
+    auto open = ClusterClient(id);  // no credential yet: no key needed
+    ASSERT_NE(open, nullptr);
+    PutAll(*open, 0, 30);
+  }
+
+  Json cred = Call("POST", "/v1/ems/e2e/credentials");
+  ASSERT_EQ(last_status_, 200) << cred;
+  const std::string cd_key = cred["cdKey"];
+  // Without the key every node refuses (once it re-read its key file); with it the cluster
+  // serves, the blocks stored before the key included.
   for (const auto& n : map.nodes()) {
     auto anonymous = Client::Connect({.address = n.address(), .use_local = false});
     ASSERT_TRUE(anonymous.ok());
-    const std::vector<uint8_t> v = ValueOf(1);
-    EXPECT_EQ((*anonymous)->Put(KeyOf(1), v).code(), absl::StatusCode::kUnauthenticated) << n.id();
+    const std::vector<uint8_t> v = ValueOf(1000);
+    absl::Status put;
+    for (int i = 0; i < 200; ++i) {  // nodes re-read the file every 2 s
+      put = (*anonymous)->Put(KeyOf(1000), v);
+      if (put.code() == absl::StatusCode::kUnauthenticated) break;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    EXPECT_EQ(put.code(), absl::StatusCode::kUnauthenticated) << n.id();
     auto wrong = Client::Connect({.address = n.address(), .cd_key = "0123", .use_local = false});
     EXPECT_EQ((*wrong)->Put(KeyOf(1), v).code(), absl::StatusCode::kUnauthenticated) << n.id();
   }
   auto client = ClusterClient(id, cd_key);
   ASSERT_NE(client, nullptr);
-  PutAll(*client, 0, 60);
+  EXPECT_EQ(ReadAll(*client, 0, 30).size(), 30u) << "stored before the key, read with it";
+  PutAll(*client, 30, 60);
   EXPECT_EQ(ReadAll(*client, 0, 60).size(), 60u);
   client.reset();
   Json del = Call("DELETE", "/v1/clusters/" + id);
