@@ -30,8 +30,7 @@ nlohmann::json RunBench(const std::string& args, const std::string& field) {
 
 void ExpectLiveMatchesSimulate(const std::string& workload, int capacity,
                                const std::string& policy = "lru") {
-  const std::string common =
-      absl::StrCat(workload, " --policy=", policy, " --policies=", policy);
+  const std::string common = absl::StrCat(workload, " --policy=", policy, " --policies=", policy);
   nlohmann::json live =
       RunBench(absl::StrCat(common, " --capacity=", capacity,
                             " --nodes=3 --instances=3 --kv-scale=1/16384 --progress=false"),

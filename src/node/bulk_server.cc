@@ -155,9 +155,9 @@ void BulkServer::Serve(int fd) {
       case bulk::Op::kHello: {
         std::string cd_key(h.count, '\0');
         if (!in.Read(cd_key.data(), cd_key.size()).ok()) return;
-        absl::Status s =
-            options_.credential ? options_.credential->Check(options_.node_id, cd_key, "its HELLO")
-                                : absl::OkStatus();
+        absl::Status s = options_.credential
+                             ? options_.credential->Check(options_.node_id, cd_key, "its HELLO")
+                             : absl::OkStatus();
         if (!SendStatus(fd, s, epoch, 0).ok() || !s.ok()) return;
         hello = true;
         hello_key = std::move(cd_key);

@@ -9,8 +9,8 @@
 #include <string>
 
 #include "common/cluster_view.h"
-#include "node/credential.h"
 #include "ems/v1/data.grpc.pb.h"
+#include "node/credential.h"
 #include "pool/pool.h"
 
 namespace ems::node {

@@ -70,11 +70,12 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
     std::string bulk_host = host;
     if (bulk_host == "localhost") bulk_host = "127.0.0.1";
     if (bulk_host.empty() || bulk_host == "[::]" || bulk_host == "::") bulk_host = "0.0.0.0";
-    EMS_ASSIGN_OR_RETURN(node->bulk_, BulkServer::Start(node->pool_.get(), {.host = bulk_host,
-                                                                            .port = o.bulk_port,
-                                                                            .node_id = o.node_id,
-                                                                            .credential = node->credential_,
-                                                                            .view = sopts.view}));
+    EMS_ASSIGN_OR_RETURN(node->bulk_,
+                         BulkServer::Start(node->pool_.get(), {.host = bulk_host,
+                                                               .port = o.bulk_port,
+                                                               .node_id = o.node_id,
+                                                               .credential = node->credential_,
+                                                               .view = sopts.view}));
     sopts.bulk_port = node->bulk_->port();
   }
   node->service_ = std::make_unique<DataService>(node->pool_.get(), sopts);

@@ -299,6 +299,16 @@ TEST_F(JobsTest, DeleteWhileDeletingIsRejected) {
   ExpectError(Call("DELETE", "/v1/clusters/" + id, token_), 400, "ems.00030034", "[DELETING]");
 }
 
+TEST_F(JobsTest, ANewCredentialIsHandedToTheProjectsRunningClusters) {
+  const std::string id = RunningCluster("alpha");
+  EXPECT_EQ(backend_.credential_refreshes(id), 0);
+  ASSERT_EQ(Call("POST", "/v1/ems/proj-a/credentials", token_).status, 200);
+  EXPECT_EQ(backend_.credential_refreshes(id), 1) << "its nodes must take the key now";
+  // Another project's credential is not this cluster's business.
+  ASSERT_EQ(Call("POST", "/v1/ems/proj-b/credentials", Token("proj-b")).status, 200);
+  EXPECT_EQ(backend_.credential_refreshes(id), 1);
+}
+
 TEST_F(JobsTest, CredentialsContract) {
   Reply c = Call("POST", "/v1/ems/proj-a/credentials", token_);
   ASSERT_EQ(c.status, 200) << c.raw;

@@ -396,6 +396,10 @@ TEST_F(KubeCdKeyTest, NoCredentialIsAnEmptyKeyAndALaterOneReplacesIt) {
   key_ = "fedcba9876543210fedcba9876543210";
   ASSERT_TRUE(backend_->StartNodes(cluster_, {"worker-3"}).ok());
   EXPECT_EQ(SecretKey(Secret()), key_);
+  // And so does CreateCredentialInfo, for the pods already running (they re-read the file).
+  key_ = "00112233445566778899aabbccddeeff";
+  ASSERT_TRUE(backend_->RefreshCredential(cluster_).ok());
+  EXPECT_EQ(SecretKey(Secret()), key_);
   // Another project's cluster gets its own project's key (none here).
   Cluster other = cluster_;
   other.id = "d00dfeed-0000-4000-8000-000000000002";
