@@ -252,8 +252,10 @@ CaseResult RunOp(Target& target, bool put, CaseData& data) {
       }
     });
   }
-  start.arrive_and_wait();
+  // The clock starts before the last arrival releases the threads: taken after, a main thread
+  // descheduled for a while would miss work already done.
   const absl::Time begin = absl::Now();
+  start.arrive_and_wait();
   for (auto& l : loops) l.join();
   const absl::Duration wall = absl::Now() - begin;
   CaseResult r;
@@ -264,6 +266,53 @@ CaseResult RunOp(Target& target, bool put, CaseData& data) {
     for (size_t i = 0; i < per_thread; ++i) r.failures += data.got[t][i] != data.expected[t][i];
   }
   r.gbps = static_cast<double>(size) * per_thread * threads / absl::ToDoubleSeconds(wall) / 1e9;
+  return r;
+}
+
+bool IsTarget(const std::string& t) {
+  return t == "ems" || t == "ems-grpc" || t == "ems-local" || t == "redis" || t == "memcached" ||
+         t == "memcpy";
+}
+
+// A server target and what it runs on; destroying it stops the processes.
+struct Running {
+  std::unique_ptr<Process> node;
+  std::optional<Server> server;
+  std::unique_ptr<Target> target;
+};
+
+absl::StatusOr<Running> StartTarget(const std::string& tname, const std::string& sock_dir,
+                                    uint64_t server_mb, int max_threads) {
+  Running r;
+  if (tname == "redis" || tname == "memcached") {
+    auto s = tname == "redis" ? StartRedis() : StartMemcached(static_cast<int>(server_mb));
+    if (!s.ok()) return s.status();
+    r.server = *std::move(s);
+    if (tname == "redis") {
+      r.target = std::make_unique<RedisTarget>(r.server->port, max_threads);
+    } else {
+      r.target = std::make_unique<MemcachedTarget>(r.server->port, max_threads);
+    }
+    return r;
+  }
+  const std::string sock = sock_dir + "/node.sock";
+  auto n = StartNode(SiblingBinary("ems-node"), {absl::StrCat("--huge_page_num=", server_mb / 2),
+                                                 "--log_level=error", "--local_socket=" + sock});
+  if (!n.ok()) return n.status();
+  r.node = *std::move(n);
+  ClientOptions o{.address = r.node->Value("LISTENING")};
+  o.use_local = tname == "ems-local";
+  o.use_bulk = tname == "ems";
+  o.local_socket = o.use_local ? sock : "";
+  auto c = Client::Connect(o);
+  if (!c.ok()) return c.status();
+  // 4 KiB-page memory costs dearly to write on some VMs (shadow paging): say which one the
+  // node got, since it moves the figures (docs/zero-copy.md).
+  if (auto st = (*c)->Stats(); st.ok()) {
+    std::fprintf(stderr, "throughput: %s node arena on %s\n", tname.c_str(),
+                 st->hugepages() ? "hugetlb pages" : "4 KiB/THP pages (no hugepages reserved)");
+  }
+  r.target = std::make_unique<EmsTarget>(*std::move(c));
   return r;
 }
 
@@ -291,50 +340,25 @@ int RunThroughput(int, char**) {
   char sock_template[] = "/tmp/ems-tput-XXXXXX";
   const std::string sock_dir = mkdtemp(sock_template);
   for (absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_targets), ',')) {
-    std::unique_ptr<Process> node;
-    std::optional<Server> server;
-    std::unique_ptr<Target> target;
     const std::string tname(name);
-    if (tname == "ems" || tname == "ems-local" || tname == "ems-grpc") {
-      const std::string sock = sock_dir + "/node.sock";
-      auto n =
-          StartNode(SiblingBinary("ems-node"), {absl::StrCat("--huge_page_num=", server_mb / 2),
-                                                "--log_level=error", "--local_socket=" + sock});
-      if (!n.ok()) {
-        std::fprintf(stderr, "throughput: %s\n", n.status().ToString().c_str());
-        return 1;
-      }
-      node = *std::move(n);
-      ClientOptions o{.address = node->Value("LISTENING")};
-      o.use_local = tname == "ems-local";
-      o.use_bulk = tname == "ems";
-      o.local_socket = o.use_local ? sock : "";
-      auto c = Client::Connect(o);
-      if (!c.ok()) return 1;
-      // 4 KiB-page memory costs dearly to write on some VMs (shadow paging): say which one
-      // the node got, since it moves the figures (docs/zero-copy.md).
-      if (auto st = (*c)->Stats(); st.ok()) {
-        std::fprintf(stderr, "throughput: %s node arena on %s\n", tname.c_str(),
-                     st->hugepages() ? "hugetlb pages" : "4 KiB/THP pages (no hugepages reserved)");
-      }
-      target = std::make_unique<EmsTarget>(*std::move(c));
-    } else if (tname == "redis" || tname == "memcached") {
-      auto s = tname == "redis" ? StartRedis() : StartMemcached(static_cast<int>(server_mb));
-      if (!s.ok()) {
-        std::fprintf(stderr, "throughput: %s\n", s.status().ToString().c_str());
-        return 1;
-      }
-      server = *std::move(s);
-      if (tname == "redis") {
-        target = std::make_unique<RedisTarget>(server->port, max_threads);
-      } else {
-        target = std::make_unique<MemcachedTarget>(server->port, max_threads);
-      }
-    } else if (tname != "memcpy") {
+    if (!IsTarget(tname)) {
       std::fprintf(stderr, "throughput: unknown target '%s'\n", tname.c_str());
       return 2;
     }
     for (uint64_t size : sizes) {
+      // Every size starts from a fresh, empty server: memcached's slabs, once given to one
+      // item size, would refuse the next size's values (slab calcification), and Redis would
+      // keep every case's keys.
+      Running running;
+      if (tname != "memcpy") {
+        auto r = StartTarget(tname, sock_dir, server_mb, max_threads);
+        if (!r.ok()) {
+          std::fprintf(stderr, "throughput: %s\n", r.status().ToString().c_str());
+          return 1;
+        }
+        running = *std::move(r);
+      }
+      std::unique_ptr<Target>& target = running.target;
       for (int conc : concurrency) {
         const size_t per_thread = std::max<size_t>(4, per_case / size / conc);
         if (tname == "memcpy") target = std::make_unique<MemcpyTarget>(size, conc, per_thread);
@@ -346,7 +370,7 @@ int RunThroughput(int, char**) {
           std::printf("%-10s %-4s %9llu %5d %9.2f %10.1f %10.1f%s\n", tname.c_str(),
                       put ? "put" : "get", static_cast<unsigned long long>(size), conc, r.gbps,
                       r.latency.PercentileUs(50), r.latency.PercentileUs(99),
-                      r.failures ? "  FAILED READS" : "");
+                      r.failures ? "  FAILED" : "");
           json.push_back(absl::StrCat(
               "{\"target\":\"", tname, "\",\"op\":\"", put ? "put" : "get", "\",\"size\":", size,
               ",\"concurrency\":", conc, ",\"gbps\":", absl::StrFormat("%.3f", r.gbps),
