@@ -10,22 +10,34 @@
 
 namespace ems::bench {
 
+namespace {
+
+// The leading run of `req`'s blocks for which `present(id)` holds; `present_blocks` (optional)
+// gets how many hold wherever they are.
+template <typename Present>
+size_t CountHits(const Request& req, Present present, size_t* present_blocks) {
+  size_t leading = 0, hits = 0;
+  bool run = true;
+  for (uint64_t id : req.hash_ids) {
+    const bool hit = present(id);
+    hits += hit;
+    run = run && hit;
+    leading += run;
+  }
+  if (present_blocks != nullptr) *present_blocks = hits;
+  return leading;
+}
+
+}  // namespace
+
 absl::StatusOr<CacheSim> CacheSim::Create(const std::string& policy, size_t capacity_blocks) {
   EMS_ASSIGN_OR_RETURN(auto p, pool::MakeEvictionPolicy(policy));
   return CacheSim(std::move(p), capacity_blocks);
 }
 
 size_t CacheSim::LeadingHits(const Request& req, size_t* present_blocks) const {
-  size_t leading = 0, present = 0;
-  bool run = true;
-  for (uint64_t raw : req.hash_ids) {
-    const bool hit = present_.contains(raw + 1);
-    present += hit;
-    run = run && hit;
-    leading += run;
-  }
-  if (present_blocks != nullptr) *present_blocks = present;
-  return leading;
+  return CountHits(
+      req, [this](uint64_t raw) { return present_.contains(raw + 1); }, present_blocks);
 }
 
 void CacheSim::Admit(const Request& req) {
@@ -65,21 +77,13 @@ class BeladySim {
     }
   }
   size_t LeadingHits(const Request& req, size_t* present_blocks) const {
-    size_t leading = 0, present = 0;
-    bool run = true;
-    for (uint64_t id : req.hash_ids) {
-      const bool hit = next_use_.contains(id);
-      present += hit;
-      run = run && hit;
-      leading += run;
-    }
-    *present_blocks = present;
-    return leading;
+    return CountHits(
+        req, [this](uint64_t id) { return next_use_.contains(id); }, present_blocks);
   }
   // Request `r` was served: its blocks are present, each keyed by its next use after `r`.
   void Admit(const Request& req, size_t r) {
     for (uint64_t id : req.hash_ids) {
-      const std::vector<size_t>& uses = uses_[id];
+      const std::vector<size_t>& uses = uses_.at(id);  // every id was indexed up front
       const auto next_it = std::upper_bound(uses.begin(), uses.end(), r);
       const size_t next = next_it == uses.end() ? kNever : *next_it;
       if (auto it = next_use_.find(id); it != next_use_.end()) {

@@ -111,7 +111,8 @@ void BulkServer::Serve(int fd) {
   bulk::TuneSocket(fd, options_.io_timeout);
   bulk::Reader in(fd);
   bool hello = false;
-  std::string hello_key;  // what the HELLO presented, checked against every request
+  std::string hello_key;            // what the HELLO presented
+  uint64_t checked_generation = 0;  // the credential's generation hello_key last passed
   while (in.buffered() > 0 || WaitReadable(fd)) {
     bulk::RequestHeader h;
     if (!in.Read(&h, sizeof(h)).ok()) return;
@@ -129,15 +130,18 @@ void BulkServer::Serve(int fd) {
           .IgnoreError();
       return;
     }
-    // The key can change while a connection is open (a credential created later): every
-    // request is checked against the current one, and a connection whose HELLO key no longer
-    // passes is told so and closed before any of its values is read.
-    if (op != bulk::Op::kHello && options_.credential) {
+    // The key can change while a connection is open (a credential created later): once it
+    // has, the HELLO's key is checked again, and a connection it no longer passes is told so
+    // and closed before any of its values is read. Unchanged, a request costs one atomic load.
+    if (op != bulk::Op::kHello && options_.credential &&
+        options_.credential->generation() != checked_generation) {
+      const uint64_t generation = options_.credential->generation();
       if (absl::Status s = options_.credential->Check(options_.node_id, hello_key, "its HELLO");
           !s.ok()) {
         SendStatus(fd, s, 0, 0).IgnoreError();
         return;
       }
+      checked_generation = generation;
     }
     const uint32_t limit = op == bulk::Op::kHello ? bulk::kMaxCdKeyBytes : bulk::kMaxItems;
     if (h.count > limit) {
@@ -155,12 +159,14 @@ void BulkServer::Serve(int fd) {
       case bulk::Op::kHello: {
         std::string cd_key(h.count, '\0');
         if (!in.Read(cd_key.data(), cd_key.size()).ok()) return;
+        const uint64_t generation = options_.credential ? options_.credential->generation() : 0;
         absl::Status s = options_.credential
                              ? options_.credential->Check(options_.node_id, cd_key, "its HELLO")
                              : absl::OkStatus();
         if (!SendStatus(fd, s, epoch, 0).ok() || !s.ok()) return;
         hello = true;
         hello_key = std::move(cd_key);
+        checked_generation = generation;
         continue;
       }
       case bulk::Op::kGet:

@@ -26,7 +26,9 @@ std::string Credential::Get() const {
 
 void Credential::Set(std::string key) {
   absl::MutexLock lock(&mu_);
+  if (key == key_) return;
   key_ = std::move(key);
+  generation_.fetch_add(1, std::memory_order_release);
 }
 
 absl::StatusOr<std::string> ReadCdKeyFile(const std::string& path) {

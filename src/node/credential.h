@@ -4,6 +4,8 @@
 #ifndef EMS_NODE_CREDENTIAL_H_
 #define EMS_NODE_CREDENTIAL_H_
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
@@ -27,10 +29,13 @@ class Credential {
                      absl::string_view where) const;
   std::string Get() const;
   void Set(std::string key);
+  // Changes whenever the key does: a check that passed at one generation holds until the next.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
  private:
   mutable absl::Mutex mu_;
   std::string key_ ABSL_GUARDED_BY(mu_);  // "" = none required
+  std::atomic<uint64_t> generation_{0};
 };
 
 // The credential in `path`: the whole file with surrounding whitespace removed. A file that

@@ -2,16 +2,14 @@
 
 #include <atomic>
 #include <cstring>
-#include <fstream>
 #include <random>
 #include <thread>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/prefix_hash.h"
 #include "gtest/gtest.h"
+#include "pool/internal/arena.h"
 
 namespace ems::pool {
 namespace {
@@ -137,22 +135,8 @@ TEST_F(PoolTest, RefusesAnArenaLargerThanTheMachine) {
   EXPECT_TRUE(absl::StrContains(p.status().message(), "exceeds"));
 }
 
-// Free 2 MB hugepages on this machine, from /proc/meminfo.
-uint64_t FreeHugepages() {
-  std::ifstream in("/proc/meminfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    uint64_t n = 0;
-    if (absl::StartsWith(line, "HugePages_Free:") &&
-        absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(15)), &n)) {
-      return n;
-    }
-  }
-  return 0;
-}
-
 TEST_F(PoolTest, TakesHugetlbPagesWhenReservedAndFallsBackWhenNot) {
-  const uint64_t free_pages = FreeHugepages();
+  const uint64_t free_pages = internal::FreeHugepages(2);
   if (free_pages > 0 && free_pages < 64) GTEST_SKIP() << "too few free hugepages to tell";
   auto pool = MakePool(8);
   ASSERT_TRUE(Put(*pool, 1, 3 * kMiB).ok());

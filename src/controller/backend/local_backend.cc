@@ -233,13 +233,13 @@ absl::Status LocalBackend::WriteCdKey(const Cluster& c, const std::string& dir) 
 }
 
 absl::Status LocalBackend::RefreshCredential(const Cluster& c) {
+  auto running = DiscoverNodes(c);
+  if (!running.ok()) return running.status();
   absl::MutexLock lock(&mu_);
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(fs::path(options_.work_dir) / c.id, ec)) {
-    if (!e.is_directory() || LivePid(e.path().string()) == 0) continue;
-    if (absl::Status s = WriteCdKey(c, e.path().string()); !s.ok()) return s;
+  for (const std::string& node : *running) {
+    if (absl::Status s = WriteCdKey(c, NodeDir(c.id, node)); !s.ok()) return s;
   }
-  return absl::OkStatus();  // no directory: no node running
+  return absl::OkStatus();
 }
 
 absl::Status LocalBackend::StartNodes(const Cluster& c, const std::vector<std::string>& names) {

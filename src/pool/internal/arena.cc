@@ -37,17 +37,17 @@ uint64_t MemTotalBytes() {
   return 0;
 }
 
-uint64_t FreeHugepages(uint64_t page_mb) {
-  return ReadNumber(absl::StrCat("/sys/kernel/mm/hugepages/hugepages-", page_mb * 1024,
-                                 "kB/free_hugepages"));
-}
-
 }  // namespace
+
+uint64_t FreeHugepages(uint64_t page_mb) {
+  return ReadNumber(
+      absl::StrCat("/sys/kernel/mm/hugepages/hugepages-", page_mb * 1024, "kB/free_hugepages"));
+}
 
 uint64_t MemoryLimitBytes() {
   uint64_t limit = MemTotalBytes();
-  for (const char* path : {"/sys/fs/cgroup/memory.max",
-                           "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+  for (const char* path :
+       {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
     const uint64_t cg = ReadNumber(path);
     if (cg > 0 && (limit == 0 || cg < limit)) limit = cg;
   }
@@ -56,8 +56,8 @@ uint64_t MemoryLimitBytes() {
 
 absl::StatusOr<std::unique_ptr<Arena>> Arena::Create(const ArenaOptions& options) {
   if (options.page_mb != 2 && options.page_mb != 1024) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "huge_page_flavor must be 2 or 1024 (MB), got ", options.page_mb));
+    return absl::InvalidArgumentError(
+        absl::StrCat("huge_page_flavor must be 2 or 1024 (MB), got ", options.page_mb));
   }
   if (options.page_num == 0) return absl::InvalidArgumentError("huge_page_num must be > 0");
   const uint64_t page_bytes = options.page_mb << 20;
@@ -68,27 +68,26 @@ absl::StatusOr<std::unique_ptr<Arena>> Arena::Create(const ArenaOptions& options
   const uint64_t bytes = options.page_num * page_bytes;
   const uint64_t limit = MemoryLimitBytes();
   if (limit > 0 && bytes > limit) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "arena of ", options.page_num, " x ", options.page_mb, " MB = ", bytes >> 20,
-        " MiB exceeds what this machine or cgroup can hold (", limit >> 20, " MiB)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("arena of ", options.page_num, " x ", options.page_mb, " MB = ", bytes >> 20,
+                     " MiB exceeds what this machine or cgroup can hold (", limit >> 20, " MiB)"));
   }
   if (options.numa_node >= 0) {
     if (numa_available() < 0) {
       return absl::FailedPreconditionError("numa_node given but NUMA is not available here");
     }
     if (options.numa_node > numa_max_node()) {
-      return absl::InvalidArgumentError(absl::StrCat("numa_node ", options.numa_node,
-                                                     " does not exist (max ", numa_max_node(),
-                                                     ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "numa_node ", options.numa_node, " does not exist (max ", numa_max_node(), ")"));
     }
   }
 
   const bool hugetlb = FreeHugepages(options.page_mb) >= options.page_num;
   if (!hugetlb && options.require_hugepages) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "require_hugepages: ", options.page_num, " free ", options.page_mb,
-        " MB hugepages needed, ", FreeHugepages(options.page_mb),
-        " free (reserve them with vm.nr_hugepages)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("require_hugepages: ", options.page_num, " free ", options.page_mb,
+                     " MB hugepages needed, ", FreeHugepages(options.page_mb),
+                     " free (reserve them with vm.nr_hugepages)"));
   }
   unsigned flags = MFD_CLOEXEC;
   if (hugetlb) flags |= MFD_HUGETLB | (options.page_mb == 2 ? MFD_HUGE_2MB : MFD_HUGE_1GB);

@@ -44,6 +44,9 @@ class Arena {
   const bool hugepages_;
 };
 
+// Free hugetlb pages of `page_mb` (2 or 1024) MB on this machine; 0 if none or unknown.
+uint64_t FreeHugepages(uint64_t page_mb);
+
 // The smaller of the machine's MemTotal and the cgroup (v2 or v1) memory limit, in bytes.
 uint64_t MemoryLimitBytes();
 
