@@ -74,6 +74,78 @@ TEST_F(LocalPathTest, RoundTripsAtEverySizeThroughSharedMemory) {
   EXPECT_EQ(*(*local)->MatchPrefix({TestKey(0), TestKey(1), TestKey(77)}), 2u);
 }
 
+TEST_F(LocalPathTest, LookupsAndReadsGoThroughTheDirectoryWithoutARoundTrip) {
+  for (uint64_t k = 300; k < 320; ++k) {
+    ASSERT_TRUE(remote_->Put(TestKey(k), TestValue(k, (256 << 10) + k)).ok());
+  }
+  auto local = client::LocalChannel::Connect({socket_, /*verify_checksums=*/true});
+  ASSERT_TRUE(local.ok()) << local.status();
+  ASSERT_TRUE((*local)->has_directory());
+  const v1::StatsResponse before = Stats();
+  std::vector<BlockKey> prompt;
+  for (uint64_t k = 300; k < 320; ++k) prompt.push_back(TestKey(k));
+  prompt.push_back(TestKey(399));
+  prompt.push_back(TestKey(300));  // after the first miss: not counted
+  EXPECT_EQ(*(*local)->MatchPrefix(prompt), 20u);
+  std::vector<std::vector<uint8_t>> bufs(21, std::vector<uint8_t>(300 << 10));
+  std::vector<absl::Span<uint8_t>> spans;
+  for (auto& b : bufs) spans.push_back(absl::MakeSpan(b));
+  auto got = (*local)->BatchGet(absl::MakeConstSpan(prompt).first(21), spans);
+  for (uint64_t k = 300; k < 320; ++k) {
+    const auto want = TestValue(k, (256 << 10) + k);
+    ASSERT_TRUE(got[k - 300].ok()) << got[k - 300].status();
+    ASSERT_EQ(*got[k - 300], want.size());
+    EXPECT_TRUE(std::equal(want.begin(), want.end(), bufs[k - 300].begin())) << k;
+  }
+  EXPECT_TRUE(absl::IsNotFound(got[20].status())) << got[20].status();
+  const auto c = (*local)->counters();
+  EXPECT_EQ(c.round_trips, 0u) << "the node was asked";
+  EXPECT_EQ(c.directory_reads, 21u);
+  EXPECT_EQ(c.leased_reads, 0u);
+  // The node learns of the reads from the report that follows them.
+  EXPECT_TRUE(WaitForStats([&](const v1::StatsResponse& s) {
+    return s.hit_count() - before.hit_count() == 20 && s.miss_count() - before.miss_count() == 1;
+  })) << Stats().hit_count() - before.hit_count() << " hits reported";
+  // A buffer too small is reported like the leased path does, without touching the buffer's end.
+  std::vector<uint8_t> small(1000, 0xab);
+  auto short_read = (*local)->Get(TestKey(300), absl::MakeSpan(small).first(999));
+  EXPECT_TRUE(absl::IsOutOfRange(short_read.status())) << short_read.status();
+  EXPECT_EQ(small[999], 0xab);
+}
+
+TEST_F(LocalPathTest, WithoutTheDirectoryEveryReadAsksTheNode) {
+  ASSERT_TRUE(remote_->Put(TestKey(330), TestValue(330, 8192)).ok());
+  auto local = client::LocalChannel::Connect(
+      {.socket_path = socket_, .verify_checksums = true, .use_directory = false});
+  ASSERT_TRUE(local.ok());
+  EXPECT_FALSE((*local)->has_directory());
+  std::vector<uint8_t> out(8192);
+  ASSERT_TRUE((*local)->Get(TestKey(330), absl::MakeSpan(out)).ok());
+  EXPECT_EQ(out, TestValue(330, 8192));
+  EXPECT_EQ(*(*local)->MatchPrefix({TestKey(330), TestKey(331)}), 1u);
+  EXPECT_EQ((*local)->counters().round_trips, 2u);
+  EXPECT_EQ((*local)->counters().leased_reads, 1u);
+}
+
+TEST_F(LocalPathTest, ReadsThroughTheDirectoryKeepBlocksRecentForEviction) {
+  // 64 MiB node: 28 blocks of 2 MiB stay under the 95% watermark.
+  for (uint64_t k = 0; k < 28; ++k) ASSERT_TRUE(remote_->Put(TestKey(k), TestValue(k, 2 << 20)).ok());
+  auto local = client::LocalChannel::Connect({socket_, false});
+  ASSERT_TRUE(local.ok());
+  const uint64_t hits = Stats().hit_count();
+  std::vector<uint8_t> out(2 << 20);
+  ASSERT_TRUE((*local)->Get(TestKey(0), absl::MakeSpan(out)).ok());  // the oldest block
+  ASSERT_EQ((*local)->counters().directory_reads, 1u);
+  ASSERT_TRUE(WaitForStats([&](const v1::StatsResponse& s) { return s.hit_count() > hits; }));
+  for (uint64_t k = 100; k < 104; ++k) {
+    ASSERT_TRUE(remote_->Put(TestKey(k), TestValue(k, 2 << 20)).ok());
+  }
+  ASSERT_GT(Stats().evictions(), 0u);
+  EXPECT_EQ(*remote_->MatchPrefix({TestKey(0)}), 1u) << "read through the directory: kept";
+  EXPECT_EQ(*remote_->MatchPrefix({TestKey(1)}), 0u) << "the least recent goes first";
+  EXPECT_EQ(*(*local)->MatchPrefix({TestKey(1)}), 0u) << "and leaves the directory with it";
+}
+
 TEST_F(LocalPathTest, ClientUsesTheLocalSocketWhenGivenOne) {
   auto c = Client::Connect({.address = node_->Value("LISTENING"), .local_socket = socket_});
   ASSERT_TRUE(c.ok());
@@ -195,6 +267,7 @@ TEST_F(LocalPathTest, ConcurrentReadersWhileEvictionRunsSeeOnlyWholeBlocks) {
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_GT(verified.load(), 0);
   EXPECT_GT(Stats().evictions(), 0u);
+  EXPECT_GT((*local)->counters().directory_reads, 0u) << "reads raced eviction unchecked";
 }
 
 TEST_F(LocalPathTest, ConcurrentCallsShareABoundedPoolOfConnectionsAndDropEveryPin) {

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/prefix_hash.h"
+#include "spdlog/spdlog.h"
 
 namespace ems::client {
 namespace {
@@ -59,11 +60,19 @@ absl::StatusOr<std::unique_ptr<LocalChannel>> LocalChannel::Connect(const Option
   if (!conn.ok()) return conn.status();
   v1::LocalRequest hello;
   hello.mutable_hello();
-  int arena_fd = -1;
-  auto resp = RoundTrip(**conn, hello, &arena_fd);
-  if (!resp.ok()) return resp.status();
+  std::vector<int> fds;
+  auto resp = RoundTrip(**conn, hello, &fds);
+  const int arena_fd = fds.empty() ? -1 : fds[0];
+  const int directory_fd = fds.size() > 1 ? fds[1] : -1;
+  auto close_fds = [&fds] {
+    for (int fd : fds) close(fd);  // the mappings keep the memory
+  };
+  if (!resp.ok()) {
+    close_fds();
+    return resp.status();
+  }
   if (arena_fd < 0 || resp->arena_bytes() == 0) {
-    if (arena_fd >= 0) close(arena_fd);
+    close_fds();
     return absl::InternalError(
         absl::StrCat("node at ", options.socket_path, " did not pass its arena"));
   }
@@ -71,24 +80,37 @@ absl::StatusOr<std::unique_ptr<LocalChannel>> LocalChannel::Connect(const Option
   // touch on the data path.
   void* base = mmap(nullptr, resp->arena_bytes(), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
                     arena_fd, 0);
-  close(arena_fd);  // the mapping keeps the memory
   if (base == MAP_FAILED) {
+    const int err = errno;
+    close_fds();
     return absl::ResourceExhaustedError(absl::StrCat(
-        "cannot map the node's arena of ", resp->arena_bytes(), " bytes: ", std::strerror(errno)));
+        "cannot map the node's arena of ", resp->arena_bytes(), " bytes: ", std::strerror(err)));
   }
+  std::unique_ptr<directory::Reader> dir;
+  if (options.use_directory && directory_fd >= 0 && resp->directory_bytes() > 0) {
+    auto mapped = directory::Reader::Map(directory_fd, resp->directory_bytes());
+    if (mapped.ok()) {
+      dir = *std::move(mapped);
+    } else {
+      spdlog::warn("local path: {}; asking the node for every read", mapped.status().ToString());
+    }
+  }
+  close_fds();
   return std::unique_ptr<LocalChannel>(
       new LocalChannel(*std::move(conn), static_cast<uint8_t*>(base), resp->arena_bytes(),
-                       resp->node_id(), options));
+                       resp->node_id(), std::move(dir), options));
 }
 
 LocalChannel::LocalChannel(std::unique_ptr<Conn> first, uint8_t* base, uint64_t bytes,
-                           std::string node_id, const Options& options)
+                           std::string node_id, std::unique_ptr<directory::Reader> directory,
+                           const Options& options)
     : base_(base),
       arena_bytes_(bytes),
       node_id_(std::move(node_id)),
       socket_path_(options.socket_path),
       verify_(options.verify_checksums),
-      max_connections_(options.max_connections) {
+      max_connections_(options.max_connections),
+      directory_(std::move(directory)) {
   absl::MutexLock lock(&mu_);
   idle_.push_back(std::move(first));
   open_ = 1;
@@ -105,6 +127,12 @@ LocalChannel::~LocalChannel() {
 int LocalChannel::open_connections() const {
   absl::MutexLock lock(&mu_);
   return open_;
+}
+
+LocalChannel::Counters LocalChannel::counters() const {
+  auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  return {get(counters_.round_trips), get(counters_.directory_reads),
+          get(counters_.leased_reads)};
 }
 
 absl::StatusOr<LocalChannel::Borrowed> LocalChannel::Borrow() {
@@ -139,8 +167,13 @@ void LocalChannel::GiveBack(std::unique_ptr<Conn> conn) {
   idle_.push_back(std::move(conn));
 }
 
+absl::StatusOr<v1::LocalResponse> LocalChannel::CountedRoundTrip(Conn& c, v1::LocalRequest& req) {
+  counters_.round_trips.fetch_add(1, std::memory_order_relaxed);
+  return RoundTrip(c, req);
+}
+
 absl::StatusOr<v1::LocalResponse> LocalChannel::RoundTrip(Conn& c, v1::LocalRequest& req,
-                                                          int* received_fd) {
+                                                          std::vector<int>* received_fds) {
   req.set_id(c.next_id++);
   const std::string out = req.SerializeAsString();
   if (send(c.fd, out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size())) {
@@ -155,7 +188,7 @@ absl::StatusOr<v1::LocalResponse> LocalChannel::RoundTrip(Conn& c, v1::LocalRequ
   v1::LocalResponse resp;
   while (true) {
     iovec iov{buf, kMaxResponseBytes};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))];
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -169,11 +202,13 @@ absl::StatusOr<v1::LocalResponse> LocalChannel::RoundTrip(Conn& c, v1::LocalRequ
                  : absl::StrCat("local node socket recv failed: ", std::strerror(errno)));
     }
     for (cmsghdr* m = CMSG_FIRSTHDR(&msg); m != nullptr; m = CMSG_NXTHDR(&msg, m)) {
-      if (m->cmsg_level == SOL_SOCKET && m->cmsg_type == SCM_RIGHTS) {
+      if (m->cmsg_level != SOL_SOCKET || m->cmsg_type != SCM_RIGHTS) continue;
+      const size_t count = (m->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; ++i) {
         int fd;
-        std::memcpy(&fd, CMSG_DATA(m), sizeof(fd));
-        if (received_fd != nullptr) {
-          *received_fd = fd;
+        std::memcpy(&fd, CMSG_DATA(m) + i * sizeof(int), sizeof(fd));
+        if (received_fds != nullptr) {
+          received_fds->push_back(fd);
         } else {
           close(fd);
         }
@@ -230,7 +265,7 @@ std::vector<absl::Status> LocalChannel::BatchPut(absl::Span<const LocalPutItem> 
     w->set_size(item.value.size());
     if (item.parent != nullptr) ToProto(*item.parent, w->mutable_parent());
   }
-  auto resp = RoundTrip(c, req);
+  auto resp = CountedRoundTrip(c, req);
   if (!resp.ok() || resp->grants_size() != static_cast<int>(items.size())) {
     absl::Status s = resp.ok() ? absl::InternalError("local node answered a different item count")
                                : resp.status();
@@ -265,7 +300,7 @@ std::vector<absl::Status> LocalChannel::BatchPut(absl::Span<const LocalPutItem> 
   }
   ReleaseLeases(c, abandoned);
   if (sealed_items.empty()) return out;
-  auto sealed = RoundTrip(c, seal);
+  auto sealed = CountedRoundTrip(c, seal);
   for (size_t j = 0; j < sealed_items.size(); ++j) {
     absl::Status s = !sealed.ok() ? sealed.status()
                      : j < static_cast<size_t>(sealed->grants_size())
@@ -282,6 +317,54 @@ absl::Status LocalChannel::Put(const BlockKey& key, absl::Span<const uint8_t> va
   return BatchPut(absl::MakeConstSpan(&item, 1))[0];
 }
 
+LocalChannel::DirectoryRead LocalChannel::ReadThroughDirectory(
+    const BlockKey& key, absl::Span<uint8_t> buf, absl::StatusOr<size_t>* result) const {
+  directory::Hit hit;
+  if (!directory_->Find(directory::NamespaceHash(key.ns), key.digest, &hit)) {
+    if (!directory_->complete()) return DirectoryRead::kAsk;  // it may be one left out
+    *result = absl::NotFoundError(absl::StrCat("key ", key.ToString(), " not found"));
+    return DirectoryRead::kMiss;
+  }
+  // Never touch memory on the directory's word alone; the node answers for a bad entry.
+  if (hit.offset > arena_bytes_ || hit.size > arena_bytes_ - hit.offset) return DirectoryRead::kAsk;
+  if (hit.size > buf.size()) {
+    *result = absl::OutOfRangeError(absl::StrCat("block ", key.ToString(), " is ", hit.size,
+                                                 " bytes; the buffer holds ", buf.size()));
+    return DirectoryRead::kFailed;
+  }
+  const uint8_t* block = base_ + hit.offset;
+  uint64_t sum = 0;
+  if (verify_) {
+    sum = CopyAndChecksum(buf.data(), block, hit.size);
+  } else {
+    std::memcpy(buf.data(), block, hit.size);
+  }
+  // Evicted or removed while we copied: its space may have been rewritten. Ask the node.
+  if (!directory::Reader::StillValid(hit)) return DirectoryRead::kAsk;
+  if (verify_ && sum != hit.checksum) {
+    *result = absl::DataLossError(
+        absl::StrCat("block ", key.ToString(), " failed its checksum on the local path"));
+    return DirectoryRead::kFailed;
+  }
+  *result = hit.size;
+  return DirectoryRead::kRead;
+}
+
+void LocalChannel::ReportReads(const std::vector<const BlockKey*>& hits, uint64_t misses) {
+  if (hits.empty() && misses == 0) return;
+  auto conn = Borrow();
+  if (!conn.ok()) return;  // statistics and recency only: a lost report loses no data
+  Conn& c = **conn;
+  v1::LocalRequest req;
+  req.set_id(c.next_id++);
+  for (const BlockKey* k : hits) ToProto(*k, req.mutable_read_report()->add_hits());
+  req.mutable_read_report()->set_misses(misses);
+  const std::string out = req.SerializeAsString();
+  if (send(c.fd, out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size())) {
+    c.broken = true;
+  }
+}
+
 std::vector<absl::StatusOr<size_t>> LocalChannel::BatchGet(
     absl::Span<const BlockKey> keys, absl::Span<const absl::Span<uint8_t>> buffers) {
   std::vector<absl::StatusOr<size_t>> out(keys.size(), absl::InternalError("not read"));
@@ -292,24 +375,58 @@ std::vector<absl::StatusOr<size_t>> LocalChannel::BatchGet(
     }
     return out;
   }
+  std::vector<size_t> ask;  // items only the node can answer
+  if (directory_ == nullptr) {
+    for (size_t i = 0; i < keys.size(); ++i) ask.push_back(i);
+  } else {
+    std::vector<const BlockKey*> hits;
+    uint64_t misses = 0;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      switch (ReadThroughDirectory(keys[i], buffers[i], &out[i])) {
+        case DirectoryRead::kRead:
+          hits.push_back(&keys[i]);
+          break;
+        case DirectoryRead::kMiss:
+          ++misses;
+          break;
+        case DirectoryRead::kFailed:
+          break;
+        case DirectoryRead::kAsk:
+          ask.push_back(i);
+          break;
+      }
+    }
+    counters_.directory_reads.fetch_add(keys.size() - ask.size(), std::memory_order_relaxed);
+    ReportReads(hits, misses);
+  }
+  if (!ask.empty()) GetLeased(keys, buffers, ask, out);
+  return out;
+}
+
+void LocalChannel::GetLeased(absl::Span<const BlockKey> keys,
+                             absl::Span<const absl::Span<uint8_t>> buffers,
+                             const std::vector<size_t>& idx,
+                             std::vector<absl::StatusOr<size_t>>& out) {
+  counters_.leased_reads.fetch_add(idx.size(), std::memory_order_relaxed);
   auto conn = Borrow();
   if (!conn.ok()) {
-    for (auto& o : out) o = conn.status();
-    return out;
+    for (size_t i : idx) out[i] = conn.status();
+    return;
   }
   Conn& c = **conn;
   v1::LocalRequest req;
-  for (const BlockKey& k : keys) ToProto(k, req.mutable_read()->add_keys());
-  auto resp = RoundTrip(c, req);
-  if (!resp.ok() || resp->grants_size() != static_cast<int>(keys.size())) {
+  for (size_t i : idx) ToProto(keys[i], req.mutable_read()->add_keys());
+  auto resp = CountedRoundTrip(c, req);
+  if (!resp.ok() || resp->grants_size() != static_cast<int>(idx.size())) {
     absl::Status s = resp.ok() ? absl::InternalError("local node answered a different key count")
                                : resp.status();
-    for (auto& o : out) o = s;
-    return out;
+    for (size_t i : idx) out[i] = s;
+    return;
   }
   std::vector<uint64_t> leases;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    const v1::LocalGrant& g = resp->grants(static_cast<int>(i));
+  for (size_t j = 0; j < idx.size(); ++j) {
+    const size_t i = idx[j];
+    const v1::LocalGrant& g = resp->grants(static_cast<int>(j));
     if (absl::Status s = GrantStatus(g); !s.ok()) {
       out[i] = s;
       continue;
@@ -334,7 +451,6 @@ std::vector<absl::StatusOr<size_t>> LocalChannel::BatchGet(
     }
   }
   ReleaseLeases(c, leases);
-  return out;
 }
 
 absl::StatusOr<size_t> LocalChannel::Get(const BlockKey& key, absl::Span<uint8_t> out) {
@@ -342,11 +458,20 @@ absl::StatusOr<size_t> LocalChannel::Get(const BlockKey& key, absl::Span<uint8_t
 }
 
 absl::StatusOr<size_t> LocalChannel::MatchPrefix(absl::Span<const BlockKey> keys) {
+  if (directory_ != nullptr && directory_->complete()) {
+    size_t matched = 0;
+    directory::Hit hit;
+    for (const BlockKey& k : keys) {
+      if (!directory_->Find(directory::NamespaceHash(k.ns), k.digest, &hit)) break;
+      ++matched;
+    }
+    return matched;
+  }
   auto conn = Borrow();
   if (!conn.ok()) return conn.status();
   v1::LocalRequest req;
   for (const BlockKey& k : keys) ToProto(k, req.mutable_match_prefix()->add_keys());
-  auto resp = RoundTrip(**conn, req);
+  auto resp = CountedRoundTrip(**conn, req);
   if (!resp.ok()) return resp.status();
   return static_cast<size_t>(resp->matched());
 }

@@ -3,6 +3,7 @@
 #ifndef EMS_CLIENT_LOCAL_CHANNEL_H_
 #define EMS_CLIENT_LOCAL_CHANNEL_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -13,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "common/key.h"
+#include "directory/directory.h"
 #include "ems/v1/local.pb.h"
 
 namespace ems::client {
@@ -24,6 +26,11 @@ struct LocalPutItem {
   const BlockKey* parent = nullptr;
 };
 
+// Lookups and reads go through the node's block directory (directory/directory.h) when the node
+// publishes one: no round trip; the hits are reported afterwards with one send that needs no
+// answer, so the node's eviction policy and counters see them. Blocks the directory cannot vouch
+// for (changed while copied, or missing from an overfull directory) are read under a lease.
+//
 // Thread-safe. Each call borrows one of up to `max_connections` control connections to the node
 // for its whole exchange (leases belong to the connection that took them), so threads do not
 // queue behind one another's round trips; copies run in parallel. The arena mapping lives as long
@@ -37,6 +44,15 @@ class LocalChannel {
     bool verify_checksums = false;
     // Control connections opened on demand, one per concurrent call; more calls wait.
     int max_connections = 8;
+    // Use the node's block directory when it offers one; false asks the node for every read.
+    bool use_directory = true;
+  };
+
+  // Counters since Connect; relaxed, for tests and metrics.
+  struct Counters {
+    uint64_t round_trips = 0;      // requests that waited for the node's answer
+    uint64_t directory_reads = 0;  // blocks read (or found missing) through the directory
+    uint64_t leased_reads = 0;     // blocks read under a lease from the node
   };
 
   // UNAVAILABLE if the node's socket cannot be reached.
@@ -62,6 +78,8 @@ class LocalChannel {
   uint64_t arena_bytes() const { return arena_bytes_; }
   // Control connections open now (idle or in use).
   int open_connections() const;
+  bool has_directory() const { return directory_ != nullptr; }
+  Counters counters() const;
 
  private:
   // One control connection; used by one call at a time.
@@ -89,14 +107,26 @@ class LocalChannel {
     std::unique_ptr<Conn> conn_;
   };
 
+  // What reading one block through the directory came to.
+  enum class DirectoryRead { kRead, kMiss, kFailed, kAsk };
+
   LocalChannel(std::unique_ptr<Conn> first, uint8_t* base, uint64_t bytes, std::string node_id,
-               const Options& options);
+               std::unique_ptr<directory::Reader> directory, const Options& options);
   static absl::StatusOr<std::unique_ptr<Conn>> Dial(const std::string& socket_path);
   absl::StatusOr<Borrowed> Borrow();
   void GiveBack(std::unique_ptr<Conn> conn);
-  // Sends `req` on `c` and waits for its response (and an fd, for hello).
+  // Sends `req` on `c` and waits for its response (and the fds passed with it, for hello).
   static absl::StatusOr<v1::LocalResponse> RoundTrip(Conn& c, v1::LocalRequest& req,
-                                                     int* received_fd = nullptr);
+                                                     std::vector<int>* received_fds = nullptr);
+  absl::StatusOr<v1::LocalResponse> CountedRoundTrip(Conn& c, v1::LocalRequest& req);
+  // Copies `key`'s block into `buf` if the directory vouches for it; sets `*result` unless kAsk.
+  DirectoryRead ReadThroughDirectory(const BlockKey& key, absl::Span<uint8_t> buf,
+                                     absl::StatusOr<size_t>* result) const;
+  // Reads items `idx` under leases, one round trip.
+  void GetLeased(absl::Span<const BlockKey> keys, absl::Span<const absl::Span<uint8_t>> buffers,
+                 const std::vector<size_t>& idx, std::vector<absl::StatusOr<size_t>>& out);
+  // Tells the node about reads served by the directory; sends, never waits.
+  void ReportReads(const std::vector<const BlockKey*>& hits, uint64_t misses);
   // The granted block as a span, after checking it lies inside the arena.
   absl::StatusOr<absl::Span<uint8_t>> Block(const v1::LocalGrant& g) const;
   // Ends leases taken on `c` without waiting for the node's answer.
@@ -108,6 +138,11 @@ class LocalChannel {
   const std::string socket_path_;
   const bool verify_;
   const int max_connections_;
+  const std::unique_ptr<directory::Reader> directory_;  // null: the node publishes none
+
+  struct AtomicCounters {
+    std::atomic<uint64_t> round_trips{0}, directory_reads{0}, leased_reads{0};
+  } counters_;  // relaxed: statistics only
 
   mutable absl::Mutex mu_;
   std::vector<std::unique_ptr<Conn>> idle_ ABSL_GUARDED_BY(mu_);

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
@@ -36,21 +37,22 @@ bool TakeOwned(absl::flat_hash_set<pool::LeaseId>& leases, pool::LeaseId lease, 
   return false;
 }
 
-bool SendResponse(int fd, const v1::LocalResponse& resp, int pass_fd) {
+// Sends `resp`, with `fds` (the arena's, then the directory's, on hello) as SCM_RIGHTS.
+bool SendResponse(int fd, const v1::LocalResponse& resp, const std::vector<int>& fds) {
   std::string buf = resp.SerializeAsString();
   iovec iov{buf.data(), buf.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  if (pass_fd >= 0) {
+  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))];
+  if (!fds.empty()) {
     msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
+    msg.msg_controllen = CMSG_SPACE(fds.size() * sizeof(int));
     cmsghdr* c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+    c->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
+    std::memcpy(CMSG_DATA(c), fds.data(), fds.size() * sizeof(int));
   }
   return sendmsg(fd, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(buf.size());
 }
@@ -101,8 +103,8 @@ void LocalServer::Serve(int fd) {
     if (n <= 0) break;  // closed, reset or shut down
     v1::LocalRequest req;
     v1::LocalResponse resp;
-    int pass_fd = -1;
-    bool silent = false;  // a release that asked for no answer
+    std::vector<int> pass_fds;
+    bool silent = false;  // a release that asked for no answer, or a read report
     if (static_cast<size_t>(n) > buf.size() ||
         !req.ParseFromArray(buf.data(), static_cast<int>(n))) {
       resp.set_code(static_cast<int>(absl::StatusCode::kInvalidArgument));
@@ -115,7 +117,11 @@ void LocalServer::Serve(int fd) {
         case v1::LocalRequest::kHello:
           resp.set_arena_bytes(pool_->arena_bytes());
           resp.set_node_id(options_.node_id);
-          pass_fd = pool_->arena_fd();
+          pass_fds.push_back(pool_->arena_fd());
+          if (pool_->directory_fd() >= 0) {
+            resp.set_directory_bytes(pool_->directory_bytes());
+            pass_fds.push_back(pool_->directory_fd());
+          }
           break;
         case v1::LocalRequest::kWrite: {
           const absl::Duration ttl = absl::Milliseconds(req.write().lease_ms());
@@ -206,6 +212,17 @@ void LocalServer::Serve(int fd) {
           }
           break;
         }
+        case v1::LocalRequest::kReadReport: {
+          silent = true;
+          std::vector<BlockKey> hits;
+          hits.reserve(req.read_report().hits_size());
+          for (const v1::Key& k : req.read_report().hits()) {
+            auto key = KeyFrom(k);
+            if (key.ok()) hits.push_back(*std::move(key));  // a bad key names no block to touch
+          }
+          pool_->RecordLocalReads(hits, req.read_report().misses());
+          break;
+        }
         case v1::LocalRequest::OP_NOT_SET:
           resp.set_code(static_cast<int>(absl::StatusCode::kInvalidArgument));
           resp.set_message("local request names no operation");
@@ -213,7 +230,7 @@ void LocalServer::Serve(int fd) {
       }
     }
     if (silent) continue;
-    if (!SendResponse(fd, resp, pass_fd)) break;
+    if (!SendResponse(fd, resp, pass_fds)) break;
   }
   // The client is gone: end whatever it still held.
   for (pool::LeaseId lease : leases) pool_->Release(lease).IgnoreError();

@@ -47,6 +47,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
     node->credential_watcher_ = std::make_unique<CredentialFileWatcher>(
         o.cd_key_file, node->credential_, o.cd_key_file_period);
   }
+  // Co-located clients look blocks up in the directory instead of asking over the socket.
+  o.pool.publish_directory = !o.local_socket.empty();
   EMS_ASSIGN_OR_RETURN(node->pool_, pool::Pool::Create(o.pool));
 
   DataServiceOptions sopts;

@@ -52,6 +52,9 @@ struct PoolOptions {
   int index_shards = 64;
   // Not owned; nullptr = Clock::Real(). Must outlive the pool.
   Clock* clock = nullptr;
+  // Mirror every sealed block in a shared-memory directory (directory/directory.h) that local
+  // clients map to look up and read blocks without a round trip to the node.
+  bool publish_directory = false;
 };
 
 // Point-in-time counters. Cheap to take; not a consistent snapshot across fields.
@@ -176,6 +179,9 @@ class Pool {
   virtual size_t MatchPrefix(absl::Span<const BlockKey> keys) = 0;
   // Removes a sealed block. NOT_FOUND if absent. A pinned block is freed when unpinned.
   virtual absl::Status Remove(const BlockKey& key) = 0;
+  // Accounts reads that local clients made through the directory, without the pool: each hit
+  // is touched and counted as by Get (a key no longer stored is skipped), then `misses`.
+  virtual void RecordLocalReads(absl::Span<const BlockKey> hits, uint64_t misses) = 0;
 
   // --- Leases: pins and writes owned outside this process -----------------------------------
   // Like Get/Allocate, but the pin is held by a lease that ends at Release, or at
@@ -201,6 +207,9 @@ class Pool {
   virtual int arena_fd() const = 0;
   virtual uint8_t* arena_base() const = 0;
   virtual uint64_t arena_bytes() const = 0;
+  // The block directory's memfd and size (publish_directory); -1 and 0 without one.
+  virtual int directory_fd() const = 0;
+  virtual uint64_t directory_bytes() const = 0;
 };
 
 }  // namespace ems::pool

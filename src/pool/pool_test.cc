@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/prefix_hash.h"
+#include "directory/directory.h"
 #include "gtest/gtest.h"
 #include "pool/internal/arena.h"
 
@@ -42,8 +43,10 @@ bool Verify(const uint8_t* p, uint64_t n, uint64_t seed) {
 
 class PoolTest : public ::testing::Test {
  protected:
-  std::unique_ptr<Pool> MakePool(uint64_t pages = 16, const std::string& policy = "lru") {
+  std::unique_ptr<Pool> MakePool(uint64_t pages = 16, const std::string& policy = "lru",
+                                 bool directory = false) {
     PoolOptions o;
+    o.publish_directory = directory;
     o.huge_page_num = pages;  // 2 MiB each
     o.eviction_policy = policy;
     o.clock = &clock_;
@@ -287,6 +290,67 @@ TEST_F(PoolTest, MatchPrefixIsNotAUseAndProtectsNothingFromEviction) {
   ASSERT_GT(pool->Stats().evictions, 0u);
   EXPECT_FALSE(pool->Contains(Key(0))) << "looked up five times, used never: least recent";
   EXPECT_TRUE(pool->Contains(Key(1))) << "read once: kept";
+}
+
+TEST_F(PoolTest, TheDirectoryMirrorsExactlyTheSealedBlocks) {
+  auto pool = MakePool(16, "lru", /*directory=*/true);  // 32 MiB
+  ASSERT_GE(pool->directory_fd(), 0);
+  auto dir = directory::Reader::Map(pool->directory_fd(), pool->directory_bytes());
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  const uint64_t ns = directory::NamespaceHash(Key(0).ns);
+  for (uint64_t i = 0; i < 20; ++i) ASSERT_TRUE(Put(*pool, i, kMiB - 100 * i).ok());
+  auto unsealed = pool->Allocate(Key(50), 4096);
+  ASSERT_TRUE(unsealed.ok());
+  directory::Hit hit;
+  EXPECT_FALSE((*dir)->Find(ns, Key(50).digest, &hit)) << "not sealed: not published";
+  for (uint64_t i = 0; i < 20; ++i) {
+    ASSERT_TRUE((*dir)->Find(ns, Key(i).digest, &hit)) << i;
+    auto h = pool->Get(Key(i));
+    ASSERT_TRUE(h.ok());
+    EXPECT_EQ(hit.offset, h->info().offset);
+    EXPECT_EQ(hit.size, kMiB - 100 * i);
+    EXPECT_EQ(hit.checksum, h->info().checksum);
+    EXPECT_TRUE(Verify(pool->arena_base() + hit.offset, hit.size, i));
+  }
+  ASSERT_TRUE((*dir)->Find(ns, Key(3).digest, &hit));
+  ASSERT_TRUE(pool->Remove(Key(3)).ok());
+  EXPECT_FALSE((*dir)->Find(ns, Key(3).digest, &hit));
+  EXPECT_FALSE(directory::Reader::StillValid(hit));
+  // Eviction unpublishes before the space is reused.
+  ASSERT_TRUE((*dir)->Find(ns, Key(0).digest, &hit));
+  for (uint64_t i = 100; i < 140; ++i) ASSERT_TRUE(Put(*pool, i, kMiB).ok());
+  ASSERT_GT(pool->Stats().evictions, 0u);
+  EXPECT_FALSE(directory::Reader::StillValid(hit));
+  uint64_t published = 0;
+  for (uint64_t i : {0, 1, 2, 4, 5, 100, 120, 139}) {
+    published += (*dir)->Find(ns, Key(i).digest, &hit);
+    EXPECT_EQ((*dir)->Find(ns, Key(i).digest, &hit), pool->Contains(Key(i))) << i;
+  }
+  EXPECT_GT(published, 0u);
+  EXPECT_TRUE((*dir)->complete());
+  EXPECT_GE(pool->Stats().metadata_bytes, pool->directory_bytes());
+}
+
+TEST_F(PoolTest, WithoutTheOptionThereIsNoDirectory) {
+  auto pool = MakePool();
+  EXPECT_EQ(pool->directory_fd(), -1);
+  EXPECT_EQ(pool->directory_bytes(), 0u);
+}
+
+TEST_F(PoolTest, LocalReadsAreCountedAndTouchedLikeGets) {
+  auto pool = MakePool(16, "lru", /*directory=*/true);
+  for (uint64_t i = 0; i < 28; ++i) ASSERT_TRUE(Put(*pool, i, kMiB).ok());
+  const PoolStats before = pool->Stats();
+  pool->RecordLocalReads({Key(0), Key(999)}, 3);  // 999 is not stored: skipped
+  const PoolStats after = pool->Stats();
+  EXPECT_EQ(after.gets - before.gets, 5u);
+  EXPECT_EQ(after.hits - before.hits, 2u);
+  EXPECT_EQ(after.misses - before.misses, 3u);
+  EXPECT_EQ(after.bytes_out - before.bytes_out, kMiB);
+  for (uint64_t i = 100; i < 104; ++i) ASSERT_TRUE(Put(*pool, i, kMiB).ok());
+  ASSERT_GT(pool->Stats().evictions, 0u);
+  EXPECT_TRUE(pool->Contains(Key(0))) << "read through the directory: most recent";
+  EXPECT_FALSE(pool->Contains(Key(1)));
 }
 
 TEST_F(PoolTest, KeysListsSealedBlocks) {

@@ -39,7 +39,7 @@ class RawLocal {
   bool Call(const v1::LocalRequest& req, v1::LocalResponse* resp) {
     if (!Send(req)) return false;
     std::string buf(1 << 20, '\0');
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))];  // hello: arena and directory
     iovec iov{buf.data(), buf.size()};
     msghdr msg{};
     msg.msg_iov = &iov;
@@ -49,9 +49,11 @@ class RawLocal {
     ssize_t n = recvmsg(fd_, &msg, 0);
     if (n <= 0) return false;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c), sizeof(fd));
-      close(fd);
+      for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+        close(fd);
+      }
     }
     return resp->ParseFromArray(buf.data(), static_cast<int>(n));
   }

@@ -20,9 +20,11 @@ absl::Status SizeError(const BlockKey& key, uint64_t have, uint64_t want) {
 }  // namespace
 
 PoolImpl::PoolImpl(const PoolOptions& options, std::unique_ptr<Arena> arena,
-                   std::unique_ptr<EvictionPolicy> policy)
+                   std::unique_ptr<EvictionPolicy> policy,
+                   std::unique_ptr<directory::Writer> directory)
     : options_(options),
       arena_(std::move(arena)),
+      directory_(std::move(directory)),
       high_bytes_(static_cast<uint64_t>(options.high_watermark * arena_->size())),
       low_bytes_(static_cast<uint64_t>(options.low_watermark * arena_->size())),
       shard_mask_(options.index_shards - 1),
@@ -52,6 +54,13 @@ int64_t PoolImpl::NamespaceId(const std::string& ns, bool create) {
 
 BlockInfo PoolImpl::InfoOf(const Block* b) const {
   return BlockInfo{b->chunk->offset, b->size, b->checksum};
+}
+
+void PoolImpl::Unpublish(Block* b) {
+  // Before the block can be freed and rewritten: a local reader's copy is checked against the
+  // directory slot afterwards, so it cannot take rewritten bytes for the sealed ones.
+  if (directory_ != nullptr) directory_->Unpublish(b->ns_hash, b->digest, b->published);
+  b->published = false;
 }
 
 LeaseId PoolImpl::AddLease(const Lease& lease) {
@@ -106,6 +115,7 @@ bool PoolImpl::EvictOne() {
     // The authoritative check: a reader may have pinned it since the hint above.
     if (b->state == BlockState::kSealed && b->pins.load(std::memory_order_relaxed) == 0) {
       shard.index.erase(KeyOf(b->ns, b->digest));
+      Unpublish(b);
       b->state = BlockState::kRemoved;
       evict = true;
     }
@@ -157,6 +167,7 @@ absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::DoAllocate(const BlockKe
   b->digest = key.digest;
   b->ns = ns;
   b->size = size;
+  if (directory_ != nullptr) b->ns_hash = directory::NamespaceHash(key.ns);
   bool exists = false;
   uint64_t sealed_id = 0;
   {
@@ -267,6 +278,9 @@ absl::Status PoolImpl::DoSeal(LeaseId lease_id, uint64_t expected_checksum) {
     absl::MutexLock lock(&shard.mu);
     b->checksum = sum;
     b->state = BlockState::kSealed;
+    if (directory_ != nullptr) {
+      b->published = directory_->Publish(b->ns_hash, b->digest, b->chunk->offset, b->size, sum);
+    }
   }
   counters_.keys.fetch_add(1, std::memory_order_relaxed);
   counters_.puts.fetch_add(1, std::memory_order_relaxed);
@@ -365,6 +379,28 @@ size_t PoolImpl::MatchPrefix(absl::Span<const BlockKey> keys) {
   return matched;
 }
 
+void PoolImpl::RecordLocalReads(absl::Span<const BlockKey> hits, uint64_t misses) {
+  std::vector<uint64_t> ids;
+  ids.reserve(hits.size());
+  uint64_t bytes = 0;
+  for (const BlockKey& key : hits) {
+    const int64_t ns = NamespaceId(key.ns, false);
+    if (ns < 0) continue;
+    const InternalKey ikey = KeyOf(static_cast<uint32_t>(ns), key.digest);
+    Shard& shard = ShardFor(ikey);
+    absl::MutexLock lock(&shard.mu);
+    auto it = shard.index.find(ikey);
+    if (it == shard.index.end() || it->second->state != BlockState::kSealed) continue;
+    ids.push_back(it->second->id);
+    bytes += it->second->size;
+  }
+  counters_.gets.fetch_add(hits.size() + misses, std::memory_order_relaxed);
+  counters_.hits.fetch_add(hits.size(), std::memory_order_relaxed);
+  counters_.misses.fetch_add(misses, std::memory_order_relaxed);
+  counters_.bytes_out.fetch_add(bytes, std::memory_order_relaxed);
+  Touch(ids);
+}
+
 void PoolImpl::Unpin(Block* b) {
   bool free_now;
   {
@@ -392,6 +428,7 @@ absl::Status PoolImpl::Remove(const BlockKey& key) {
     if (it != shard.index.end() && it->second->state == BlockState::kSealed) {
       b = it->second;
       shard.index.erase(it);
+      Unpublish(b);
       b->state = BlockState::kRemoved;
       free_now = b->pins.load(std::memory_order_relaxed) == 0;
     }
@@ -489,7 +526,8 @@ PoolStats PoolImpl::Stats() {
     // (list node and map slot) + id map slot, plus the allocator's chunk records.
     constexpr uint64_t kPerBlock =
         sizeof(Block) + (sizeof(InternalKey) + 8 + 1) * 8 / 7 + (24 + 16) + (16 + 1) * 8 / 7;
-    s.metadata_bytes = (s.keys + s.unsealed_blocks) * kPerBlock + allocator_.metadata_bytes();
+    s.metadata_bytes = (s.keys + s.unsealed_blocks) * kPerBlock + allocator_.metadata_bytes() +
+                       directory_bytes();
   }
   return s;
 }
@@ -514,7 +552,12 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   EMS_ASSIGN_OR_RETURN(auto arena, internal::Arena::Create(internal::ArenaOptions{
                                        opts.huge_page_num, opts.huge_page_flavor_mb, opts.numa_node,
                                        opts.require_hugepages, opts.prefault}));
-  return std::unique_ptr<Pool>(new internal::PoolImpl(opts, std::move(arena), std::move(policy)));
+  std::unique_ptr<directory::Writer> dir;
+  if (opts.publish_directory) {
+    EMS_ASSIGN_OR_RETURN(dir, directory::Writer::Create(arena->size()));
+  }
+  return std::unique_ptr<Pool>(
+      new internal::PoolImpl(opts, std::move(arena), std::move(policy), std::move(dir)));
 }
 
 }  // namespace ems::pool

@@ -14,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "directory/directory.h"
 #include "pool/eviction_policy.h"
 #include "pool/internal/allocator.h"
 #include "pool/internal/arena.h"
@@ -34,6 +35,8 @@ struct Block {
   uint64_t size = 0;              // value bytes
   uint64_t checksum = 0;
   uint64_t id = 0;                // policy id, 0 until sealed
+  uint64_t ns_hash = 0;           // directory::NamespaceHash of the namespace
+  bool published = false;         // in the directory (set with state, under the shard lock)
 };
 
 struct InternalKey {
@@ -48,8 +51,9 @@ struct InternalKey {
 
 class PoolImpl final : public Pool {
  public:
+  // `directory` may be null (no publishing).
   PoolImpl(const PoolOptions& options, std::unique_ptr<Arena> arena,
-           std::unique_ptr<EvictionPolicy> policy);
+           std::unique_ptr<EvictionPolicy> policy, std::unique_ptr<directory::Writer> directory);
   ~PoolImpl() override;
 
   absl::StatusOr<WriteHandle> Allocate(const BlockKey& key, uint64_t size,
@@ -59,6 +63,7 @@ class PoolImpl final : public Pool {
   bool Contains(const BlockKey& key) override;
   size_t MatchPrefix(absl::Span<const BlockKey> keys) override;
   absl::Status Remove(const BlockKey& key) override;
+  void RecordLocalReads(absl::Span<const BlockKey> hits, uint64_t misses) override;
   absl::StatusOr<std::pair<LeaseId, BlockInfo>> AcquireRead(const BlockKey& key,
                                                             absl::Duration ttl) override;
   absl::StatusOr<std::pair<LeaseId, BlockInfo>> AcquireWrite(const BlockKey& key, uint64_t size,
@@ -72,6 +77,8 @@ class PoolImpl final : public Pool {
   int arena_fd() const override { return arena_->fd(); }
   uint8_t* arena_base() const override { return arena_->base(); }
   uint64_t arena_bytes() const override { return arena_->size(); }
+  int directory_fd() const override { return directory_ ? directory_->fd() : -1; }
+  uint64_t directory_bytes() const override { return directory_ ? directory_->bytes() : 0; }
 
  private:
   struct Shard {
@@ -115,10 +122,13 @@ class PoolImpl final : public Pool {
   void Touch(const std::vector<uint64_t>& ids);
   uint64_t PolicyIdFor(const InternalKey& k) ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
   BlockInfo InfoOf(const Block* b) const;
+  // Takes a sealed block out of the directory. REQUIRES: its shard's lock (sealed → removed).
+  void Unpublish(Block* b);
 
   // Immutable after construction.
   const PoolOptions options_;
   const std::unique_ptr<Arena> arena_;
+  const std::unique_ptr<directory::Writer> directory_;  // internally synchronized; may be null
   const uint64_t high_bytes_, low_bytes_;
   const uint64_t shard_mask_;
   static constexpr size_t kLeaseShards = 16;
