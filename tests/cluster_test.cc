@@ -80,6 +80,39 @@ TEST(ClusterTest, BlocksSpreadOverNodesAndMatchPrefixSpansThem) {
   }
 }
 
+TEST(ClusterTest, CoLocatedNodesAnswerLookupsFromTheirDirectoriesExactlyAsOverTheWire) {
+  auto cluster = testing::Cluster::Start({.nodes = 3, .local_sockets = true});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto local = Client::Connect({.controller = (*cluster)->controller_address(), .cluster = "test"});
+  auto remote = Client::Connect(
+      {.controller = (*cluster)->controller_address(), .cluster = "test", .use_local = false});
+  ASSERT_TRUE(local.ok() && remote.ok());
+  PutAll(**local, 200);
+  ASSERT_TRUE((*remote)->Remove({TestKey(40)}).ok());  // a hole, made by another client
+  const std::vector<std::pair<int, int>> cases = {{0, 64}, {0, 200}, {30, 64}, {41, 120}, {199, 1}};
+  for (auto [first, count] : cases) {
+    std::vector<BlockKey> prompt;
+    for (int i = first; i < first + count; ++i) prompt.push_back(TestKey(i));
+    prompt.push_back(TestKey(100000));  // absent: nothing after it counts
+    prompt.push_back(TestKey(first));
+    const size_t want = first <= 40 && 40 < first + count ? 40 - first : count;
+    EXPECT_EQ(*(*local)->MatchPrefix(prompt), want) << first << "+" << count;
+    EXPECT_EQ(*(*remote)->MatchPrefix(prompt), want) << first << "+" << count;
+  }
+  EXPECT_EQ(*(*local)->MatchPrefix({}), 0u);
+  // No node is asked: with every node stopped, lookups still get the whole answer (a node
+  // asked would time out, which counts as a miss at its first key).
+  for (int n = 0; n < 3; ++n) (*cluster)->node(n).Signal(SIGSTOP);
+  std::vector<BlockKey> prompt;
+  for (int i = 0; i < 64; ++i) prompt.push_back(TestKey(i));
+  auto frozen = (*local)->MatchPrefix(prompt);
+  for (int n = 0; n < 3; ++n) (*cluster)->node(n).Signal(SIGCONT);
+  ASSERT_TRUE(frozen.ok()) << frozen.status();
+  EXPECT_EQ(*frozen, 40u);
+  // And the blocks read back through shared memory, every byte checked.
+  EXPECT_EQ(CountReadable(**local, 200), 199);
+}
+
 TEST(ClusterTest, SigkillOfANodeUnderLoadGivesMissesNeverWrongBytes) {
   auto cluster = testing::Cluster::Start({.nodes = 3});
   ASSERT_TRUE(cluster.ok()) << cluster.status();

@@ -146,6 +146,23 @@ TEST_F(LocalPathTest, ReadsThroughTheDirectoryKeepBlocksRecentForEviction) {
   EXPECT_EQ(*(*local)->MatchPrefix({TestKey(1)}), 0u) << "and leaves the directory with it";
 }
 
+TEST_F(LocalPathTest, AClientsUnreportedReadsReachTheNodeAheadOfItsNextWrite) {
+  for (uint64_t k = 0; k < 28; ++k) ASSERT_TRUE(remote_->Put(TestKey(k), TestValue(k, 2 << 20)).ok());
+  auto local = client::LocalChannel::Connect({socket_, false});
+  ASSERT_TRUE(local.ok());
+  std::vector<uint8_t> out(2 << 20);
+  ASSERT_TRUE((*local)->Get(TestKey(0), absl::MakeSpan(out)).ok());  // the oldest block
+  // At once, well inside the report delay: the write itself carries the read.
+  std::vector<std::vector<uint8_t>> values;
+  std::vector<client::LocalPutItem> items;
+  for (uint64_t k = 100; k < 104; ++k) values.push_back(TestValue(k, 2 << 20));
+  for (uint64_t k = 100; k < 104; ++k) items.push_back({TestKey(k), values[k - 100]});
+  for (const absl::Status& s : (*local)->BatchPut(items)) ASSERT_TRUE(s.ok()) << s;
+  ASSERT_GT(Stats().evictions(), 0u);
+  EXPECT_EQ(*remote_->MatchPrefix({TestKey(0)}), 1u) << "its read was not counted before eviction";
+  EXPECT_EQ(*remote_->MatchPrefix({TestKey(1)}), 0u);
+}
+
 TEST_F(LocalPathTest, ClientUsesTheLocalSocketWhenGivenOne) {
   auto c = Client::Connect({.address = node_->Value("LISTENING"), .local_socket = socket_});
   ASSERT_TRUE(c.ok());

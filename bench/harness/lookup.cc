@@ -22,8 +22,10 @@ ABSL_FLAG(int, lookup_prompts, 256, "distinct prompts stored before the run");
 ABSL_FLAG(int, lookup_nodes, 3, "ems-node processes in the cluster");
 ABSL_FLAG(int, lookup_threads, 4, "concurrent lookup loops per target");
 ABSL_FLAG(double, lookup_seconds, 3, "measured seconds per target");
-ABSL_FLAG(std::string, lookup_targets, "ems,ems-grpc,redis",
-          "comma-separated: ems (bulk channel), ems-grpc (gRPC), redis");
+ABSL_FLAG(std::string, lookup_targets, "ems,ems-remote,ems-grpc,redis",
+          "comma-separated: ems (the default client: nodes on this host answered from their "
+          "shared-memory block directories), ems-remote (as from another host: the bulk "
+          "channel), ems-grpc (gRPC), redis");
 
 namespace ems::bench {
 namespace {
@@ -93,16 +95,19 @@ int RunLookup(int, char**) {
   const std::vector<uint8_t> value(64, 'v');
   int rc = 0;
   for (absl::string_view target : absl::StrSplit(absl::GetFlag(FLAGS_lookup_targets), ',')) {
-    if (target == "ems" || target == "ems-grpc") {
-      auto cluster = LocalCluster::Start(nodes, 32);
+    if (target == "ems" || target == "ems-remote" || target == "ems-grpc") {
+      auto cluster = LocalCluster::Start(nodes, 32, {}, /*local_sockets=*/true);
       if (!cluster.ok()) {
         std::fprintf(stderr, "lookup: %s\n", cluster.status().ToString().c_str());
         return 1;
       }
-      // ems-grpc keeps lookups on gRPC (the bulk channel off), for comparison in the same run.
+      // Every node runs on this host, so the default client answers the whole prompt from the
+      // nodes' directories. ems-remote turns the shared-memory path off, as a client on another
+      // host would have it (one bulk round trip per owner); ems-grpc keeps lookups on gRPC.
       auto client = Client::Connect({.controller = (*cluster)->membership(),
                                      .cluster = "bench",
-                                     .use_bulk = target == "ems"});
+                                     .use_local = target == "ems",
+                                     .use_bulk = target != "ems-grpc"});
       if (!client.ok()) return 1;
       for (const auto& prompt : data) {
         std::vector<PutItem> items;

@@ -16,10 +16,13 @@ namespace ems::bench {
 int FreePort();
 
 // An ems-controller and `nodes` ems-node processes registered with it, in a temp directory.
+// With `local_sockets`, every node also serves the same-machine path (and its block directory)
+// on a socket in that directory, which clients on this host then use.
 class LocalCluster {
  public:
   static absl::StatusOr<std::unique_ptr<LocalCluster>> Start(
-      int nodes, int pages_per_node, const std::vector<std::string>& flags = {});
+      int nodes, int pages_per_node, const std::vector<std::string>& flags = {},
+      bool local_sockets = false);
   // Stops the nodes, then the controller, with SIGTERM; waits for each. INTERNAL naming the
   // process if one did not exit with status 0. The destructor kills what is still running.
   absl::Status Stop();

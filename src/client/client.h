@@ -41,6 +41,11 @@ struct ClientOptions {
   bool use_bulk = true;
   // Verify every remote Get against the checksum the node computed when the block was sealed.
   bool verify_checksums = true;
+  // The same for reads through shared memory. Off by default: a local read is whole by
+  // construction (the node's directory slot is re-checked after the copy, and a block that
+  // moved is re-read under a lease), and its bytes cross no wire. A checksum would only catch
+  // another local process scribbling on the shared arena, for about a tenth of the read's speed.
+  bool verify_local_checksums = false;
   absl::Duration map_refresh = absl::Milliseconds(500);
 };
 

@@ -71,6 +71,11 @@ std::vector<const v1::NodeInfo*> ClusterView::ReadOwners(const BlockKey& key) co
   return out;
 }
 
+const v1::NodeInfo* ClusterView::PrimaryOwner(const BlockKey& key) const {
+  const int owner = write_ring_.Owner(HashRing::Position(key));
+  return owner < 0 ? nullptr : Find(write_ring_.nodes()[owner].id);
+}
+
 bool ClusterView::Owns(const std::string& node_id, const BlockKey& key) const {
   for (const v1::NodeInfo* n : WriteOwners(key)) {
     if (n->id() == node_id) return true;

@@ -34,6 +34,9 @@ class ClusterView {
   // Nodes that may hold `key`, in the order to ask: the write owners, then DRAINING nodes
   // that owned it before their drain began.
   std::vector<const v1::NodeInfo*> ReadOwners(const BlockKey& key) const;
+  // The first of ReadOwners (the key's UP owner), without building the list; nullptr if no
+  // node is UP.
+  const v1::NodeInfo* PrimaryOwner(const BlockKey& key) const;
   // True if `node_id` is among WriteOwners(key).
   bool Owns(const std::string& node_id, const BlockKey& key) const;
   // The node with this id, or nullptr.

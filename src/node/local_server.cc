@@ -94,6 +94,16 @@ LocalServer::~LocalServer() {
   unlink(options_.socket_path.c_str());
 }
 
+void LocalServer::Record(const v1::LocalReadReport& report) {
+  std::vector<BlockKey> hits;
+  hits.reserve(report.hits_size());
+  for (const v1::Key& k : report.hits()) {
+    auto key = KeyFrom(k);
+    if (key.ok()) hits.push_back(*std::move(key));  // a bad key names no block to touch
+  }
+  pool_->RecordLocalReads(hits, report.misses());
+}
+
 void LocalServer::Serve(int fd) {
   // Leases granted on this connection and not yet sealed or released.
   absl::flat_hash_set<pool::LeaseId> leases;
@@ -113,6 +123,7 @@ void LocalServer::Serve(int fd) {
                            : "local request is not a valid LocalRequest message");
     } else {
       resp.set_id(req.id());
+      if (req.has_report()) Record(req.report());
       switch (req.op_case()) {
         case v1::LocalRequest::kHello:
           resp.set_arena_bytes(pool_->arena_bytes());
@@ -212,17 +223,10 @@ void LocalServer::Serve(int fd) {
           }
           break;
         }
-        case v1::LocalRequest::kReadReport: {
+        case v1::LocalRequest::kReadReport:
           silent = true;
-          std::vector<BlockKey> hits;
-          hits.reserve(req.read_report().hits_size());
-          for (const v1::Key& k : req.read_report().hits()) {
-            auto key = KeyFrom(k);
-            if (key.ok()) hits.push_back(*std::move(key));  // a bad key names no block to touch
-          }
-          pool_->RecordLocalReads(hits, req.read_report().misses());
+          Record(req.read_report());
           break;
-        }
         case v1::LocalRequest::OP_NOT_SET:
           resp.set_code(static_cast<int>(absl::StatusCode::kInvalidArgument));
           resp.set_message("local request names no operation");

@@ -12,6 +12,10 @@
 #include "node/internal/connection_threads.h"
 #include "pool/pool.h"
 
+namespace ems::v1 {
+class LocalReadReport;
+}  // namespace ems::v1
+
 namespace ems::node {
 
 struct LocalServerOptions {
@@ -36,6 +40,8 @@ class LocalServer {
  private:
   LocalServer(pool::Pool* pool, LocalServerOptions options);
   void Serve(int fd);
+  // Applies a client's report of reads it made through the block directory.
+  void Record(const v1::LocalReadReport& report);
 
   pool::Pool* const pool_;
   const LocalServerOptions options_;

@@ -25,6 +25,9 @@ struct ClusterOptions {
   int down_after_missed = 5;
   int node_pages = 32;  // 64 MiB per node
   std::vector<std::string> node_flags;
+  // Each node also serves the same-machine path on a socket of its own in the cluster's
+  // directory, so clients on this host read through shared memory and block directories.
+  bool local_sockets = false;
 };
 
 class Cluster {
@@ -69,6 +72,7 @@ class Cluster {
                                       "--node_id=" + id,
                                       absl::StrCat("--huge_page_num=", options_.node_pages)};
     flags.insert(flags.end(), options_.node_flags.begin(), options_.node_flags.end());
+    if (options_.local_sockets) flags.push_back("--local_socket=" + (dir_ / (id + ".sock")).string());
     auto node = StartNode(flags);
     if (!node.ok()) return node.status();
     nodes_.push_back(*std::move(node));

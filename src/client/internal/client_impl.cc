@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
@@ -527,9 +529,43 @@ absl::Status ClientImpl::Put(const BlockKey& key, absl::Span<const uint8_t> valu
 
 // --- Lookups ---------------------------------------------------------------------------------
 
-absl::StatusOr<size_t> ClientImpl::MatchPrefix(absl::Span<const BlockKey> keys) {
+size_t ClientImpl::MatchInDirectories(const Routing& r, absl::Span<const BlockKey> keys,
+                                      bool* done) {
+  *done = false;
+  // Owners resolved once per node, not per key: a prompt has a few owners and many keys.
+  std::vector<std::pair<const v1::NodeInfo*, LocalChannel*>> seen;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    LocalChannel* local = nullptr;
+    if (r.view == nullptr) {
+      local = single_->local();
+    } else {
+      const v1::NodeInfo* node = r.view->PrimaryOwner(keys[i]);
+      if (node == nullptr) return i;
+      auto it = std::find_if(seen.begin(), seen.end(), [&](auto& s) { return s.first == node; });
+      if (it == seen.end()) it = seen.insert(seen.end(), {node, Conn(*node)->local()});
+      local = it->second;
+    }
+    const std::optional<bool> present =
+        local == nullptr ? std::nullopt : local->Contains(keys[i]);
+    if (!present.has_value()) return i;  // this owner must be asked: the rest goes to them
+    if (!*present) {
+      *done = true;  // the first miss ends the prefix
+      return i;
+    }
+  }
+  *done = true;
+  return keys.size();
+}
+
+absl::StatusOr<size_t> ClientImpl::MatchPrefix(absl::Span<const BlockKey> all_keys) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     Routing r = Current();
+    // Owners on this host answer from their block directories, in prompt order and with no
+    // round trip, as far as they can; only the rest of the prompt goes out to its owners.
+    bool done;
+    const size_t local_prefix = MatchInDirectories(r, all_keys, &done);
+    if (done) return local_prefix;
+    const absl::Span<const BlockKey> keys = all_keys.subspan(local_prefix);
     std::vector<size_t> all(keys.size());
     for (size_t i = 0; i < keys.size(); ++i) all[i] = i;
     auto groups = GroupBy(all, [&](size_t i) -> ConnPtr {
@@ -613,7 +649,7 @@ absl::StatusOr<size_t> ClientImpl::MatchPrefix(absl::Span<const BlockKey> keys) 
       first_miss = std::min(first_miss, c->items[0]);
     }
     if (!error.ok()) return error;
-    if (!stale || attempt == 1 || !RefreshMap().ok()) return first_miss;
+    if (!stale || attempt == 1 || !RefreshMap().ok()) return local_prefix + first_miss;
     counters_.retries.fetch_add(1, std::memory_order_relaxed);
   }
   return absl::InternalError("unreachable");

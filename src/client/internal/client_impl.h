@@ -55,6 +55,10 @@ class ClientImpl final : public Client {
   absl::Status RefreshMap();
   void RefreshLoop();
 
+  // The leading run of `keys` whose owners answer from a shared-memory block directory.
+  // `*done`: the run ends at a miss (or the end), so it is the whole answer; otherwise the key
+  // after it has an owner that must be asked.
+  size_t MatchInDirectories(const Routing& r, absl::Span<const BlockKey> keys, bool* done);
   // One round of BatchGet through a node's shared-memory channel for items `idx`.
   static void GetLocal(LocalChannel* local, absl::Span<const GetItem> items,
                        const std::vector<size_t>& idx, std::vector<absl::StatusOr<size_t>>& results,

@@ -30,7 +30,7 @@ NodeConnection::NodeConnection(std::string id, std::string address, const std::s
   stub_ = v1::DataPlane::NewStub(
       grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args));
   if (options.use_local && !local_socket.empty()) {
-    auto local = LocalChannel::Connect({local_socket, options.verify_checksums});
+    auto local = LocalChannel::Connect({local_socket, options.verify_local_checksums});
     if (local.ok()) {
       local_ = *std::move(local);
       spdlog::debug("client: node {} reached through shared memory at {}", id_, local_socket);
