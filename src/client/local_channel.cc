@@ -254,17 +254,20 @@ absl::StatusOr<absl::Span<uint8_t>> LocalChannel::Block(const v1::LocalGrant& g)
   return absl::MakeSpan(base_ + g.offset(), g.size());
 }
 
-void LocalChannel::ReleaseLeases(Conn& c, const std::vector<uint64_t>& leases) {
-  if (leases.empty()) return;
-  v1::LocalRequest req;
+void LocalChannel::SendNoReply(Conn& c, v1::LocalRequest& req) {
   req.set_id(c.next_id++);
-  for (uint64_t l : leases) req.mutable_release()->add_leases(l);
-  req.mutable_release()->set_no_reply(true);
-  // A lost release is harmless: the lease expires, or ends when the socket closes.
   const std::string out = req.SerializeAsString();
   if (send(c.fd, out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size())) {
     c.broken = true;
   }
+}
+
+void LocalChannel::ReleaseLeases(Conn& c, const std::vector<uint64_t>& leases) {
+  if (leases.empty()) return;
+  v1::LocalRequest req;
+  for (uint64_t l : leases) req.mutable_release()->add_leases(l);
+  req.mutable_release()->set_no_reply(true);
+  SendNoReply(c, req);  // a lost release is harmless: the lease expires or ends with the socket
 }
 
 std::vector<absl::Status> LocalChannel::BatchPut(absl::Span<const LocalPutItem> items) {
@@ -393,14 +396,9 @@ bool LocalChannel::TakeReport(v1::LocalReadReport* report) {
 void LocalChannel::SendReport(const v1::LocalReadReport& report) {
   auto conn = Borrow();
   if (!conn.ok()) return;  // recency and statistics only: a lost report loses no data
-  Conn& c = **conn;
   v1::LocalRequest req;
-  req.set_id(c.next_id++);
   *req.mutable_read_report() = report;
-  const std::string out = req.SerializeAsString();
-  if (send(c.fd, out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size())) {
-    c.broken = true;
-  }
+  SendNoReply(**conn, req);
 }
 
 void LocalChannel::FlushLoop() {

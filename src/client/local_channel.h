@@ -141,6 +141,8 @@ class LocalChannel {
   void FlushLoop();
   // The granted block as a span, after checking it lies inside the arena.
   absl::StatusOr<absl::Span<uint8_t>> Block(const v1::LocalGrant& g) const;
+  // Sends `req` (numbered on `c`) for a node that will not answer it; marks `c` broken on error.
+  static void SendNoReply(Conn& c, v1::LocalRequest& req);
   // Ends leases taken on `c` without waiting for the node's answer.
   static void ReleaseLeases(Conn& c, const std::vector<uint64_t>& leases);
 
