@@ -31,6 +31,9 @@ ABSL_FLAG(std::string, targets, "ems,ems-local,redis,memcached,memcpy",
 ABSL_FLAG(std::string, sizes, "64KiB,256KiB,2MiB,8MiB", "block sizes (KiB or MiB suffix)");
 ABSL_FLAG(std::string, concurrency, "1,4,16", "client threads");
 ABSL_FLAG(uint64_t, bytes_per_case, 256ull << 20, "bytes written (and read) per case");
+ABSL_FLAG(int, rounds, 1,
+          "reads per case: in each round every target reads its blocks once, in turn; a "
+          "target's get figure is its median round");
 
 namespace ems::bench {
 namespace {
@@ -295,7 +298,7 @@ absl::StatusOr<Running> StartTarget(const std::string& tname, const std::string&
     }
     return r;
   }
-  const std::string sock = sock_dir + "/node.sock";
+  const std::string sock = sock_dir + "/" + tname + ".sock";
   auto n = StartNode(SiblingBinary("ems-node"), {absl::StrCat("--huge_page_num=", server_mb / 2),
                                                  "--log_level=error", "--local_socket=" + sock});
   if (!n.ok()) return n.status();
@@ -339,46 +342,72 @@ int RunThroughput(int, char**) {
   int bad = 0, case_id = 0;
   char sock_template[] = "/tmp/ems-tput-XXXXXX";
   const std::string sock_dir = mkdtemp(sock_template);
+  std::vector<std::string> names;
   for (absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_targets), ',')) {
-    const std::string tname(name);
-    if (!IsTarget(tname)) {
-      std::fprintf(stderr, "throughput: unknown target '%s'\n", tname.c_str());
+    names.emplace_back(name);
+    if (!IsTarget(names.back())) {
+      std::fprintf(stderr, "throughput: unknown target '%s'\n", names.back().c_str());
       return 2;
     }
-    for (uint64_t size : sizes) {
-      // Every size starts from a fresh, empty server: memcached's slabs, once given to one
-      // item size, would refuse the next size's values (slab calcification), and Redis would
-      // keep every case's keys.
-      Running running;
-      if (tname != "memcpy") {
-        auto r = StartTarget(tname, sock_dir, server_mb, max_threads);
-        if (!r.ok()) {
-          std::fprintf(stderr, "throughput: %s\n", r.status().ToString().c_str());
-          return 1;
-        }
-        running = *std::move(r);
+  }
+  const int rounds = std::max(1, absl::GetFlag(FLAGS_rounds));
+  auto report = [&](const std::string& tname, bool put, uint64_t size, int conc,
+                    const CaseResult& r) {
+    bad += r.failures;
+    std::printf("%-10s %-4s %9llu %5d %9.2f %10.1f %10.1f%s\n", tname.c_str(),
+                put ? "put" : "get", static_cast<unsigned long long>(size), conc, r.gbps,
+                r.latency.PercentileUs(50), r.latency.PercentileUs(99),
+                r.failures ? "  FAILED" : "");
+    json.push_back(absl::StrCat(
+        "{\"target\":\"", tname, "\",\"op\":\"", put ? "put" : "get", "\",\"size\":", size,
+        ",\"concurrency\":", conc, ",\"gbps\":", absl::StrFormat("%.3f", r.gbps),
+        ",\"p50_us\":", absl::StrFormat("%.1f", r.latency.PercentileUs(50)),
+        ",\"p99_us\":", absl::StrFormat("%.1f", r.latency.PercentileUs(99)),
+        ",\"failures\":", r.failures, "}"));
+    std::fflush(stdout);
+  };
+  for (uint64_t size : sizes) {
+    // Every size starts from fresh, empty servers: memcached's slabs, once given to one item
+    // size, would refuse the next size's values (slab calcification), and Redis would keep
+    // every case's keys. All targets run side by side, so their reads can take turns.
+    std::vector<Running> running(names.size());
+    for (size_t t = 0; t < names.size(); ++t) {
+      if (names[t] == "memcpy") continue;
+      auto r = StartTarget(names[t], sock_dir, server_mb, max_threads);
+      if (!r.ok()) {
+        std::fprintf(stderr, "throughput: %s\n", r.status().ToString().c_str());
+        return 1;
       }
-      std::unique_ptr<Target>& target = running.target;
-      for (int conc : concurrency) {
-        const size_t per_thread = std::max<size_t>(4, per_case / size / conc);
-        if (tname == "memcpy") target = std::make_unique<MemcpyTarget>(size, conc, per_thread);
-        ++case_id;
-        CaseData data(size, conc, per_thread, case_id);
-        for (bool put : {true, false}) {
-          CaseResult r = RunOp(*target, put, data);
-          bad += r.failures;
-          std::printf("%-10s %-4s %9llu %5d %9.2f %10.1f %10.1f%s\n", tname.c_str(),
-                      put ? "put" : "get", static_cast<unsigned long long>(size), conc, r.gbps,
-                      r.latency.PercentileUs(50), r.latency.PercentileUs(99),
-                      r.failures ? "  FAILED" : "");
-          json.push_back(absl::StrCat(
-              "{\"target\":\"", tname, "\",\"op\":\"", put ? "put" : "get", "\",\"size\":", size,
-              ",\"concurrency\":", conc, ",\"gbps\":", absl::StrFormat("%.3f", r.gbps),
-              ",\"p50_us\":", absl::StrFormat("%.1f", r.latency.PercentileUs(50)),
-              ",\"p99_us\":", absl::StrFormat("%.1f", r.latency.PercentileUs(99)),
-              ",\"failures\":", r.failures, "}"));
-          std::fflush(stdout);
+      running[t] = *std::move(r);
+    }
+    for (int conc : concurrency) {
+      const size_t per_thread = std::max<size_t>(4, per_case / size / conc);
+      std::vector<std::unique_ptr<CaseData>> data;
+      for (size_t t = 0; t < names.size(); ++t) {
+        if (names[t] == "memcpy") {
+          running[t].target = std::make_unique<MemcpyTarget>(size, conc, per_thread);
         }
+        data.push_back(std::make_unique<CaseData>(size, conc, per_thread, ++case_id));
+        report(names[t], /*put=*/true, size, conc, RunOp(*running[t].target, true, *data[t]));
+      }
+      // Reads take turns, round by round, and each target reports its median round: on a VM
+      // whose speed drifts by tens of percent over seconds, this keeps a quiet moment from
+      // favouring whichever target happened to run in it.
+      std::vector<std::vector<CaseResult>> gets(names.size());
+      for (int round = 0; round < rounds; ++round) {
+        for (size_t t = 0; t < names.size(); ++t) {
+          gets[t].push_back(RunOp(*running[t].target, false, *data[t]));
+        }
+      }
+      for (size_t t = 0; t < names.size(); ++t) {
+        std::vector<CaseResult>& g = gets[t];
+        int failures = 0;
+        for (const CaseResult& r : g) failures += r.failures;  // every round's reads are checked
+        std::sort(g.begin(), g.end(),
+                  [](const CaseResult& a, const CaseResult& b) { return a.gbps < b.gbps; });
+        CaseResult median = std::move(g[g.size() / 2]);
+        median.failures = failures;
+        report(names[t], /*put=*/false, size, conc, median);
       }
     }
   }
