@@ -105,7 +105,8 @@ TEST_F(LocalPathTest, LookupsAndReadsGoThroughTheDirectoryWithoutARoundTrip) {
   // The node learns of the reads from the report that follows them.
   EXPECT_TRUE(WaitForStats([&](const v1::StatsResponse& s) {
     return s.hit_count() - before.hit_count() == 20 && s.miss_count() - before.miss_count() == 1;
-  })) << Stats().hit_count() - before.hit_count() << " hits reported";
+  })) << Stats().hit_count() - before.hit_count()
+      << " hits reported";
   // A buffer too small is reported like the leased path does, without touching the buffer's end.
   std::vector<uint8_t> small(1000, 0xab);
   auto short_read = (*local)->Get(TestKey(300), absl::MakeSpan(small).first(999));
@@ -129,7 +130,8 @@ TEST_F(LocalPathTest, WithoutTheDirectoryEveryReadAsksTheNode) {
 
 TEST_F(LocalPathTest, ReadsThroughTheDirectoryKeepBlocksRecentForEviction) {
   // 64 MiB node: 28 blocks of 2 MiB stay under the 95% watermark.
-  for (uint64_t k = 0; k < 28; ++k) ASSERT_TRUE(remote_->Put(TestKey(k), TestValue(k, 2 << 20)).ok());
+  for (uint64_t k = 0; k < 28; ++k)
+    ASSERT_TRUE(remote_->Put(TestKey(k), TestValue(k, 2 << 20)).ok());
   auto local = client::LocalChannel::Connect({socket_, false});
   ASSERT_TRUE(local.ok());
   const uint64_t hits = Stats().hit_count();
@@ -147,7 +149,8 @@ TEST_F(LocalPathTest, ReadsThroughTheDirectoryKeepBlocksRecentForEviction) {
 }
 
 TEST_F(LocalPathTest, AClientsUnreportedReadsReachTheNodeAheadOfItsNextWrite) {
-  for (uint64_t k = 0; k < 28; ++k) ASSERT_TRUE(remote_->Put(TestKey(k), TestValue(k, 2 << 20)).ok());
+  for (uint64_t k = 0; k < 28; ++k)
+    ASSERT_TRUE(remote_->Put(TestKey(k), TestValue(k, 2 << 20)).ok());
   auto local = client::LocalChannel::Connect({socket_, false});
   ASSERT_TRUE(local.ok());
   std::vector<uint8_t> out(2 << 20);

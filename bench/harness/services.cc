@@ -70,7 +70,8 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
         "--controller=" + c->membership_, "--cluster=bench", absl::StrCat("--node_id=bench-", i),
         absl::StrCat("--huge_page_num=", pages_per_node), "--log_level=warn"};
     args.insert(args.end(), flags.begin(), flags.end());
-    if (local_sockets) args.push_back(absl::StrCat("--local_socket=", c->dir_, "/node-", i, ".sock"));
+    if (local_sockets)
+      args.push_back(absl::StrCat("--local_socket=", c->dir_, "/node-", i, ".sock"));
     auto node = StartNode(SiblingBinary("ems-node"), args);
     if (!node.ok()) return node.status();
     c->nodes_.push_back(*std::move(node));

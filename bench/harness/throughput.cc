@@ -354,16 +354,15 @@ int RunThroughput(int, char**) {
   auto report = [&](const std::string& tname, bool put, uint64_t size, int conc,
                     const CaseResult& r) {
     bad += r.failures;
-    std::printf("%-10s %-4s %9llu %5d %9.2f %10.1f %10.1f%s\n", tname.c_str(),
-                put ? "put" : "get", static_cast<unsigned long long>(size), conc, r.gbps,
-                r.latency.PercentileUs(50), r.latency.PercentileUs(99),
-                r.failures ? "  FAILED" : "");
-    json.push_back(absl::StrCat(
-        "{\"target\":\"", tname, "\",\"op\":\"", put ? "put" : "get", "\",\"size\":", size,
-        ",\"concurrency\":", conc, ",\"gbps\":", absl::StrFormat("%.3f", r.gbps),
-        ",\"p50_us\":", absl::StrFormat("%.1f", r.latency.PercentileUs(50)),
-        ",\"p99_us\":", absl::StrFormat("%.1f", r.latency.PercentileUs(99)),
-        ",\"failures\":", r.failures, "}"));
+    std::printf("%-10s %-4s %9llu %5d %9.2f %10.1f %10.1f%s\n", tname.c_str(), put ? "put" : "get",
+                static_cast<unsigned long long>(size), conc, r.gbps, r.latency.PercentileUs(50),
+                r.latency.PercentileUs(99), r.failures ? "  FAILED" : "");
+    json.push_back(absl::StrCat("{\"target\":\"", tname, "\",\"op\":\"", put ? "put" : "get",
+                                "\",\"size\":", size, ",\"concurrency\":", conc,
+                                ",\"gbps\":", absl::StrFormat("%.3f", r.gbps),
+                                ",\"p50_us\":", absl::StrFormat("%.1f", r.latency.PercentileUs(50)),
+                                ",\"p99_us\":", absl::StrFormat("%.1f", r.latency.PercentileUs(99)),
+                                ",\"failures\":", r.failures, "}"));
     std::fflush(stdout);
   };
   for (uint64_t size : sizes) {

@@ -148,8 +148,7 @@ int LocalChannel::open_connections() const {
 
 LocalChannel::Counters LocalChannel::counters() const {
   auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-  return {get(counters_.round_trips), get(counters_.directory_reads),
-          get(counters_.leased_reads)};
+  return {get(counters_.round_trips), get(counters_.directory_reads), get(counters_.leased_reads)};
 }
 
 absl::StatusOr<LocalChannel::Borrowed> LocalChannel::Borrow() {

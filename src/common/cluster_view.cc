@@ -16,7 +16,8 @@ absl::StatusOr<std::shared_ptr<const ClusterView>> ClusterView::Build(const v1::
       return absl::InvalidArgumentError(absl::StrCat("cluster map names node ", n.id(), " twice"));
     }
     if (n.address().empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("cluster map node ", n.id(), " has no address"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("cluster map node ", n.id(), " has no address"));
     }
     RingNode r{n.id(), std::max<uint64_t>(1, n.capacity_bytes()), n.zone()};
     if (n.state() == v1::UP) up.push_back(r);

@@ -15,7 +15,7 @@
 namespace ems::directory {
 namespace {
 
-constexpr uint64_t kBlockGranule = 4096;      // the pool's smallest block
+constexpr uint64_t kBlockGranule = 4096;     // the pool's smallest block
 constexpr uint64_t kMaxBytes = 64ull << 20;  // beyond this, blocks go unpublished
 
 uint64_t High64(const Digest& d) {
@@ -38,7 +38,9 @@ bool SameKey(const Slot& s, uint64_t ns_hash, const Digest& d) {
          s.digest_hi.load(std::memory_order_relaxed) == High64(d);
 }
 
-uint64_t BucketsFor(uint64_t bytes) { return (bytes - sizeof(Header)) / sizeof(Slot) / kBucketSlots; }
+uint64_t BucketsFor(uint64_t bytes) {
+  return (bytes - sizeof(Header)) / sizeof(Slot) / kBucketSlots;
+}
 
 }  // namespace
 
@@ -173,9 +175,7 @@ Reader::Reader(const uint8_t* base, uint64_t bytes)
 
 Reader::~Reader() { munmap(const_cast<uint8_t*>(base_), bytes_); }
 
-bool Reader::complete() const {
-  return header_->unpublished.load(std::memory_order_relaxed) == 0;
-}
+bool Reader::complete() const { return header_->unpublished.load(std::memory_order_relaxed) == 0; }
 
 bool Reader::Find(uint64_t ns_hash, const Digest& digest, Hit* hit) const {
   auto [b1, b2] = Buckets(ns_hash, digest, mask_);

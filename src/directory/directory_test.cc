@@ -15,7 +15,8 @@ namespace {
 
 Digest D(uint64_t i) {
   Digest d;
-  for (size_t b = 0; b < d.bytes.size(); ++b) d.bytes[b] = static_cast<uint8_t>((i * 131 + b) >> (b % 4));
+  for (size_t b = 0; b < d.bytes.size(); ++b)
+    d.bytes[b] = static_cast<uint8_t>((i * 131 + b) >> (b % 4));
   std::memcpy(d.bytes.data(), &i, sizeof(i));
   const uint64_t mixed = i * 0x9e3779b97f4a7c15ull;
   std::memcpy(d.bytes.data() + 8, &mixed, sizeof(mixed));
@@ -35,7 +36,8 @@ TEST(DirectoryTest, PublishedBlocksAreFoundUntilUnpublished) {
   auto r = Reader::Map((*w)->fd(), (*w)->bytes());
   ASSERT_TRUE(r.ok()) << r.status();
   const uint64_t ns = NamespaceHash("model-a");
-  for (uint64_t i = 0; i < 1000; ++i) ASSERT_TRUE((*w)->Publish(ns, D(i), i * 4096, 100 + i, i + 7));
+  for (uint64_t i = 0; i < 1000; ++i)
+    ASSERT_TRUE((*w)->Publish(ns, D(i), i * 4096, 100 + i, i + 7));
   EXPECT_TRUE((*r)->complete());
   Hit hit;
   for (uint64_t i = 0; i < 1000; ++i) {

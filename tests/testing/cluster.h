@@ -72,7 +72,8 @@ class Cluster {
                                       "--node_id=" + id,
                                       absl::StrCat("--huge_page_num=", options_.node_pages)};
     flags.insert(flags.end(), options_.node_flags.begin(), options_.node_flags.end());
-    if (options_.local_sockets) flags.push_back("--local_socket=" + (dir_ / (id + ".sock")).string());
+    if (options_.local_sockets)
+      flags.push_back("--local_socket=" + (dir_ / (id + ".sock")).string());
     auto node = StartNode(flags);
     if (!node.ok()) return node.status();
     nodes_.push_back(*std::move(node));

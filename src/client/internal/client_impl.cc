@@ -545,8 +545,7 @@ size_t ClientImpl::MatchInDirectories(const Routing& r, absl::Span<const BlockKe
       if (it == seen.end()) it = seen.insert(seen.end(), {node, Conn(*node)->local()});
       local = it->second;
     }
-    const std::optional<bool> present =
-        local == nullptr ? std::nullopt : local->Contains(keys[i]);
+    const std::optional<bool> present = local == nullptr ? std::nullopt : local->Contains(keys[i]);
     if (!present.has_value()) return i;  // this owner must be asked: the rest goes to them
     if (!*present) {
       *done = true;  // the first miss ends the prefix

@@ -526,8 +526,8 @@ PoolStats PoolImpl::Stats() {
     // (list node and map slot) + id map slot, plus the allocator's chunk records.
     constexpr uint64_t kPerBlock =
         sizeof(Block) + (sizeof(InternalKey) + 8 + 1) * 8 / 7 + (24 + 16) + (16 + 1) * 8 / 7;
-    s.metadata_bytes = (s.keys + s.unsealed_blocks) * kPerBlock + allocator_.metadata_bytes() +
-                       directory_bytes();
+    s.metadata_bytes =
+        (s.keys + s.unsealed_blocks) * kPerBlock + allocator_.metadata_bytes() + directory_bytes();
   }
   return s;
 }

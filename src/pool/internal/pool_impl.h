@@ -28,15 +28,15 @@ enum class BlockState : uint8_t { kWriting, kSealed, kRemoved };
 // owning shard's lock; `chunk` and `id` are set once under space_mu_ before the block seals.
 struct Block {
   Digest digest;
-  uint32_t ns = 0;                // interned namespace
+  uint32_t ns = 0;  // interned namespace
   BlockState state = BlockState::kWriting;
   std::atomic<uint32_t> pins{0};  // relaxed reads outside the shard lock are hints only
   Chunk* chunk = nullptr;
-  uint64_t size = 0;              // value bytes
+  uint64_t size = 0;  // value bytes
   uint64_t checksum = 0;
-  uint64_t id = 0;                // policy id, 0 until sealed
-  uint64_t ns_hash = 0;           // directory::NamespaceHash of the namespace
-  bool published = false;         // in the directory (set with state, under the shard lock)
+  uint64_t id = 0;         // policy id, 0 until sealed
+  uint64_t ns_hash = 0;    // directory::NamespaceHash of the namespace
+  bool published = false;  // in the directory (set with state, under the shard lock)
 };
 
 struct InternalKey {
