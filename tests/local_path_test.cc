@@ -166,6 +166,24 @@ TEST_F(LocalPathTest, AClientsUnreportedReadsReachTheNodeAheadOfItsNextWrite) {
   EXPECT_EQ(*remote_->MatchPrefix({TestKey(1)}), 0u);
 }
 
+TEST_F(LocalPathTest, ADeadNodesDirectoryIsNeverTrusted) {
+  ASSERT_TRUE(remote_->Put(TestKey(60), TestValue(60, 8192)).ok());
+  auto local = client::LocalChannel::Connect({socket_, false});
+  ASSERT_TRUE(local.ok());
+  std::vector<uint8_t> out(8192);
+  ASSERT_TRUE((*local)->Get(TestKey(60), absl::MakeSpan(out)).ok());
+  ASSERT_TRUE((*local)->node_alive());
+  node_->Signal(SIGKILL);
+  node_->Wait(absl::Seconds(10));
+  // The mapping outlives the node; what it says must not be served as the node's answer.
+  for (int i = 0; i < 500 && (*local)->node_alive(); ++i) absl::SleepFor(absl::Milliseconds(10));
+  ASSERT_FALSE((*local)->node_alive());
+  EXPECT_FALSE((*local)->Contains(TestKey(60)).has_value());
+  auto got = (*local)->Get(TestKey(60), absl::MakeSpan(out));
+  EXPECT_TRUE(absl::IsUnavailable(got.status())) << got.status();
+  EXPECT_FALSE((*local)->MatchPrefix({TestKey(60)}).ok());
+}
+
 TEST_F(LocalPathTest, ClientUsesTheLocalSocketWhenGivenOne) {
   auto c = Client::Connect({.address = node_->Value("LISTENING"), .local_socket = socket_});
   ASSERT_TRUE(c.ok());

@@ -1,5 +1,6 @@
 #include "client/local_channel.h"
 
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -34,7 +35,9 @@ absl::Status GrantStatus(const v1::LocalGrant& g) {
 
 }  // namespace
 
-LocalChannel::Conn::~Conn() { close(fd); }  // the node ends every lease still held on it
+LocalChannel::Conn::~Conn() {
+  if (fd >= 0) close(fd);  // the node ends every lease still held on it
+}
 
 absl::StatusOr<std::unique_ptr<LocalChannel::Conn>> LocalChannel::Dial(
     const std::string& socket_path) {
@@ -121,10 +124,33 @@ LocalChannel::LocalChannel(std::unique_ptr<Conn> first, uint8_t* base, uint64_t 
     idle_.push_back(std::move(first));
     open_ = 1;
   }
-  if (directory_ != nullptr) flusher_ = std::thread([this] { FlushLoop(); });
+  if (directory_ == nullptr) return;
+  flusher_ = std::thread([this] { FlushLoop(); });
+  auto watch = Dial(socket_path_);
+  if (watch.ok()) {
+    watch_fd_ = (*watch)->fd;
+    (*watch)->fd = -1;  // owned by watch_fd_ now
+    watcher_ = std::thread([this] { WatchLoop(); });
+  } else {
+    node_gone_.store(true, std::memory_order_relaxed);  // cannot tell: do not trust the mapping
+  }
+}
+
+void LocalChannel::WatchLoop() {
+  // The node never writes to this connection, so it only ever reads as hung up: when the node
+  // exits (or crashes), or when the destructor shuts it down.
+  pollfd p{watch_fd_, POLLRDHUP, 0};
+  while (poll(&p, 1, -1) < 0 && errno == EINTR) {
+  }
+  node_gone_.store(true, std::memory_order_relaxed);
 }
 
 LocalChannel::~LocalChannel() {
+  if (watcher_.joinable()) {
+    shutdown(watch_fd_, SHUT_RDWR);  // wakes the watcher
+    watcher_.join();
+  }
+  if (watch_fd_ >= 0) close(watch_fd_);
   if (flusher_.joinable()) {
     {
       absl::MutexLock lock(&report_mu_);
@@ -428,7 +454,7 @@ std::vector<absl::StatusOr<size_t>> LocalChannel::BatchGet(
     return out;
   }
   std::vector<size_t> ask;  // items only the node can answer
-  if (directory_ == nullptr) {
+  if (directory_ == nullptr || !node_alive()) {
     for (size_t i = 0; i < keys.size(); ++i) ask.push_back(i);
   } else {
     std::vector<const BlockKey*> hits;
@@ -510,13 +536,13 @@ absl::StatusOr<size_t> LocalChannel::Get(const BlockKey& key, absl::Span<uint8_t
 }
 
 std::optional<bool> LocalChannel::Contains(const BlockKey& key) const {
-  if (directory_ == nullptr || !directory_->complete()) return std::nullopt;
+  if (directory_ == nullptr || !node_alive() || !directory_->complete()) return std::nullopt;
   directory::Hit hit;
   return directory_->Find(directory::NamespaceHash(key.ns), key.digest, &hit);
 }
 
 absl::StatusOr<size_t> LocalChannel::MatchPrefix(absl::Span<const BlockKey> keys) {
-  if (directory_ != nullptr && directory_->complete()) {
+  if (directory_ != nullptr && node_alive() && directory_->complete()) {
     size_t matched = 0;
     while (matched < keys.size() && *Contains(keys[matched])) ++matched;
     return matched;

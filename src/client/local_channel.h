@@ -87,6 +87,9 @@ class LocalChannel {
   // Control connections open now (idle or in use).
   int open_connections() const;
   bool has_directory() const { return directory_ != nullptr; }
+  // False once the node's process is gone (its sockets hung up): the directory and arena this
+  // channel maps are then a dead node's, so reads go to the node instead and fail.
+  bool node_alive() const { return !node_gone_.load(std::memory_order_relaxed); }
   Counters counters() const;
 
  private:
@@ -158,6 +161,13 @@ class LocalChannel {
   v1::LocalReadReport pending_ ABSL_GUARDED_BY(report_mu_);
   bool stopping_ ABSL_GUARDED_BY(report_mu_) = false;
   std::thread flusher_;  // sends what no batch or write carried within kReportDelay
+
+  // A connection used for nothing but noticing the node's end: a node that crashed and
+  // restarted leaves this channel mapping its old arena and a directory nobody updates.
+  int watch_fd_ = -1;
+  std::atomic<bool> node_gone_{false};  // relaxed: a hint that only ever goes false -> true
+  std::thread watcher_;
+  void WatchLoop();
 
   struct AtomicCounters {
     std::atomic<uint64_t> round_trips{0}, directory_reads{0}, leased_reads{0};
