@@ -193,12 +193,7 @@ absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::DoAllocate(const BlockKe
   if (parent != nullptr) {
     const int64_t pns = NamespaceId(parent->ns, false);
     if (pns >= 0) {
-      Shard& ps = ShardFor(KeyOf(static_cast<uint32_t>(pns), parent->digest));
-      absl::MutexLock lock(&ps.mu);
-      auto it = ps.index.find(KeyOf(static_cast<uint32_t>(pns), parent->digest));
-      if (it != ps.index.end() && it->second->state == BlockState::kSealed) {
-        parent_id = it->second->id;
-      }
+      WithSealed(static_cast<uint32_t>(pns), parent->digest, [&](Block* p) { parent_id = p->id; });
     }
   }
   Chunk* chunk;
@@ -308,14 +303,10 @@ absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::DoAcquireRead(const Bloc
   const int64_t ns = NamespaceId(key.ns, false);
   Block* b = nullptr;
   if (ns >= 0) {
-    const InternalKey ikey = KeyOf(static_cast<uint32_t>(ns), key.digest);
-    Shard& shard = ShardFor(ikey);
-    absl::MutexLock lock(&shard.mu);
-    auto it = shard.index.find(ikey);
-    if (it != shard.index.end() && it->second->state == BlockState::kSealed) {
-      b = it->second;
-      b->pins.fetch_add(1, std::memory_order_relaxed);
-    }
+    WithSealed(static_cast<uint32_t>(ns), key.digest, [&](Block* sealed) {
+      b = sealed;
+      b->pins.fetch_add(1, std::memory_order_relaxed);  // under the shard lock: no eviction now
+    });
   }
   if (b == nullptr) {
     counters_.misses.fetch_add(1, std::memory_order_relaxed);
@@ -348,12 +339,7 @@ void PoolImpl::Touch(const std::vector<uint64_t>& ids) {
 
 bool PoolImpl::Contains(const BlockKey& key) {
   const int64_t ns = NamespaceId(key.ns, false);
-  if (ns < 0) return false;
-  const InternalKey ikey = KeyOf(static_cast<uint32_t>(ns), key.digest);
-  Shard& shard = ShardFor(ikey);
-  absl::MutexLock lock(&shard.mu);
-  auto it = shard.index.find(ikey);
-  return it != shard.index.end() && it->second->state == BlockState::kSealed;
+  return ns >= 0 && WithSealed(static_cast<uint32_t>(ns), key.digest, [](Block*) {});
 }
 
 size_t PoolImpl::MatchPrefix(absl::Span<const BlockKey> keys) {
@@ -368,12 +354,7 @@ size_t PoolImpl::MatchPrefix(absl::Span<const BlockKey> keys) {
       ns = NamespaceId(key.ns, false);
       last_ns = &key.ns;
     }
-    if (ns < 0) break;
-    const InternalKey ikey = KeyOf(static_cast<uint32_t>(ns), key.digest);
-    Shard& shard = ShardFor(ikey);
-    absl::MutexLock lock(&shard.mu);
-    auto it = shard.index.find(ikey);
-    if (it == shard.index.end() || it->second->state != BlockState::kSealed) break;
+    if (ns < 0 || !WithSealed(static_cast<uint32_t>(ns), key.digest, [](Block*) {})) break;
     ++matched;
   }
   return matched;
@@ -385,14 +366,11 @@ void PoolImpl::RecordLocalReads(absl::Span<const BlockKey> hits, uint64_t misses
   uint64_t bytes = 0;
   for (const BlockKey& key : hits) {
     const int64_t ns = NamespaceId(key.ns, false);
-    if (ns < 0) continue;
-    const InternalKey ikey = KeyOf(static_cast<uint32_t>(ns), key.digest);
-    Shard& shard = ShardFor(ikey);
-    absl::MutexLock lock(&shard.mu);
-    auto it = shard.index.find(ikey);
-    if (it == shard.index.end() || it->second->state != BlockState::kSealed) continue;
-    ids.push_back(it->second->id);
-    bytes += it->second->size;
+    if (ns < 0) continue;  // a key no longer stored: nothing to touch
+    WithSealed(static_cast<uint32_t>(ns), key.digest, [&](Block* b) {
+      ids.push_back(b->id);
+      bytes += b->size;
+    });
   }
   counters_.gets.fetch_add(hits.size() + misses, std::memory_order_relaxed);
   counters_.hits.fetch_add(hits.size(), std::memory_order_relaxed);

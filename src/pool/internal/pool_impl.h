@@ -122,6 +122,17 @@ class PoolImpl final : public Pool {
   void Touch(const std::vector<uint64_t>& ids);
   uint64_t PolicyIdFor(const InternalKey& k) ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
   BlockInfo InfoOf(const Block* b) const;
+  // Calls `f(block)` under the key's shard lock if the key is sealed; false if it is not.
+  template <typename F>
+  bool WithSealed(uint32_t ns, const Digest& digest, F&& f) {
+    const InternalKey ikey = KeyOf(ns, digest);
+    Shard& shard = ShardFor(ikey);
+    absl::MutexLock lock(&shard.mu);
+    auto it = shard.index.find(ikey);
+    if (it == shard.index.end() || it->second->state != BlockState::kSealed) return false;
+    f(it->second);
+    return true;
+  }
   // Takes a sealed block out of the directory. REQUIRES: its shard's lock (sealed → removed).
   void Unpublish(Block* b);
 
