@@ -107,5 +107,35 @@ TEST(EvictionPolicyTest, PrefixKeepsASharedRootWhileItHasChildren) {
   EXPECT_EQ(p->Evict([](uint64_t id) { return id == 7; }), 7u);
 }
 
+TEST(EvictionPolicyTest, PrefixGhostHitReadmitsABlockAheadOfNewOnes) {
+  auto p = *MakeEvictionPolicy("prefix");
+  for (uint64_t id = 1; id <= 4; ++id) p->OnInsert(id, 0);
+  EXPECT_EQ(p->Evict(Any), 1u);  // the oldest of four cold blocks
+  p->OnInsert(1, 0);             // wanted again soon: its prefix is reused
+  p->OnInsert(5, 0);
+  p->OnInsert(6, 0);
+  // Without the ghost, 1 would rank as a new cold block between 4 and 5.
+  for (uint64_t want : {2u, 3u, 4u, 5u, 6u}) EXPECT_EQ(p->Evict(Any), want);
+  EXPECT_EQ(p->Evict(Any), 1u);
+}
+
+TEST(EvictionPolicyTest, PrefixGhostListIsBounded) {
+  auto p = *MakeEvictionPolicy("prefix");
+  // At most two blocks tracked at once, so at most four ghosts: 1 is forgotten after
+  // five newer evictions and comes back as new as the blocks around it.
+  p->OnInsert(1, 0);
+  p->OnInsert(2, 0);
+  EXPECT_EQ(p->Evict(Any), 1u);
+  for (uint64_t id = 3; id <= 7; ++id) {
+    p->OnInsert(id, 0);
+    EXPECT_EQ(p->Evict(Any), id - 1);
+  }
+  p->OnInsert(1, 0);
+  p->OnInsert(8, 0);
+  EXPECT_EQ(p->Evict(Any), 7u);
+  EXPECT_EQ(p->Evict(Any), 1u) << "a forgotten ghost is not readmitted ahead";
+  EXPECT_EQ(p->Evict(Any), 8u);
+}
+
 }  // namespace
 }  // namespace ems::pool

@@ -1,6 +1,14 @@
 #include "pool/internal/prefix_policy.h"
 
+#include <algorithm>
+
 namespace ems::pool::internal {
+namespace {
+// Ghosts per tracked block. Reuse distances of KV prefixes are long — a conversation's next
+// turn comes back after several cache-fulls of other traffic — so one cache's worth (ARC)
+// forgets too early; the cost is an id and a list node per ghost, nothing next to a block.
+constexpr size_t kGhostsPerBlock = 2;
+}  // namespace
 
 // Offsets are in ticks relative to the tracked population, so they scale with the cache:
 // a cold leaf (the partial last block of a prompt, never reused) competes as if half a cache
@@ -20,6 +28,12 @@ void PrefixPolicy::OnInsert(uint64_t id, uint64_t parent) {
   }
   Node node;
   node.tick = ++clock_;
+  if (auto g = ghosts_.find(id); g != ghosts_.end()) {
+    node.cold = false;
+    node.hit = true;
+    ghost_order_.erase(g->second);
+    ghosts_.erase(g);
+  }
   auto p = parent != 0 ? nodes_.find(parent) : nodes_.end();
   if (p != nodes_.end()) {
     node.parent = parent;
@@ -30,6 +44,7 @@ void PrefixPolicy::OnInsert(uint64_t id, uint64_t parent) {
   node.priority = Priority(node);
   nodes_.emplace(id, node);
   leaves_.insert({node.priority, id});
+  max_size_ = std::max(max_size_, nodes_.size());
 }
 
 void PrefixPolicy::OnAccess(uint64_t id) {
@@ -61,11 +76,21 @@ void PrefixPolicy::Forget(uint64_t id) {
 
 void PrefixPolicy::OnErase(uint64_t id) { Forget(id); }
 
+void PrefixPolicy::EvictTracked(uint64_t id) {
+  Forget(id);
+  ghost_order_.push_front(id);
+  ghosts_[id] = ghost_order_.begin();
+  while (ghosts_.size() > kGhostsPerBlock * max_size_) {
+    ghosts_.erase(ghost_order_.back());
+    ghost_order_.pop_back();
+  }
+}
+
 std::optional<uint64_t> PrefixPolicy::Evict(absl::FunctionRef<bool(uint64_t)> can_evict) {
   for (const auto& leaf : leaves_) {
     const uint64_t id = leaf.second;  // a copy: Forget erases the set entry
     if (can_evict(id)) {
-      Forget(id);
+      EvictTracked(id);
       return id;
     }
   }
@@ -78,7 +103,7 @@ std::optional<uint64_t> PrefixPolicy::Evict(absl::FunctionRef<bool(uint64_t)> ca
     }
   }
   if (best == 0) return std::nullopt;
-  Forget(best);
+  EvictTracked(best);
   return best;
 }
 
