@@ -11,51 +11,17 @@
 #include "ems/v1/data.pb.h"
 #include "gtest/gtest.h"
 #include "testing/blocks.h"
+#include "testing/cluster_client.h"
 
 namespace ems {
 namespace {
 
+using testing::ClusterClient;
+using testing::CountReadable;
+using testing::kBlockBytes;
+using testing::PutAll;
 using testing::TestKey;
 using testing::TestValue;
-
-constexpr size_t kBlockBytes = 64 << 10;
-
-std::unique_ptr<Client> ClusterClient(testing::Cluster& cluster) {
-  auto c = Client::Connect({.controller = cluster.controller_address(),
-                            .cluster = "test",
-                            .timeout = absl::Seconds(2),
-                            .map_refresh = absl::Milliseconds(200)});
-  EXPECT_TRUE(c.ok()) << c.status();
-  return c.ok() ? *std::move(c) : nullptr;
-}
-
-// Reads blocks [0, n): how many come back intact; fails the test on any wrong byte.
-int CountReadable(Client& client, int n) {
-  int ok = 0;
-  std::vector<uint8_t> out(kBlockBytes);
-  for (int i = 0; i < n; ++i) {
-    auto got = client.Get(TestKey(i), absl::MakeSpan(out));
-    if (!got.ok()) {
-      EXPECT_EQ(got.status().code(), absl::StatusCode::kNotFound) << got.status();
-      continue;
-    }
-    EXPECT_EQ(out, TestValue(i, kBlockBytes)) << "block " << i << " has wrong bytes";
-    ++ok;
-  }
-  return ok;
-}
-
-void PutAll(Client& client, int n) {
-  std::vector<std::vector<uint8_t>> values;
-  std::vector<BlockKey> keys;
-  for (int i = 0; i < n; ++i) {
-    values.push_back(TestValue(i, kBlockBytes));
-    keys.push_back(TestKey(i));
-  }
-  std::vector<PutItem> items;
-  for (int i = 0; i < n; ++i) items.push_back({keys[i], values[i], nullptr});
-  for (const absl::Status& s : client.BatchPut(items)) ASSERT_TRUE(s.ok()) << s;
-}
 
 TEST(ClusterTest, BlocksSpreadOverNodesAndMatchPrefixSpansThem) {
   auto cluster = testing::Cluster::Start({.nodes = 3});

@@ -22,10 +22,11 @@ ABSL_FLAG(int, lookup_prompts, 256, "distinct prompts stored before the run");
 ABSL_FLAG(int, lookup_nodes, 3, "ems-node processes in the cluster");
 ABSL_FLAG(int, lookup_threads, 4, "concurrent lookup loops per target");
 ABSL_FLAG(double, lookup_seconds, 3, "measured seconds per target");
-ABSL_FLAG(std::string, lookup_targets, "ems,ems-remote,ems-grpc,redis",
+ABSL_FLAG(std::string, lookup_targets, "ems,ems-remote,ems-mirror,ems-grpc,redis",
           "comma-separated: ems (the default client: nodes on this host answered from their "
           "shared-memory block directories), ems-remote (as from another host: the bulk "
-          "channel), ems-grpc (gRPC), redis");
+          "channel), ems-mirror (as from another host, answered from mirrors of the nodes' "
+          "keys), ems-grpc (gRPC), redis");
 
 namespace ems::bench {
 namespace {
@@ -83,6 +84,19 @@ void Print(const char* target, int keys, int nodes, const Result& r) {
   std::fflush(stdout);
 }
 
+// Waits until `prompt` is answered without a round trip: the mirrors have their snapshots.
+bool MirrorsInStep(Client& client, const std::vector<BlockKey>& prompt) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline) {
+    const uint64_t before = client.counters().lookups_without_round_trip;
+    if (client.MatchPrefix(prompt).ok() && client.counters().lookups_without_round_trip > before) {
+      return true;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return false;
+}
+
 }  // namespace
 
 int RunLookup(int, char**) {
@@ -95,7 +109,8 @@ int RunLookup(int, char**) {
   const std::vector<uint8_t> value(64, 'v');
   int rc = 0;
   for (absl::string_view target : absl::StrSplit(absl::GetFlag(FLAGS_lookup_targets), ',')) {
-    if (target == "ems" || target == "ems-remote" || target == "ems-grpc") {
+    if (target == "ems" || target == "ems-remote" || target == "ems-mirror" ||
+        target == "ems-grpc") {
       auto cluster = LocalCluster::Start(nodes, 32, {}, /*local_sockets=*/true);
       if (!cluster.ok()) {
         std::fprintf(stderr, "lookup: %s\n", cluster.status().ToString().c_str());
@@ -103,11 +118,14 @@ int RunLookup(int, char**) {
       }
       // Every node runs on this host, so the default client answers the whole prompt from the
       // nodes' directories. ems-remote turns the shared-memory path off, as a client on another
-      // host would have it (one bulk round trip per owner); ems-grpc keeps lookups on gRPC.
+      // host would have it (one bulk round trip per owner); ems-mirror is that client keeping
+      // mirrors of the nodes' keys (ClientOptions::mirror_remote_keys); ems-grpc keeps lookups
+      // on gRPC.
       auto client = Client::Connect({.controller = (*cluster)->membership(),
                                      .cluster = "bench",
                                      .use_local = target == "ems",
-                                     .use_bulk = target != "ems-grpc"});
+                                     .use_bulk = target != "ems-grpc",
+                                     .mirror_remote_keys = target == "ems-mirror"});
       if (!client.ok()) return 1;
       for (const auto& prompt : data) {
         std::vector<PutItem> items;
@@ -118,6 +136,10 @@ int RunLookup(int, char**) {
             return 1;
           }
         }
+      }
+      if (target == "ems-mirror" && !MirrorsInStep(**client, data[0])) {
+        std::fprintf(stderr, "lookup: the key mirrors did not catch up within 10 s\n");
+        return 1;
       }
       Result r = Measure(threads, seconds, prompts, keys, [&](int, int p) {
         auto m = (*client)->MatchPrefix(data[p]);

@@ -218,7 +218,8 @@ void RegisterClient(py::module_& m) {
                        "Thread-safe; every call releases the GIL while it waits.")
       .def(py::init([](const std::string& address, const std::string& controller,
                        const std::string& cluster, double timeout, const std::string& cd_key,
-                       bool use_local, const std::string& local_socket, bool verify_checksums) {
+                       bool use_local, const std::string& local_socket, bool verify_checksums,
+                       bool mirror_remote_keys) {
              if (!(timeout > 0)) {
                Raise(absl::InvalidArgumentError(
                    absl::StrCat("timeout must be positive seconds, got ", timeout)));
@@ -232,12 +233,13 @@ void RegisterClient(py::module_& m) {
              o.use_local = use_local;
              o.local_socket = local_socket;
              o.verify_checksums = verify_checksums;
+             o.mirror_remote_keys = mirror_remote_keys;
              return std::make_unique<PyClient>(o);
            }),
            py::arg("address") = "", py::kw_only(), py::arg("controller") = "",
            py::arg("cluster") = "default", py::arg("timeout") = 10.0, py::arg("cd_key") = "",
            py::arg("use_local") = true, py::arg("local_socket") = "",
-           py::arg("verify_checksums") = true)
+           py::arg("verify_checksums") = true, py::arg("mirror_remote_keys") = false)
       .def("put", &Put, py::arg("key"), py::arg("value"), py::arg("parent") = py::none(),
            "Stores the bytes of `value` (any C-contiguous buffer) under `key`.")
       .def("get", &GetInto, py::arg("key"), py::arg("out"),
@@ -288,6 +290,7 @@ void RegisterClient(py::module_& m) {
              d["get_timeouts"] = k.get_timeouts;
              d["put_drops"] = k.put_drops;
              d["map_refreshes"] = k.map_refreshes;
+             d["lookups_without_round_trip"] = k.lookups_without_round_trip;
              d["retries"] = k.retries;
              return d;
            })

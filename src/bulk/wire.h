@@ -17,6 +17,11 @@
 //     PUT: `count` × (ItemStatus, message bytes)
 //     MATCH_PREFIX, HELLO: nothing (`count` carries the match)
 //   key      = uint16 namespace length, namespace bytes, 16 digest bytes
+// WATCH_KEYS (no request body) turns the connection into a stream from the node, until it
+// ends: a ResponseHeader (code != 0: refused, with its message), then WatchFrames, each
+// followed by `count` keys: kSnapshot frames with the sealed keys the node holds, one kSynced,
+// then kAdded / kRemoved as blocks seal and leave, and kIdle (no keys) every
+// kWatchIdleInterval with nothing to say, so the client can tell a quiet node from a dead one.
 // A FAILED_PRECONDITION answer carries the node's newer map epoch: the caller's map is stale.
 // Integers are little-endian (the structs are host order; the build requires little-endian).
 #ifndef EMS_BULK_WIRE_H_
@@ -41,7 +46,7 @@ static_assert(std::endian::native == std::endian::little, "the bulk wire format 
 inline constexpr uint32_t kMagic = 0x42534d45;  // "EMSB"
 inline constexpr uint8_t kVersion = 1;
 
-enum class Op : uint8_t { kHello = 1, kGet = 2, kPut = 3, kMatchPrefix = 4 };
+enum class Op : uint8_t { kHello = 1, kGet = 2, kPut = 3, kMatchPrefix = 4, kWatchKeys = 5 };
 
 struct RequestHeader {
   uint32_t magic = kMagic;
@@ -78,6 +83,18 @@ struct GetItemHeader {
   uint64_t checksum = 0;
 };
 static_assert(sizeof(GetItemHeader) == 24);
+
+enum class WatchKind : uint32_t { kSnapshot = 1, kSynced = 2, kAdded = 3, kRemoved = 4, kIdle = 5 };
+
+struct WatchFrame {
+  uint32_t kind = 0;  // WatchKind
+  uint32_t count = 0;
+};
+static_assert(sizeof(WatchFrame) == 8);
+
+inline constexpr absl::Duration kWatchIdleInterval = absl::Milliseconds(200);
+// Keys per frame: a frame is written whole, so this bounds the node's staging buffer.
+inline constexpr uint32_t kWatchFrameKeys = 1024;
 
 struct ItemStatus {
   uint32_t code = 0;

@@ -131,6 +131,7 @@ ems_code ems_client_connect(const ems_client_options* options, ems_client** out,
   o.use_local = options->use_local != 0;
   if (options->local_socket != nullptr) o.local_socket = options->local_socket;
   o.verify_checksums = options->verify_checksums != 0;
+  o.mirror_remote_keys = options->mirror_remote_keys != 0;
   auto client = ems::Client::Connect(o);
   if (!client.ok()) return Fail(client.status(), errmsg);
   *out = new (std::nothrow) ems_client{*std::move(client)};

@@ -65,6 +65,7 @@ typedef struct ems_client_options {
   int use_local;            /* nonzero: use the same-machine shared-memory path when offered */
   const char* local_socket; /* standalone: the node's --local_socket, or NULL */
   int verify_checksums;     /* nonzero: verify remote gets against the block checksum */
+  int mirror_remote_keys;   /* nonzero: answer lookups from mirrors of remote nodes' keys */
 } ems_client_options;
 
 typedef struct ems_client ems_client;

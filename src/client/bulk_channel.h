@@ -36,13 +36,14 @@ class BulkChannel {
   BulkChannel& operator=(const BulkChannel&) = delete;
 
   const BulkChannelOptions& options() const { return options_; }
+  // A new connection that has passed HELLO, outside the pool; the caller closes it.
+  absl::StatusOr<int> Open();
 
  private:
   friend class BulkCall;
   // An idle connection (`*reused` = true) or a new one that has passed HELLO.
   absl::StatusOr<int> Take(bool* reused);
   void Give(int fd);
-  absl::StatusOr<int> Open();
 
   const BulkChannelOptions options_;
   absl::Mutex mu_;

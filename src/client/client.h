@@ -46,6 +46,12 @@ struct ClientOptions {
   // moved is re-read under a lease), and its bytes cross no wire. A checksum would only catch
   // another local process scribbling on the shared arena, for about a tenth of the read's speed.
   bool verify_local_checksums = false;
+  // Keep a mirror of the keys of each node that is not on this host (client/key_mirror.h), fed
+  // by the node over its bulk channel, and answer MatchPrefix for those nodes from it with no
+  // round trip. A mirror trails its node by one hop: a block evicted a moment ago can still
+  // be matched (its Get then misses), one stored by another client a moment ago missed. Costs
+  // a thread and a connection per node, and about 64 bytes per mirrored key.
+  bool mirror_remote_keys = false;
   absl::Duration map_refresh = absl::Milliseconds(500);
 };
 
@@ -66,6 +72,8 @@ struct ClientCounters {
   uint64_t put_drops = 0;     // puts that reached no owner in time
   uint64_t map_refreshes = 0;
   uint64_t retries = 0;  // calls retried after a stale-epoch answer
+  // MatchPrefix calls answered whole from block directories and key mirrors, no round trip.
+  uint64_t lookups_without_round_trip = 0;
 };
 
 // Thread-safe: share one Client between threads.

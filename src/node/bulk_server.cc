@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -65,6 +66,15 @@ bool WaitReadable(int fd) {
     if (n > 0) return true;
     if (n < 0 && errno != EINTR) return false;
   }
+}
+
+// Appends a frame of `kind` with `keys` to `out`.
+void AppendFrame(bulk::WatchKind kind, absl::Span<const BlockKey* const> keys, std::string* out) {
+  bulk::WatchFrame f;
+  f.kind = static_cast<uint32_t>(kind);
+  f.count = static_cast<uint32_t>(keys.size());
+  out->append(reinterpret_cast<const char*>(&f), sizeof(f));
+  for (const BlockKey* k : keys) bulk::AppendKey(*k, out);
 }
 
 }  // namespace
@@ -169,6 +179,9 @@ void BulkServer::Serve(int fd) {
         checked_generation = generation;
         continue;
       }
+      case bulk::Op::kWatchKeys:
+        Watch(fd, epoch, hello_key, checked_generation);
+        return;
       case bulk::Op::kGet:
       case bulk::Op::kMatchPrefix: {
         absl::Status bad;
@@ -284,6 +297,65 @@ void BulkServer::Serve(int fd) {
         return;
     }
     if (!io.ok()) return;
+  }
+}
+
+// The feed's position is taken before the snapshot, so a change the snapshot misses is in the
+// feed; one it already shows comes again as an event, which a mirror applies idempotently.
+// Ends when the client goes away (a write fails; kIdle writes find that out within
+// kWatchIdleInterval) or falls further behind than the feed keeps: it starts over.
+void BulkServer::Watch(int fd, uint64_t epoch, const std::string& hello_key, uint64_t generation) {
+  pool::KeyFeed* feed = pool_->key_feed();
+  if (feed == nullptr) {
+    SendStatus(fd, absl::FailedPreconditionError("bulk channel: this node keeps no key feed"),
+               epoch, 0)
+        .IgnoreError();
+    return;
+  }
+  uint64_t from = feed->next();
+  if (!SendStatus(fd, absl::OkStatus(), epoch, 0).ok()) return;
+  const std::vector<BlockKey> keys = pool_->Keys(std::numeric_limits<size_t>::max());
+  std::vector<const BlockKey*> batch;
+  std::string out;
+  for (size_t begin = 0; begin < keys.size(); begin += bulk::kWatchFrameKeys) {
+    batch.clear();
+    for (size_t i = begin; i < std::min(keys.size(), begin + bulk::kWatchFrameKeys); ++i) {
+      batch.push_back(&keys[i]);
+    }
+    out.clear();
+    AppendFrame(bulk::WatchKind::kSnapshot, batch, &out);
+    if (!WriteAll(fd, out.data(), out.size()).ok()) return;
+  }
+  out.clear();
+  AppendFrame(bulk::WatchKind::kSynced, {}, &out);
+  if (!WriteAll(fd, out.data(), out.size()).ok()) return;
+  while (true) {
+    // As on every request: a key that no longer passes loses the stream too.
+    if (options_.credential && options_.credential->generation() != generation) {
+      generation = options_.credential->generation();
+      if (!options_.credential->Check(options_.node_id, hello_key, "its HELLO").ok()) return;
+    }
+    auto events = feed->Read(from, bulk::kWatchFrameKeys, bulk::kWatchIdleInterval);
+    if (!events.ok()) {
+      spdlog::info("ems-node {}: a key watcher fell behind ({}); it will start over",
+                   options_.node_id, events.status().ToString());
+      return;
+    }
+    out.clear();
+    if (events->empty()) AppendFrame(bulk::WatchKind::kIdle, {}, &out);
+    // Runs of one kind share a frame.
+    for (size_t begin = 0; begin < events->size();) {
+      const bool present = (*events)[begin].present;
+      batch.clear();
+      size_t end = begin;
+      for (; end < events->size() && (*events)[end].present == present; ++end) {
+        batch.push_back(&(*events)[end].key);
+      }
+      AppendFrame(present ? bulk::WatchKind::kAdded : bulk::WatchKind::kRemoved, batch, &out);
+      begin = end;
+    }
+    if (!events->empty()) from = events->back().seq + 1;
+    if (!WriteAll(fd, out.data(), out.size()).ok()) return;
   }
 }
 

@@ -49,6 +49,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   }
   // Co-located clients look blocks up in the directory instead of asking over the socket.
   o.pool.publish_directory = !o.local_socket.empty();
+  // Clients on other hosts mirror the keys through the bulk channel (WATCH_KEYS). The feed
+  // keeps the last 64k changes: a mirror further behind than that starts over.
+  if (o.bulk_port >= 0) o.pool.key_feed_events = 64 << 10;
   EMS_ASSIGN_OR_RETURN(node->pool_, pool::Pool::Create(o.pool));
 
   DataServiceOptions sopts;

@@ -25,6 +25,7 @@
 #include "absl/types/span.h"
 #include "common/clock.h"
 #include "common/key.h"
+#include "pool/key_feed.h"
 
 namespace ems::pool {
 
@@ -55,6 +56,9 @@ struct PoolOptions {
   // Mirror every sealed block in a shared-memory directory (directory/directory.h) that local
   // clients map to look up and read blocks without a round trip to the node.
   bool publish_directory = false;
+  // Keep a feed of the last `key_feed_events` changes to the set of sealed keys (key_feed.h)
+  // for clients that mirror it; 0 = no feed.
+  size_t key_feed_events = 0;
 };
 
 // Point-in-time counters. Cheap to take; not a consistent snapshot across fields.
@@ -210,6 +214,8 @@ class Pool {
   // The block directory's memfd and size (publish_directory); -1 and 0 without one.
   virtual int directory_fd() const = 0;
   virtual uint64_t directory_bytes() const = 0;
+  // The feed of key changes; nullptr unless PoolOptions::key_feed_events > 0.
+  virtual KeyFeed* key_feed() = 0;
 };
 
 }  // namespace ems::pool

@@ -5,6 +5,7 @@
 #include <random>
 #include <thread>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/prefix_hash.h"
@@ -176,6 +177,41 @@ TEST_F(PoolTest, EvictsBetweenWatermarksAndKeepsServing) {
     ASSERT_TRUE(Verify(h->data(), h->size(), i)) << "block " << i << " corrupted";
   }
   EXPECT_EQ(present, pool->Stats().keys);
+}
+
+TEST_F(PoolTest, TheKeyFeedTellsEverySealEvictionAndRemovalInOrder) {
+  PoolOptions o;
+  o.huge_page_num = 4;  // 8 MiB
+  o.clock = &clock_;
+  o.key_feed_events = 1024;
+  auto pool = Pool::Create(o);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  ASSERT_NE((*pool)->key_feed(), nullptr);
+  EXPECT_EQ(MakePool()->key_feed(), nullptr) << "no feed unless asked for";
+  // A write that never seals is not a key; 12 sealed blocks of 1 MiB overflow 8 MiB.
+  ASSERT_TRUE((*pool)->Allocate(Key(100), kMiB).ok());
+  for (uint64_t i = 0; i < 12; ++i) ASSERT_TRUE(Put(**pool, i, kMiB).ok()) << i;
+  ASSERT_TRUE((*pool)->Remove(Key(11)).ok());
+  auto events = (*pool)->key_feed()->Read(0, 1024, absl::ZeroDuration());
+  ASSERT_TRUE(events.ok()) << events.status();
+  // Replaying the feed gives exactly the pool's keys.
+  absl::flat_hash_set<BlockKey> replayed;
+  uint64_t added = 0, gone = 0;
+  for (const KeyFeed::Event& e : *events) {
+    if (e.present) {
+      EXPECT_TRUE(replayed.insert(e.key).second) << "added twice: " << e.key.ToString();
+      ++added;
+    } else {
+      EXPECT_EQ(replayed.erase(e.key), 1u) << "removed before added: " << e.key.ToString();
+      ++gone;
+    }
+  }
+  EXPECT_EQ(added, 12u);
+  EXPECT_EQ(gone, (*pool)->Stats().evictions + 1);
+  const std::vector<BlockKey> keys = (*pool)->Keys(1000);
+  EXPECT_EQ(replayed, absl::flat_hash_set<BlockKey>(keys.begin(), keys.end()));
+  EXPECT_FALSE(replayed.contains(Key(11)));
+  EXPECT_FALSE(replayed.contains(Key(100)));
 }
 
 TEST_F(PoolTest, OfferingAStoredBlockAgainTouchesIt) {

@@ -180,7 +180,8 @@ ClientCounters ClientImpl::counters() const {
   return ClientCounters{counters_.get_timeouts.load(std::memory_order_relaxed),
                         counters_.put_drops.load(std::memory_order_relaxed),
                         counters_.map_refreshes.load(std::memory_order_relaxed),
-                        counters_.retries.load(std::memory_order_relaxed)};
+                        counters_.retries.load(std::memory_order_relaxed),
+                        counters_.lookups_without_round_trip.load(std::memory_order_relaxed)};
 }
 
 ClientImpl::ConnPtr ClientImpl::Conn(const v1::NodeInfo& node) {
@@ -458,6 +459,7 @@ std::vector<absl::Status> ClientImpl::BatchPut(absl::Span<const PutItem> items) 
           stale[i] = any_stale = true;
         } else if (item.ok()) {
           stored[i] = true;
+          if (KeyMirror* mirror = g.conn->mirror()) mirror->NoteStored(items[i].key);
         } else if (IsTransport(item)) {
           transport[i] = true;
         } else if (error[i].ok()) {
@@ -529,23 +531,32 @@ absl::Status ClientImpl::Put(const BlockKey& key, absl::Span<const uint8_t> valu
 
 // --- Lookups ---------------------------------------------------------------------------------
 
-size_t ClientImpl::MatchInDirectories(const Routing& r, absl::Span<const BlockKey> keys,
-                                      bool* done) {
+namespace {
+// What a node's directory or mirror says of `key`; nullopt if the node must be asked.
+std::optional<bool> PresentWithoutRoundTrip(NodeConnection* conn, const BlockKey& key) {
+  if (LocalChannel* local = conn->local()) return local->Contains(key);
+  if (KeyMirror* mirror = conn->mirror()) return mirror->Contains(key);
+  return std::nullopt;
+}
+}  // namespace
+
+size_t ClientImpl::MatchWithoutRoundTrips(const Routing& r, absl::Span<const BlockKey> keys,
+                                          bool* done) {
   *done = false;
   // Owners resolved once per node, not per key: a prompt has a few owners and many keys.
-  std::vector<std::pair<const v1::NodeInfo*, LocalChannel*>> seen;
+  std::vector<std::pair<const v1::NodeInfo*, NodeConnection*>> seen;
   for (size_t i = 0; i < keys.size(); ++i) {
-    LocalChannel* local = nullptr;
+    NodeConnection* conn = nullptr;
     if (r.view == nullptr) {
-      local = single_->local();
+      conn = single_.get();
     } else {
       const v1::NodeInfo* node = r.view->PrimaryOwner(keys[i]);
       if (node == nullptr) return i;
       auto it = std::find_if(seen.begin(), seen.end(), [&](auto& s) { return s.first == node; });
-      if (it == seen.end()) it = seen.insert(seen.end(), {node, Conn(*node)->local()});
-      local = it->second;
+      if (it == seen.end()) it = seen.insert(seen.end(), {node, Conn(*node).get()});
+      conn = it->second;
     }
-    const std::optional<bool> present = local == nullptr ? std::nullopt : local->Contains(keys[i]);
+    const std::optional<bool> present = PresentWithoutRoundTrip(conn, keys[i]);
     if (!present.has_value()) return i;  // this owner must be asked: the rest goes to them
     if (!*present) {
       *done = true;  // the first miss ends the prefix
@@ -559,11 +570,15 @@ size_t ClientImpl::MatchInDirectories(const Routing& r, absl::Span<const BlockKe
 absl::StatusOr<size_t> ClientImpl::MatchPrefix(absl::Span<const BlockKey> all_keys) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     Routing r = Current();
-    // Owners on this host answer from their block directories, in prompt order and with no
-    // round trip, as far as they can; only the rest of the prompt goes out to its owners.
+    // Owners on this host answer from their block directories, and mirrored ones from their
+    // key mirrors, in prompt order and with no round trip, as far as they can; only the rest
+    // of the prompt goes out to its owners.
     bool done;
-    const size_t local_prefix = MatchInDirectories(r, all_keys, &done);
-    if (done) return local_prefix;
+    const size_t local_prefix = MatchWithoutRoundTrips(r, all_keys, &done);
+    if (done) {
+      counters_.lookups_without_round_trip.fetch_add(1, std::memory_order_relaxed);
+      return local_prefix;
+    }
     const absl::Span<const BlockKey> keys = all_keys.subspan(local_prefix);
     std::vector<size_t> all(keys.size());
     for (size_t i = 0; i < keys.size(); ++i) all[i] = i;
@@ -723,6 +738,9 @@ absl::StatusOr<size_t> ClientImpl::Remove(absl::Span<const BlockKey> keys) {
           absl::StrCat("remove at ", c->conn->address(), ": ", c->status.error_message()));
     }
     removed += c->resp.removed();
+    if (KeyMirror* mirror = c->conn->mirror()) {
+      for (size_t i : c->items) mirror->NoteRemoved(keys[i]);
+    }
   }
   return removed;
 }

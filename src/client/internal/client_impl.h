@@ -55,10 +55,11 @@ class ClientImpl final : public Client {
   absl::Status RefreshMap();
   void RefreshLoop();
 
-  // The leading run of `keys` whose owners answer from a shared-memory block directory.
+  // The leading run of `keys` whose owners answer without a round trip: from a shared-memory
+  // block directory (owner on this host) or a key mirror (ClientOptions::mirror_remote_keys).
   // `*done`: the run ends at a miss (or the end), so it is the whole answer; otherwise the key
   // after it has an owner that must be asked.
-  size_t MatchInDirectories(const Routing& r, absl::Span<const BlockKey> keys, bool* done);
+  size_t MatchWithoutRoundTrips(const Routing& r, absl::Span<const BlockKey> keys, bool* done);
   // One round of BatchGet through a node's shared-memory channel for items `idx`.
   static void GetLocal(LocalChannel* local, absl::Span<const GetItem> items,
                        const std::vector<size_t>& idx, std::vector<absl::StatusOr<size_t>>& results,
@@ -75,7 +76,8 @@ class ClientImpl final : public Client {
   absl::flat_hash_map<std::string, ConnPtr> conns_ ABSL_GUARDED_BY(mu_);  // by node id
 
   struct Counters {
-    std::atomic<uint64_t> get_timeouts{0}, put_drops{0}, map_refreshes{0}, retries{0};
+    std::atomic<uint64_t> get_timeouts{0}, put_drops{0}, map_refreshes{0}, retries{0},
+        lookups_without_round_trip{0};
   } counters_;  // relaxed: statistics only
 
   absl::Notification stop_;

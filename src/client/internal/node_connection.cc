@@ -39,6 +39,9 @@ NodeConnection::NodeConnection(std::string id, std::string address, const std::s
                    local.status().ToString());
     }
   }
+  if (options.mirror_remote_keys && local_ == nullptr && bulk_ != nullptr) {
+    mirror_ = std::make_unique<KeyMirror>(bulk_.get());
+  }
 }
 
 void NodeConnection::Prepare(grpc::ClientContext* ctx, const ClientOptions& options,

@@ -10,6 +10,7 @@
 
 #include "client/bulk_channel.h"
 #include "client/client.h"
+#include "client/key_mirror.h"
 #include "client/local_channel.h"
 #include "ems/v1/data.grpc.pb.h"
 
@@ -31,6 +32,9 @@ class NodeConnection {
   // nullptr when the node has no bulk channel or the client does not use it.
   BulkChannel* bulk() { return bulk_.get(); }
   int bulk_port() const { return bulk_port_; }
+  // nullptr unless ClientOptions::mirror_remote_keys and the node is reached over the bulk
+  // channel.
+  KeyMirror* mirror() { return mirror_.get(); }
 
   // Sets deadline, credential and (cluster mode, epoch > 0) the caller's map epoch.
   void Prepare(grpc::ClientContext* ctx, uint64_t epoch) const { Prepare(ctx, options_, epoch); }
@@ -44,6 +48,7 @@ class NodeConnection {
   std::unique_ptr<v1::DataPlane::Stub> stub_;
   std::unique_ptr<LocalChannel> local_;
   std::unique_ptr<BulkChannel> bulk_;
+  std::unique_ptr<KeyMirror> mirror_;  // declared after bulk_: it uses bulk_ until it stops
 };
 
 // The epoch a node put in its trailer after refusing a key it does not own; 0 if none.

@@ -21,10 +21,11 @@ absl::Status SizeError(const BlockKey& key, uint64_t have, uint64_t want) {
 
 PoolImpl::PoolImpl(const PoolOptions& options, std::unique_ptr<Arena> arena,
                    std::unique_ptr<EvictionPolicy> policy,
-                   std::unique_ptr<directory::Writer> directory)
+                   std::unique_ptr<directory::Writer> directory, std::unique_ptr<KeyFeed> feed)
     : options_(options),
       arena_(std::move(arena)),
       directory_(std::move(directory)),
+      feed_(std::move(feed)),
       high_bytes_(static_cast<uint64_t>(options.high_watermark * arena_->size())),
       low_bytes_(static_cast<uint64_t>(options.low_watermark * arena_->size())),
       shard_mask_(options.index_shards - 1),
@@ -56,11 +57,26 @@ BlockInfo PoolImpl::InfoOf(const Block* b) const {
   return BlockInfo{b->chunk->offset, b->size, b->checksum};
 }
 
+void PoolImpl::Publish(Block* b) {
+  if (directory_ != nullptr) {
+    b->published =
+        directory_->Publish(b->ns_hash, b->digest, b->chunk->offset, b->size, b->checksum);
+  }
+  Announce(b, true);
+}
+
 void PoolImpl::Unpublish(Block* b) {
   // Before the block can be freed and rewritten: a local reader's copy is checked against the
   // directory slot afterwards, so it cannot take rewritten bytes for the sealed ones.
   if (directory_ != nullptr) directory_->Unpublish(b->ns_hash, b->digest, b->published);
   b->published = false;
+  Announce(b, false);
+}
+
+void PoolImpl::Announce(const Block* b, bool present) {
+  if (feed_ == nullptr) return;
+  absl::MutexLock lock(&ns_mu_);  // a leaf lock, like the feed's
+  feed_->Append(present, ns_names_[b->ns], b->digest);
 }
 
 LeaseId PoolImpl::AddLease(const Lease& lease) {
@@ -273,9 +289,7 @@ absl::Status PoolImpl::DoSeal(LeaseId lease_id, uint64_t expected_checksum) {
     absl::MutexLock lock(&shard.mu);
     b->checksum = sum;
     b->state = BlockState::kSealed;
-    if (directory_ != nullptr) {
-      b->published = directory_->Publish(b->ns_hash, b->digest, b->chunk->offset, b->size, sum);
-    }
+    Publish(b);
   }
   counters_.keys.fetch_add(1, std::memory_order_relaxed);
   counters_.puts.fetch_add(1, std::memory_order_relaxed);
@@ -534,8 +548,9 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   if (opts.publish_directory) {
     EMS_ASSIGN_OR_RETURN(dir, directory::Writer::Create(arena->size()));
   }
-  return std::unique_ptr<Pool>(
-      new internal::PoolImpl(opts, std::move(arena), std::move(policy), std::move(dir)));
+  auto feed = opts.key_feed_events > 0 ? std::make_unique<KeyFeed>(opts.key_feed_events) : nullptr;
+  return std::unique_ptr<Pool>(new internal::PoolImpl(opts, std::move(arena), std::move(policy),
+                                                      std::move(dir), std::move(feed)));
 }
 
 }  // namespace ems::pool

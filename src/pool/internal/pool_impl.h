@@ -53,7 +53,8 @@ class PoolImpl final : public Pool {
  public:
   // `directory` may be null (no publishing).
   PoolImpl(const PoolOptions& options, std::unique_ptr<Arena> arena,
-           std::unique_ptr<EvictionPolicy> policy, std::unique_ptr<directory::Writer> directory);
+           std::unique_ptr<EvictionPolicy> policy, std::unique_ptr<directory::Writer> directory,
+           std::unique_ptr<KeyFeed> feed);
   ~PoolImpl() override;
 
   absl::StatusOr<WriteHandle> Allocate(const BlockKey& key, uint64_t size,
@@ -79,6 +80,7 @@ class PoolImpl final : public Pool {
   uint64_t arena_bytes() const override { return arena_->size(); }
   int directory_fd() const override { return directory_ ? directory_->fd() : -1; }
   uint64_t directory_bytes() const override { return directory_ ? directory_->bytes() : 0; }
+  KeyFeed* key_feed() override { return feed_.get(); }
 
  private:
   struct Shard {
@@ -133,13 +135,19 @@ class PoolImpl final : public Pool {
     f(it->second);
     return true;
   }
-  // Takes a sealed block out of the directory. REQUIRES: its shard's lock (sealed → removed).
+  // Makes a block visible to local clients' directories and remote clients' key mirrors.
+  // REQUIRES: its shard's lock (writing → sealed).
+  void Publish(Block* b);
+  // Takes a sealed block out of both. REQUIRES: its shard's lock (sealed → removed).
   void Unpublish(Block* b);
+  // Tells the key feed, if any. REQUIRES: the block's shard lock (the feed keeps its order).
+  void Announce(const Block* b, bool present) ABSL_LOCKS_EXCLUDED(ns_mu_);
 
   // Immutable after construction.
   const PoolOptions options_;
   const std::unique_ptr<Arena> arena_;
   const std::unique_ptr<directory::Writer> directory_;  // internally synchronized; may be null
+  const std::unique_ptr<KeyFeed> feed_;                 // internally synchronized; may be null
   const uint64_t high_bytes_, low_bytes_;
   const uint64_t shard_mask_;
   static constexpr size_t kLeaseShards = 16;
