@@ -302,6 +302,17 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
                "%.4f (%+.2f points)\n",
                sim->prefix_hit_ratio, stats[2].prefix_hit_ratio,
                100 * (stats[2].prefix_hit_ratio - sim->prefix_hit_ratio));
+  if (own_cluster && nodes > 1 &&
+      std::abs(stats[2].prefix_hit_ratio - sim->prefix_hit_ratio) > 0.01) {
+    // The simulation is one cache; the pool is one per node behind the ring. They part most
+    // where the capacity sits on a steep part of the hit-ratio curve.
+    std::fprintf(info,
+                 "  (the pool is %d caches of %llu blocks behind a hash ring, the simulation one "
+                 "of %llu: they differ most near a cliff of the hit-ratio curve; docs/replay.md, "
+                 "\"Live vs --simulate\")\n",
+                 nodes, static_cast<unsigned long long>(capacity / nodes),
+                 static_cast<unsigned long long>(capacity));
+  }
   if (json) {
     PrintJson(stats);
     std::printf(
