@@ -83,8 +83,8 @@ BulkChannel::~BulkChannel() {
   for (int fd : idle_) close(fd);
 }
 
-absl::StatusOr<int> BulkChannel::Open() {
-  auto fd = Connect(options_.host, options_.port, options_.timeout);
+absl::StatusOr<int> BulkChannel::Open(absl::Duration timeout) {
+  auto fd = Connect(options_.host, options_.port, timeout);
   if (!fd.ok()) return fd.status();
   bulk::RequestHeader h;
   h.op = static_cast<uint8_t>(bulk::Op::kHello);

@@ -36,8 +36,11 @@ class BulkChannel {
   BulkChannel& operator=(const BulkChannel&) = delete;
 
   const BulkChannelOptions& options() const { return options_; }
-  // A new connection that has passed HELLO, outside the pool; the caller closes it.
-  absl::StatusOr<int> Open();
+  // A new connection that has passed HELLO, outside the pool; the caller closes it. Connect,
+  // HELLO and the socket's later sends and receives wait at most `timeout` (default: the
+  // channel's).
+  absl::StatusOr<int> Open() { return Open(options_.timeout); }
+  absl::StatusOr<int> Open(absl::Duration timeout);
 
  private:
   friend class BulkCall;

@@ -55,7 +55,9 @@ void KeyMirror::Run() {
   absl::Duration retry = kFirstRetry;
   const std::string peer = absl::StrCat(channel_->options().host, ":", channel_->options().port);
   while (true) {
-    auto fd = channel_->Open();
+    // Bounded by kStaleAfter, not the client's call timeout: a node that cannot answer
+    // within it would be stale anyway, and a mirror being destroyed waits no longer.
+    auto fd = channel_->Open(kStaleAfter);
     absl::Status s = fd.status();
     if (fd.ok()) {
       {

@@ -34,7 +34,7 @@ class KeyMirror {
 
   // Starts following the node behind `channel`, which must outlive the mirror.
   explicit KeyMirror(BulkChannel* channel);
-  ~KeyMirror();  // ends the stream and joins the thread
+  ~KeyMirror();  // ends the stream and joins the thread: waits at most about kStaleAfter
   KeyMirror(const KeyMirror&) = delete;
   KeyMirror& operator=(const KeyMirror&) = delete;
 
