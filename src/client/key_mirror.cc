@@ -46,11 +46,6 @@ void KeyMirror::NoteRemoved(const BlockKey& key) {
   keys_.erase(key);
 }
 
-bool KeyMirror::synced() const {
-  absl::ReaderMutexLock lock(&mu_);
-  return synced_;
-}
-
 void KeyMirror::Run() {
   absl::Duration retry = kFirstRetry;
   const std::string peer = absl::StrCat(channel_->options().host, ":", channel_->options().port);

@@ -43,7 +43,6 @@ class KeyMirror {
   // This client stored or removed `key` on the node (read-your-writes).
   void NoteStored(const BlockKey& key);
   void NoteRemoved(const BlockKey& key);
-  bool synced() const;
 
  private:
   void Run();

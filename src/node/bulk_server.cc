@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "bulk/wire.h"
+#include "common/status_macros.h"
 #include "node/admission.h"
 #include "spdlog/spdlog.h"
 
@@ -115,6 +116,18 @@ absl::StatusOr<std::unique_ptr<BulkServer>> BulkServer::Start(pool::Pool* pool,
 
 BulkServer::~BulkServer() { threads_.reset(); }
 
+// The key can change while a connection is open (a credential created later): once it has,
+// the HELLO's key is checked again. Unchanged, this costs one atomic load.
+absl::Status BulkServer::Recheck(const std::string& hello_key, uint64_t* checked_generation) const {
+  if (!options_.credential || options_.credential->generation() == *checked_generation) {
+    return absl::OkStatus();
+  }
+  const uint64_t generation = options_.credential->generation();
+  EMS_RETURN_IF_ERROR(options_.credential->Check(options_.node_id, hello_key, "its HELLO"));
+  *checked_generation = generation;
+  return absl::OkStatus();
+}
+
 // One request at a time. Any socket failure ends the connection; a WriteHandle not yet sealed
 // is dropped with it, so a client that dies mid-put leaks nothing.
 void BulkServer::Serve(int fd) {
@@ -140,18 +153,13 @@ void BulkServer::Serve(int fd) {
           .IgnoreError();
       return;
     }
-    // The key can change while a connection is open (a credential created later): once it
-    // has, the HELLO's key is checked again, and a connection it no longer passes is told so
-    // and closed before any of its values is read. Unchanged, a request costs one atomic load.
-    if (op != bulk::Op::kHello && options_.credential &&
-        options_.credential->generation() != checked_generation) {
-      const uint64_t generation = options_.credential->generation();
-      if (absl::Status s = options_.credential->Check(options_.node_id, hello_key, "its HELLO");
-          !s.ok()) {
+    // A connection its key no longer passes is told so and closed before any of its values
+    // is read.
+    if (op != bulk::Op::kHello) {
+      if (absl::Status s = Recheck(hello_key, &checked_generation); !s.ok()) {
         SendStatus(fd, s, 0, 0).IgnoreError();
         return;
       }
-      checked_generation = generation;
     }
     const uint32_t limit = op == bulk::Op::kHello ? bulk::kMaxCdKeyBytes : bulk::kMaxItems;
     if (h.count > limit) {
@@ -331,10 +339,7 @@ void BulkServer::Watch(int fd, uint64_t epoch, const std::string& hello_key, uin
   if (!WriteAll(fd, out.data(), out.size()).ok()) return;
   while (true) {
     // As on every request: a key that no longer passes loses the stream too.
-    if (options_.credential && options_.credential->generation() != generation) {
-      generation = options_.credential->generation();
-      if (!options_.credential->Check(options_.node_id, hello_key, "its HELLO").ok()) return;
-    }
+    if (!Recheck(hello_key, &generation).ok()) return;
     auto events = feed->Read(from, bulk::kWatchFrameKeys, bulk::kWatchIdleInterval);
     if (!events.ok()) {
       spdlog::info("ems-node {}: a key watcher fell behind ({}); it will start over",

@@ -43,6 +43,9 @@ class BulkServer {
   BulkServer(pool::Pool* pool, BulkServerOptions options, int port)
       : pool_(pool), options_(std::move(options)), port_(port) {}
   void Serve(int fd);
+  // OK if `hello_key` passes the current credential: at once while its generation is still
+  // `*checked_generation`, otherwise after a check that advances it.
+  absl::Status Recheck(const std::string& hello_key, uint64_t* checked_generation) const;
   // WATCH_KEYS: from here on the connection carries the pool's key changes (bulk/wire.h).
   // `hello_key` passed the credential of `generation`; a newer credential it fails ends it.
   void Watch(int fd, uint64_t epoch, const std::string& hello_key, uint64_t generation);
