@@ -8,6 +8,8 @@
 #define EMS_POOL_KEY_FEED_H_
 
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -27,11 +29,15 @@ class KeyFeed {
     BlockKey key;
   };
 
-  explicit KeyFeed(size_t capacity);
+  // A namespace's name from the id the pool interned it under.
+  using NamespaceName = std::function<std::string(uint32_t ns)>;
 
-  // Called with the key's shard lock held, so the events of one key are in the order of its
-  // changes. `mu_` is a leaf lock.
-  void Append(bool present, const std::string& ns, const Digest& digest);
+  KeyFeed(size_t capacity, NamespaceName ns_name);
+
+  // Called on the put and evict paths with the key's shard lock held, so the events of one
+  // key are in the order of its changes. Records 32 bytes under a leaf lock; namespaces are
+  // named by readers, off those paths.
+  void Append(bool present, uint32_t ns, const Digest& digest);
   // The seq the next event will get. Taken before a snapshot of the keys, every change the
   // snapshot may miss has a seq at or after it.
   uint64_t next() const;
@@ -40,8 +46,16 @@ class KeyFeed {
   absl::StatusOr<std::vector<Event>> Read(uint64_t from, size_t max, absl::Duration wait);
 
  private:
+  struct Entry {
+    uint64_t seq = 0;
+    uint32_t ns = 0;
+    bool present = false;
+    Digest digest;
+  };
+
+  const NamespaceName ns_name_;
   mutable absl::Mutex mu_;
-  std::vector<Event> ring_ ABSL_GUARDED_BY(mu_);
+  std::vector<Entry> ring_ ABSL_GUARDED_BY(mu_);
   uint64_t next_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -1,11 +1,16 @@
 #include "pool/key_feed.h"
 
+#include <string>
 #include <thread>
 
 #include "gtest/gtest.h"
 
 namespace ems::pool {
 namespace {
+
+// The pool names namespaces by interned id; two are enough here.
+std::string Name(uint32_t ns) { return ns == 0 ? "ns" : "other"; }
+constexpr uint32_t kNs = 0, kOther = 1;
 
 Digest D(uint8_t i) {
   Digest d;
@@ -14,9 +19,9 @@ Digest D(uint8_t i) {
 }
 
 TEST(KeyFeedTest, ReadsEventsInOrderFromAnyPositionItStillKeeps) {
-  KeyFeed feed(4);
+  KeyFeed feed(4, Name);
   EXPECT_EQ(feed.next(), 0u);
-  for (uint8_t i = 0; i < 3; ++i) feed.Append(i != 1, "ns", D(i));
+  for (uint8_t i = 0; i < 3; ++i) feed.Append(i != 1, kNs, D(i));
   auto all = feed.Read(0, 10, absl::ZeroDuration());
   ASSERT_TRUE(all.ok()) << all.status();
   ASSERT_EQ(all->size(), 3u);
@@ -32,8 +37,8 @@ TEST(KeyFeedTest, ReadsEventsInOrderFromAnyPositionItStillKeeps) {
 }
 
 TEST(KeyFeedTest, AReaderFurtherBehindThanTheRingIsToldToStartOver) {
-  KeyFeed feed(4);
-  for (uint8_t i = 0; i < 6; ++i) feed.Append(true, "ns", D(i));
+  KeyFeed feed(4, Name);
+  for (uint8_t i = 0; i < 6; ++i) feed.Append(true, kNs, D(i));
   EXPECT_EQ(feed.Read(1, 10, absl::ZeroDuration()).status().code(), absl::StatusCode::kOutOfRange);
   auto kept = feed.Read(2, 10, absl::ZeroDuration());
   ASSERT_TRUE(kept.ok()) << kept.status();
@@ -43,13 +48,13 @@ TEST(KeyFeedTest, AReaderFurtherBehindThanTheRingIsToldToStartOver) {
 }
 
 TEST(KeyFeedTest, AWaitingReaderWakesForTheNextEventOrReturnsEmpty) {
-  KeyFeed feed(4);
+  KeyFeed feed(4, Name);
   auto none = feed.Read(0, 10, absl::Milliseconds(20));
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty());
   std::thread writer([&] {
     absl::SleepFor(absl::Milliseconds(50));
-    feed.Append(false, "other", D(7));
+    feed.Append(false, kOther, D(7));
   });
   auto got = feed.Read(0, 10, absl::Seconds(30));
   writer.join();

@@ -21,11 +21,14 @@ absl::Status SizeError(const BlockKey& key, uint64_t have, uint64_t want) {
 
 PoolImpl::PoolImpl(const PoolOptions& options, std::unique_ptr<Arena> arena,
                    std::unique_ptr<EvictionPolicy> policy,
-                   std::unique_ptr<directory::Writer> directory, std::unique_ptr<KeyFeed> feed)
+                   std::unique_ptr<directory::Writer> directory)
     : options_(options),
       arena_(std::move(arena)),
       directory_(std::move(directory)),
-      feed_(std::move(feed)),
+      feed_(options.key_feed_events == 0
+                ? nullptr
+                : std::make_unique<KeyFeed>(options.key_feed_events,
+                                            [this](uint32_t ns) { return NamespaceName(ns); })),
       high_bytes_(static_cast<uint64_t>(options.high_watermark * arena_->size())),
       low_bytes_(static_cast<uint64_t>(options.low_watermark * arena_->size())),
       shard_mask_(options.index_shards - 1),
@@ -74,9 +77,12 @@ void PoolImpl::Unpublish(Block* b) {
 }
 
 void PoolImpl::Announce(const Block* b, bool present) {
-  if (feed_ == nullptr) return;
-  absl::MutexLock lock(&ns_mu_);  // a leaf lock, like the feed's
-  feed_->Append(present, ns_names_[b->ns], b->digest);
+  if (feed_ != nullptr) feed_->Append(present, b->ns, b->digest);
+}
+
+std::string PoolImpl::NamespaceName(uint32_t ns) {
+  absl::MutexLock lock(&ns_mu_);
+  return ns_names_[ns];
 }
 
 LeaseId PoolImpl::AddLease(const Lease& lease) {
@@ -548,9 +554,8 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   if (opts.publish_directory) {
     EMS_ASSIGN_OR_RETURN(dir, directory::Writer::Create(arena->size()));
   }
-  auto feed = opts.key_feed_events > 0 ? std::make_unique<KeyFeed>(opts.key_feed_events) : nullptr;
-  return std::unique_ptr<Pool>(new internal::PoolImpl(opts, std::move(arena), std::move(policy),
-                                                      std::move(dir), std::move(feed)));
+  return std::unique_ptr<Pool>(
+      new internal::PoolImpl(opts, std::move(arena), std::move(policy), std::move(dir)));
 }
 
 }  // namespace ems::pool

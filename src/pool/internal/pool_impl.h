@@ -53,8 +53,7 @@ class PoolImpl final : public Pool {
  public:
   // `directory` may be null (no publishing).
   PoolImpl(const PoolOptions& options, std::unique_ptr<Arena> arena,
-           std::unique_ptr<EvictionPolicy> policy, std::unique_ptr<directory::Writer> directory,
-           std::unique_ptr<KeyFeed> feed);
+           std::unique_ptr<EvictionPolicy> policy, std::unique_ptr<directory::Writer> directory);
   ~PoolImpl() override;
 
   absl::StatusOr<WriteHandle> Allocate(const BlockKey& key, uint64_t size,
@@ -141,7 +140,8 @@ class PoolImpl final : public Pool {
   // Takes a sealed block out of both. REQUIRES: its shard's lock (sealed → removed).
   void Unpublish(Block* b);
   // Tells the key feed, if any. REQUIRES: the block's shard lock (the feed keeps its order).
-  void Announce(const Block* b, bool present) ABSL_LOCKS_EXCLUDED(ns_mu_);
+  void Announce(const Block* b, bool present);
+  std::string NamespaceName(uint32_t ns) ABSL_LOCKS_EXCLUDED(ns_mu_);
 
   // Immutable after construction.
   const PoolOptions options_;
