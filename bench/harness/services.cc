@@ -53,6 +53,8 @@ int FreePort() {
   return ntohs(addr.sin_port);
 }
 
+std::string LocalClusterNodeId(int i) { return absl::StrCat("bench-", i); }
+
 absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
     int nodes, int pages_per_node, const std::vector<std::string>& flags, bool local_sockets) {
   std::unique_ptr<LocalCluster> c(new LocalCluster());
@@ -67,7 +69,7 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
   c->membership_ = c->controller_->Value("MEMBERSHIP");
   for (int i = 0; i < nodes; ++i) {
     std::vector<std::string> args = {
-        "--controller=" + c->membership_, "--cluster=bench", absl::StrCat("--node_id=bench-", i),
+        "--controller=" + c->membership_, "--cluster=bench", "--node_id=" + LocalClusterNodeId(i),
         absl::StrCat("--huge_page_num=", pages_per_node), "--log_level=warn"};
     args.insert(args.end(), flags.begin(), flags.end());
     if (local_sockets)

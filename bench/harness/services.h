@@ -18,6 +18,10 @@ int FreePort();
 // An ems-controller and `nodes` ems-node processes registered with it, in a temp directory.
 // With `local_sockets`, every node also serves the same-machine path (and its block directory)
 // on a socket in that directory, which clients on this host then use.
+// The id LocalCluster gives its node `i`: it places blocks on the ring, so the replay's
+// simulation of the same cluster (replay/live.h) builds its ring from these ids.
+std::string LocalClusterNodeId(int i);
+
 class LocalCluster {
  public:
   static absl::StatusOr<std::unique_ptr<LocalCluster>> Start(

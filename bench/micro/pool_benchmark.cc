@@ -1,11 +1,15 @@
-// Micro benchmarks of the pool: allocator, index under contention, pins, metadata, fragmentation.
+// Micro benchmarks of the pool: allocator, index under contention, pins, metadata, fragmentation,
+// eviction policies.
 #include <cstring>
 #include <memory>
 #include <random>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "benchmark/benchmark.h"
+#include "pool/eviction_policy.h"
 #include "pool/internal/allocator.h"
+#include "pool/internal/prefix_policy.h"
 #include "pool/pool.h"
 
 namespace ems::pool {
@@ -135,6 +139,52 @@ void BM_Pool_MetadataBytesPerBlock(benchmark::State& state) {
   state.counters["metadata_bytes_per_block"] = per_block;
 }
 BENCHMARK(BM_Pool_MetadataBytesPerBlock)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// One block in, one out, at a steady 64k blocks: what each policy costs per put once the pool
+// is full. Prompts of 16 chained blocks, half of them repeating an earlier prompt's prefix so
+// that hits, parents and ghosts all occur. Arg 0..2: lru, s3fifo, prefix (dueling three
+// tunings); 3: prefix with its first tuning alone, the duel's baseline in the same run.
+void BM_Policy_UseAndEvict(benchmark::State& state) {
+  std::unique_ptr<EvictionPolicy> p;
+  static const char* const kNames[] = {"lru", "s3fifo", "prefix"};
+  if (state.range(0) < 3) {
+    p = *MakeEvictionPolicy(kNames[state.range(0)]);
+  } else {
+    p = std::make_unique<internal::PrefixPolicy>(
+        std::vector<internal::PrefixPolicy::Tuning>{internal::PrefixPolicy::DefaultTunings()[0]});
+  }
+  constexpr size_t kBlocks = 64 << 10, kChain = 16;
+  absl::flat_hash_set<uint64_t> present;
+  std::mt19937_64 rng(1);
+  uint64_t next_prompt = 1, uses = 0;
+  auto evict_to = [&](size_t n) {
+    while (p->size() > n) {
+      auto v = p->Evict([](uint64_t) { return true; });
+      if (!v) break;
+      present.erase(*v);
+    }
+  };
+  for (auto _ : state) {
+    // A prompt: a repeat of a recent one (its ids are prompt * 16 + depth) or a new one.
+    const uint64_t prompt =
+        rng() % 2 == 0 && next_prompt > 64 ? next_prompt - 1 - rng() % 64 : next_prompt++;
+    uint64_t parent = 0;
+    for (uint64_t d = 0; d < kChain; ++d) {
+      const uint64_t id = prompt * kChain + d;
+      if (present.contains(id)) {
+        p->OnAccess(id);
+      } else {
+        p->OnInsert(id, parent);
+        present.insert(id);
+        evict_to(kBlocks);
+      }
+      parent = id;
+    }
+    uses += kChain;
+  }
+  state.SetItemsProcessed(uses);
+}
+BENCHMARK(BM_Policy_UseAndEvict)->DenseRange(0, 3);
 
 }  // namespace
 }  // namespace ems::pool

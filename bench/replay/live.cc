@@ -3,10 +3,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <memory>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/hash_ring.h"
+#include "harness/services.h"
 #include "replay/progress.h"
 
 namespace ems::bench {
@@ -105,6 +109,24 @@ void Serve(Client& client, const Request& req, const LiveOptions& o, std::vector
 }
 
 }  // namespace
+
+std::string ReplayNamespace(absl::string_view model) { return absl::StrCat("replay/", model); }
+
+absl::StatusOr<Placement> LocalClusterPlacement(const std::string& ns, int nodes) {
+  if (nodes < 1) return absl::InvalidArgumentError("a cluster needs at least one node");
+  std::vector<RingNode> members;
+  for (int i = 0; i < nodes; ++i) members.push_back({LocalClusterNodeId(i), 1, ""});
+  // The nodes are equal, so any equal capacity gives the ring their map builds.
+  absl::StatusOr<HashRing> built = HashRing::Build(std::move(members));
+  if (!built.ok()) return built.status();
+  auto ring = std::make_shared<const HashRing>(*std::move(built));
+  Placement p;
+  p.caches = nodes;
+  p.owner = [ring, ns](uint64_t hash_id) {
+    return ring->Owner(HashRing::Position(ReplayKey(ns, hash_id)));
+  };
+  return p;
+}
 
 BlockKey ReplayKey(const std::string& ns, uint64_t hash_id) {
   BlockKey k{ns, {}};

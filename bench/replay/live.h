@@ -11,6 +11,7 @@
 #include "absl/types/span.h"
 #include "client/client.h"
 #include "common/key.h"
+#include "replay/simulate.h"
 #include "replay/trace.h"
 
 namespace ems::bench {
@@ -54,6 +55,13 @@ struct LiveResult {
 // Runs the replay. Blocks the caller until every request is done.
 LiveResult RunLive(Client& client, const std::vector<Request>& requests,
                    const LiveOptions& options);
+
+// The key namespace of a replay of `model` on a cluster the replay starts.
+std::string ReplayNamespace(absl::string_view model);
+// Where the cluster the replay starts (LocalCluster::Start with `nodes` nodes of equal size)
+// keeps each trace block: the pool's own ring over the same node ids, at ReplayKey(ns, id).
+// `Simulate` with it models that cluster block for block. INVALID_ARGUMENT if nodes < 1.
+absl::StatusOr<Placement> LocalClusterPlacement(const std::string& ns, int nodes);
 
 // The key of trace block `hash_id` in namespace `ns` (a uniform 128-bit digest of the id).
 BlockKey ReplayKey(const std::string& ns, uint64_t hash_id);

@@ -7,13 +7,16 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "harness/commands.h"
+#include "replay/live.h"
 #include "replay/live_command.h"
+#include "replay/model.h"
 #include "replay/simulate.h"
 #include "replay/trace.h"
 
@@ -22,12 +25,17 @@ ABSL_FLAG(std::string, workload, "",
           "built-in synthetic workload instead of --trace: multiturn (docs/replay.md)");
 ABSL_FLAG(bool, simulate, false, "offline: the pool's eviction code over capacity sweeps");
 ABSL_FLAG(std::string, policies, "lru,s3fifo,prefix", "eviction policies to compare");
+ABSL_FLAG(int, simulate_nodes, 1,
+          "--simulate: 1 = one cache of each capacity; N = N caches of capacity/N behind the "
+          "pool's hash ring, block for block as the N-node cluster a live replay starts");
 ABSL_FLAG(std::string, capacities, "5000,10000,20000",
           "capacities in blocks (0 = unbounded, the ideal)");
 ABSL_FLAG(uint64_t, limit, 0, "replay only the first N requests (0 = all)");
 ABSL_FLAG(bool, strict, false, "a malformed trace line is fatal (default: reported and skipped)");
 ABSL_FLAG(uint64_t, seed, 1, "seed of the synthetic workload");
 ABSL_FLAG(int, sessions, 400, "sessions of the synthetic multi-turn workload");
+
+ABSL_DECLARE_FLAG(std::string, model);  // live_command.cc: names the keys, so the ring
 
 namespace ems::bench {
 
@@ -80,14 +88,33 @@ int RunReplay(int, char**) {
     }
     capacities.push_back(v);
   }
+  const int sim_nodes = absl::GetFlag(FLAGS_simulate_nodes);
+  if (sim_nodes < 1) {
+    std::fprintf(stderr, "replay: --simulate_nodes must be at least 1\n");
+    return 2;
+  }
+  Placement placement;
+  if (sim_nodes > 1) {
+    auto model = FindModel(absl::GetFlag(FLAGS_model));
+    auto p = model.ok() ? LocalClusterPlacement(ReplayNamespace(model->name), sim_nodes)
+                        : absl::StatusOr<Placement>(model.status());
+    if (!p.ok()) {
+      std::fprintf(stderr, "replay: %s\n", p.status().ToString().c_str());
+      return 2;
+    }
+    placement = *std::move(p);
+  }
   const bool json = absl::GetFlag(FLAGS_json);
   if (!json) {
-    std::printf("%zu requests, block %d tokens\n%-8s %10s %10s %10s %10s\n", requests.size(),
-                block_tokens, "policy", "capacity", "per_block", "prefix", "token");
+    std::printf("%zu requests, block %d tokens, %s\n%-8s %10s %10s %10s %10s\n", requests.size(),
+                block_tokens,
+                sim_nodes == 1 ? "one cache"
+                               : absl::StrCat(sim_nodes, " caches behind the pool's ring").c_str(),
+                "policy", "capacity", "per_block", "prefix", "token");
   }
   for (absl::string_view p : absl::StrSplit(absl::GetFlag(FLAGS_policies), ',')) {
     for (size_t cap : capacities) {
-      auto r = Simulate(requests, std::string(p), cap, block_tokens);
+      auto r = Simulate(requests, std::string(p), cap, block_tokens, placement);
       if (!r.ok()) {
         std::fprintf(stderr, "replay: %s\n", r.status().ToString().c_str());
         return 2;
@@ -96,10 +123,10 @@ int RunReplay(int, char**) {
         std::printf(
             "{\"policy\":\"%s\",\"capacity_blocks\":%zu,\"per_block_hit_ratio\":%.4f,"
             "\"prefix_hit_ratio\":%.4f,\"token_prefix_hit_ratio\":%.4f,"
-            "\"requests\":%llu,\"blocks\":%llu}\n",
+            "\"requests\":%llu,\"blocks\":%llu,\"nodes\":%d}\n",
             r->policy.c_str(), cap, r->per_block_hit_ratio, r->prefix_hit_ratio,
             r->token_prefix_hit_ratio, static_cast<unsigned long long>(r->requests),
-            static_cast<unsigned long long>(r->blocks));
+            static_cast<unsigned long long>(r->blocks), sim_nodes);
       } else {
         std::printf("%-8s %10zu %10.4f %10.4f %10.4f\n", r->policy.c_str(), cap,
                     r->per_block_hit_ratio, r->prefix_hit_ratio, r->token_prefix_hit_ratio);

@@ -41,22 +41,26 @@ size_t CacheSim::LeadingHits(const Request& req, size_t* present_blocks) const {
 }
 
 void CacheSim::Admit(const Request& req) {
-  auto always = [](uint64_t) { return true; };
-  uint64_t parent = 0;
+  std::optional<uint64_t> parent;
   for (uint64_t raw : req.hash_ids) {
-    const uint64_t id = raw + 1;
-    if (present_.contains(id)) {
-      policy_->OnAccess(id);
-    } else {
-      policy_->OnInsert(id, parent);
-      present_.insert(id);
-      while (capacity_ > 0 && present_.size() > capacity_) {
-        auto victim = policy_->Evict(always);
-        if (!victim) break;
-        present_.erase(*victim);
-      }
-    }
-    parent = id;
+    AdmitBlock(raw, parent);
+    parent = raw;
+  }
+}
+
+void CacheSim::AdmitBlock(uint64_t hash_id, std::optional<uint64_t> parent) {
+  const uint64_t id = hash_id + 1;
+  if (present_.contains(id)) {
+    policy_->OnAccess(id);
+    return;
+  }
+  policy_->OnInsert(id, parent ? *parent + 1 : 0);
+  present_.insert(id);
+  auto always = [](uint64_t) { return true; };
+  while (capacity_ > 0 && present_.size() > capacity_) {
+    auto victim = policy_->Evict(always);
+    if (!victim) break;
+    present_.erase(*victim);
   }
 }
 
@@ -133,11 +137,42 @@ struct Tally {
 }  // namespace
 
 absl::StatusOr<SimResult> Simulate(const std::vector<Request>& requests, const std::string& policy,
-                                   size_t capacity_blocks, int block_tokens) {
+                                   size_t capacity_blocks, int block_tokens,
+                                   const Placement& placement) {
+  if (placement.caches < 1 || (placement.caches > 1 && !placement.owner)) {
+    return absl::InvalidArgumentError(
+        "a placement needs at least one cache and, for several, "
+        "an owner function");
+  }
   SimResult r;
   r.policy = policy;
   r.capacity_blocks = capacity_blocks;
   Tally tally;
+  if (placement.caches > 1) {
+    if (policy == kBeladyPolicy) {
+      return absl::InvalidArgumentError("belady is one cache's offline bound, not per node");
+    }
+    std::vector<CacheSim> caches;
+    for (int i = 0; i < placement.caches; ++i) {
+      EMS_ASSIGN_OR_RETURN(CacheSim c,
+                           CacheSim::Create(policy, capacity_blocks / placement.caches));
+      caches.push_back(std::move(c));
+    }
+    auto cache_of = [&](uint64_t id) -> CacheSim& { return caches[placement.owner(id)]; };
+    for (const Request& req : requests) {
+      size_t present = 0;
+      const size_t leading = CountHits(
+          req, [&](uint64_t id) { return cache_of(id).Contains(id); }, &present);
+      tally.Add(req, leading, present, block_tokens);
+      std::optional<uint64_t> parent;
+      for (uint64_t id : req.hash_ids) {
+        cache_of(id).AdmitBlock(id, parent);  // the parent is linked only in its own cache
+        parent = id;
+      }
+    }
+    tally.Finish(r);
+    return r;
+  }
   if (policy == kBeladyPolicy) {
     BeladySim belady(requests, capacity_blocks);
     for (size_t i = 0; i < requests.size(); ++i) {

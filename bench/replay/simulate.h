@@ -3,7 +3,9 @@
 #ifndef EMS_BENCH_REPLAY_SIMULATE_H_
 #define EMS_BENCH_REPLAY_SIMULATE_H_
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +45,12 @@ class CacheSim {
   // order, evicting down to the capacity.
   void Admit(const Request& req);
 
+  // One block at a time, for a caller that spreads a request over several caches.
+  bool Contains(uint64_t hash_id) const { return present_.contains(hash_id + 1); }
+  // Touches `hash_id` if present, else inserts it (under `parent` if given: the policy links
+  // them only if it tracks the parent too) and evicts down to the capacity.
+  void AdmitBlock(uint64_t hash_id, std::optional<uint64_t> parent);
+
  private:
   CacheSim(std::unique_ptr<pool::EvictionPolicy> policy, size_t capacity)
       : policy_(std::move(policy)), capacity_(capacity) {}
@@ -51,16 +59,27 @@ class CacheSim {
   absl::flat_hash_set<uint64_t> present_;  // policy ids (hash id + 1: ids must not be 0)
 };
 
+// Where blocks live. The pool is one cache per node behind a consistent-hash ring, not one
+// cache of the whole capacity: `caches` caches of capacity / caches blocks each, block
+// `hash_id` in cache `owner(hash_id)`. A block's parent often lives in another cache, where
+// the prefix policy cannot see it, as on the nodes. The default is one cache.
+struct Placement {
+  int caches = 1;
+  std::function<int(uint64_t hash_id)> owner;  // into [0, caches); unused for one cache
+};
+
 // The offline bound: Belady's MIN, which evicts the block needed furthest in the future. Only
 // `Simulate` knows it (it reads the whole trace); the pool cannot run it.
 inline constexpr char kBeladyPolicy[] = "belady";
 
 // Replays `requests` in order: a request's hits are counted when it arrives; then its blocks
 // are inserted (parent = the previous block of the request) or touched, evicting down to
-// `capacity_blocks` (0 = unbounded). `policy` is a pool policy or kBeladyPolicy.
-// INVALID_ARGUMENT for an unknown policy.
+// `capacity_blocks` (0 = unbounded), split over `placement`'s caches. `policy` is a pool
+// policy or kBeladyPolicy (one cache only). INVALID_ARGUMENT for an unknown policy, a
+// placement with fewer than one cache, or Belady over several.
 absl::StatusOr<SimResult> Simulate(const std::vector<Request>& requests, const std::string& policy,
-                                   size_t capacity_blocks, int block_tokens);
+                                   size_t capacity_blocks, int block_tokens,
+                                   const Placement& placement = {});
 
 }  // namespace ems::bench
 

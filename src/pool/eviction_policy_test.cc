@@ -1,6 +1,8 @@
 #include "pool/eviction_policy.h"
 
+#include "absl/container/flat_hash_set.h"
 #include "gtest/gtest.h"
+#include "pool/internal/prefix_policy.h"
 
 namespace ems::pool {
 namespace {
@@ -135,6 +137,47 @@ TEST(EvictionPolicyTest, PrefixGhostListIsBounded) {
   EXPECT_EQ(p->Evict(Any), 7u);
   EXPECT_EQ(p->Evict(Any), 1u) << "a forgotten ghost is not readmitted ahead";
   EXPECT_EQ(p->Evict(Any), 8u);
+}
+
+// The duel: starting with leaf-first LRU while one-shot blocks keep pushing out a recurring
+// set, the policy switches to the tuning that evicts cold blocks first once that tuning's
+// shadow has scored more prefix hits over a window, and from then on keeps the set.
+TEST(EvictionPolicyTest, PrefixDuelSwitchesToTheTuningWhoseShadowHitsMore) {
+  internal::PrefixPolicy p({{.cold = 0, .hit = 0}, {.cold = 1, .hit = 0}});
+  constexpr size_t kCapacity = 8;
+  absl::flat_hash_set<uint64_t> present;
+  uint64_t one_shot = 100;
+  auto use = [&](uint64_t id) {
+    const bool hit = present.contains(id);
+    if (hit) {
+      p.OnAccess(id);
+    } else {
+      p.OnInsert(id, 0);
+      present.insert(id);
+    }
+    while (p.size() > kCapacity) {
+      const std::optional<uint64_t> victim = p.Evict(Any);
+      if (!victim) break;
+      present.erase(*victim);
+    }
+    return hit;
+  };
+  int early_hits = 0, late_hits = 0;
+  for (int round = 0; round < 1000; ++round) {
+    if (round == 100) {
+      EXPECT_EQ(p.tuning(), 0u) << "1,200 uses: the first window is not over";
+    }
+    for (uint64_t id = 1; id <= 4; ++id) {
+      const bool hit = use(id);
+      if (round < 100) early_hits += hit;
+      if (round >= 900) late_hits += hit;
+    }
+    for (int i = 0; i < 8; ++i) use(one_shot++);
+  }
+  EXPECT_EQ(p.tuning(), 1u);
+  EXPECT_EQ(early_hits, 0) << "under LRU eight one-shot blocks push the set out every round";
+  EXPECT_EQ(late_hits, 400) << "cold blocks first: the set is hit every round";
+  EXPECT_EQ(p.size(), kCapacity);
 }
 
 }  // namespace
