@@ -29,9 +29,9 @@ nlohmann::json RunBench(const std::string& args, const std::string& field) {
 }
 
 // Live must land within a point of the simulation of the same cluster (three caches behind
-// the ring) and within `one_cache_points` of the simulation of one cache of the whole capacity.
+// the ring) and of the simulation of one cache of the whole capacity.
 void ExpectLiveMatchesSimulate(const std::string& workload, int capacity,
-                               const std::string& policy = "lru", double one_cache_points = 1) {
+                               const std::string& policy = "lru") {
   const std::string common = absl::StrCat(workload, " --policy=", policy, " --policies=", policy);
   nlohmann::json live =
       RunBench(absl::StrCat(common, " --capacity=", capacity,
@@ -51,7 +51,7 @@ void ExpectLiveMatchesSimulate(const std::string& workload, int capacity,
   const double l = live["prefix_hit_ratio"].get<double>();
   const double s = sim["prefix_hit_ratio"].get<double>();
   EXPECT_GT(s, 0.05) << "a case with hits to compare";
-  EXPECT_NEAR(l, s, one_cache_points / 100) << "live " << l << " vs --simulate " << s;
+  EXPECT_NEAR(l, s, 0.01) << "live " << l << " vs --simulate " << s;
   EXPECT_NEAR(live["simulated_prefix_hit_ratio"].get<double>(), s, 1e-9);
   const double r = ring["prefix_hit_ratio"].get<double>();
   EXPECT_EQ(ring["nodes"].get<int>(), 3);
@@ -64,18 +64,13 @@ TEST(ReplayLiveTest, MultiturnOnThreeNodesLandsWithinOnePointOfSimulate) {
 }
 
 // The nodes' own policies, not just LRU: S3-FIFO counts accesses, so a pool that touched a
-// block on lookup and again on read drifted 3.6 points from the simulation.
+// block on lookup and again on read drifted 3.6 points from the simulation; the prefix
+// policy's shadows lost every block the pool freed after an eviction, 2.8 points.
 TEST(ReplayLiveTest, EveryPoolPolicyLandsWithinOnePointOfSimulate) {
-  SCOPED_TRACE("s3fifo");
-  ExpectLiveMatchesSimulate("--workload=multiturn --sessions=100", 300, "s3fifo");
-}
-
-// The prefix policy duels its tunings over windows of at least 4,096 uses. One cache sees all
-// 8,700 block uses of the run and switches after its first window (0.313); each node sees a
-// third of them and never does (0.296, as the cluster simulation says): 1.7 points apart.
-TEST(ReplayLiveTest, ThePrefixPolicyLandsWithinOnePointOfTheClusterSimulation) {
-  ExpectLiveMatchesSimulate("--workload=multiturn --sessions=100", 300, "prefix",
-                            /*one_cache_points=*/2.5);
+  for (const char* policy : {"s3fifo", "prefix"}) {
+    SCOPED_TRACE(policy);
+    ExpectLiveMatchesSimulate("--workload=multiturn --sessions=100", 300, policy);
+  }
 }
 
 TEST(ReplayLiveTest, ShortenedMooncakeTraceOnThreeNodesLandsWithinOnePointOfSimulate) {

@@ -152,10 +152,12 @@ absl::StatusOr<SimResult> Simulate(const std::vector<Request>& requests, const s
     if (policy == kBeladyPolicy) {
       return absl::InvalidArgumentError("belady is one cache's offline bound, not per node");
     }
+    // Rounded down, but never to 0, which would mean unbounded.
+    const size_t each =
+        capacity_blocks == 0 ? 0 : std::max<size_t>(1, capacity_blocks / placement.caches);
     std::vector<CacheSim> caches;
     for (int i = 0; i < placement.caches; ++i) {
-      EMS_ASSIGN_OR_RETURN(CacheSim c,
-                           CacheSim::Create(policy, capacity_blocks / placement.caches));
+      EMS_ASSIGN_OR_RETURN(CacheSim c, CacheSim::Create(policy, each));
       caches.push_back(std::move(c));
     }
     auto cache_of = [&](uint64_t id) -> CacheSim& { return caches[placement.owner(id)]; };

@@ -60,7 +60,8 @@ class CacheSim {
 };
 
 // Where blocks live. The pool is one cache per node behind a consistent-hash ring, not one
-// cache of the whole capacity: `caches` caches of capacity / caches blocks each, block
+// cache of the whole capacity: `caches` caches of capacity / caches blocks each (rounded
+// down, at least 1), block
 // `hash_id` in cache `owner(hash_id)`. A block's parent often lives in another cache, where
 // the prefix policy cannot see it, as on the nodes. The default is one cache.
 struct Placement {

@@ -11,8 +11,12 @@ constexpr size_t kGhostsPerBlock = 2;
 // Shadow scores are halved, and the best tuning picked, every two caches' worth of uses (at
 // least kMinWindow): long enough to see reuse from beyond a cache, short enough to follow a
 // change of workload within a few windows.
-constexpr uint64_t kMinWindow = 4096;
+constexpr uint64_t kMinWindow = 1024;
 constexpr uint64_t kWindowCaches = 2;
+// A tuning takes over only if it scored this much more than the current one. A switch
+// re-ranks every leaf and leaves the cache between two tunings' contents for a while; on the
+// partitioned traces switching on near ties ended below every candidate alone.
+constexpr double kSwitchMargin = 1.05;
 }  // namespace
 
 // A candidate tuning run over the same stream, metadata only.
@@ -53,7 +57,9 @@ uint64_t PrefixPolicy::Priority(const Node& n) const {
 void PrefixPolicy::ShadowUse(uint64_t id, uint64_t parent) {
   for (auto& s : shadows_) {
     const bool had = s->policy.nodes_.contains(id);
-    const bool hit = had && (parent == 0 || (parent == s->last_id && s->last_hit));
+    // A prefix hit needs the parent to have been one. Only a parent used just before on this
+    // policy is known to have missed; on a node most parents live on other nodes.
+    const bool hit = had && (parent == 0 || parent != s->last_id || s->last_hit);
     s->score += hit;
     s->last_id = id;
     s->last_hit = hit;
@@ -67,7 +73,7 @@ void PrefixPolicy::ShadowUse(uint64_t id, uint64_t parent) {
   window_uses_ = 0;
   size_t best = current_;
   for (size_t k = 0; k < shadows_.size(); ++k) {
-    if (shadows_[k]->score > shadows_[best]->score) best = k;
+    if (shadows_[k]->score > shadows_[best]->score * kSwitchMargin) best = k;
   }
   for (auto& s : shadows_) s->score /= 2;
   if (best != current_) Retune(best);
@@ -156,6 +162,9 @@ void PrefixPolicy::Forget(uint64_t id) {
 }
 
 void PrefixPolicy::OnErase(uint64_t id) {
+  // The pool also reports the blocks Evict chose when it frees them; those are not tracked
+  // any more, and the shadows made their own choices: only a removal reaches them.
+  if (!nodes_.contains(id)) return;
   Forget(id);
   for (auto& s : shadows_) s->policy.OnErase(id);
 }
