@@ -29,9 +29,9 @@ nlohmann::json RunBench(const std::string& args, const std::string& field) {
 }
 
 // Live must land within a point of the simulation of the same cluster (three caches behind
-// the ring) and of the simulation of one cache of the whole capacity.
+// the ring) and within `one_cache_points` of the simulation of one cache of the whole capacity.
 void ExpectLiveMatchesSimulate(const std::string& workload, int capacity,
-                               const std::string& policy = "lru") {
+                               const std::string& policy = "lru", double one_cache_points = 1) {
   const std::string common = absl::StrCat(workload, " --policy=", policy, " --policies=", policy);
   nlohmann::json live =
       RunBench(absl::StrCat(common, " --capacity=", capacity,
@@ -51,7 +51,7 @@ void ExpectLiveMatchesSimulate(const std::string& workload, int capacity,
   const double l = live["prefix_hit_ratio"].get<double>();
   const double s = sim["prefix_hit_ratio"].get<double>();
   EXPECT_GT(s, 0.05) << "a case with hits to compare";
-  EXPECT_NEAR(l, s, 0.01) << "live " << l << " vs --simulate " << s;
+  EXPECT_NEAR(l, s, one_cache_points / 100) << "live " << l << " vs --simulate " << s;
   EXPECT_NEAR(live["simulated_prefix_hit_ratio"].get<double>(), s, 1e-9);
   const double r = ring["prefix_hit_ratio"].get<double>();
   EXPECT_EQ(ring["nodes"].get<int>(), 3);
@@ -64,13 +64,19 @@ TEST(ReplayLiveTest, MultiturnOnThreeNodesLandsWithinOnePointOfSimulate) {
 }
 
 // The nodes' own policies, not just LRU: S3-FIFO counts accesses, so a pool that touched a
-// block on lookup and again on read drifted 3.6 points from the simulation; the prefix
-// policy's shadows lost every block the pool freed after an eviction, 2.8 points.
+// block on lookup and again on read drifted 3.6 points from the simulation.
 TEST(ReplayLiveTest, EveryPoolPolicyLandsWithinOnePointOfSimulate) {
-  for (const char* policy : {"s3fifo", "prefix"}) {
-    SCOPED_TRACE(policy);
-    ExpectLiveMatchesSimulate("--workload=multiturn --sessions=100", 300, policy);
-  }
+  SCOPED_TRACE("s3fifo");
+  ExpectLiveMatchesSimulate("--workload=multiturn --sessions=100", 300, "s3fifo");
+}
+
+// The prefix policy's shadows once lost every block the pool freed after an eviction: live
+// was 2.8 points below the cluster simulation. Against one cache it gets 2 points: the
+// simulations of one cache and of the cluster are 0.62 apart here (0.3300 and 0.3238), and
+// each node's duel switches when the interleaving of three instances says (live 0.318–0.324).
+TEST(ReplayLiveTest, ThePrefixPolicyLandsWithinOnePointOfTheClusterSimulation) {
+  ExpectLiveMatchesSimulate("--workload=multiturn --sessions=100", 300, "prefix",
+                            /*one_cache_points=*/2);
 }
 
 TEST(ReplayLiveTest, ShortenedMooncakeTraceOnThreeNodesLandsWithinOnePointOfSimulate) {
