@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # make demo: what EMS is for. A local cluster (an ems-controller and three ems-node processes
-# on loopback) serves a synthetic multi-turn chat workload replayed by four simulated prefill
-# instances at twice its real speed (about a minute): real lookups, reads and writes of
-# verified KV blocks, beside the same requests without a cache and with a local cache per
-# instance of the same total size. Prints the summary table, writes a per-request CSV and
-# plots, and shuts the cluster down cleanly.
+# on loopback) serves a synthetic multi-turn chat workload replayed by eight simulated prefill
+# instances (an 8-GPU server's worth) at twice its real speed (about a minute): real lookups,
+# reads and writes of verified KV blocks, beside the same requests without a cache and with a
+# local cache per instance of the same total size. Prints the summary tables (TTFT per
+# request, and with the wait for an instance at the workload's arrival rate), writes a
+# per-request CSV and plots, and shuts the cluster down cleanly.
 #
 # Block bytes are scaled down (--kv-scale 1/1024: 64 KiB blocks standing for llama3-8b's
 # 64 MiB) so the run fits a small machine; TTFTs come from the prefill and transfer model
@@ -37,7 +38,7 @@ NODE_PID=""
 
 say "2. replay: multi-turn chat on a 3-node EMS cluster vs no cache vs local caches"
 "$BIN/ems-bench" replay --workload=multiturn --model=llama3-8b --kv-scale=1/1024 \
-  --nodes=3 --capacity=1500 --policy=lru --instances=4 --speedup=2 \
+  --nodes=3 --capacity=1500 --policy=lru --instances=8 --speedup=2 \
   --csv="$OUT/requests.csv" --plot-dir="$OUT"
 
 say "results"

@@ -5,27 +5,43 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace {
 
-// Runs ems-bench with `args` and returns the JSON object on the stdout line that has `field`.
-nlohmann::json RunBench(const std::string& args, const std::string& field) {
+// Runs ems-bench with `args` and returns the JSON objects it printed, one per stdout line.
+std::vector<nlohmann::json> RunBenchLines(const std::string& args) {
   const std::string cmd = absl::StrCat(EMS_BIN_DIR, "/ems-bench replay ", args, " --json");
   std::FILE* p = popen(cmd.c_str(), "r");
   EXPECT_NE(p, nullptr) << cmd;
   if (p == nullptr) return {};
-  nlohmann::json found;
+  std::vector<nlohmann::json> lines;
   char line[4096];
   while (std::fgets(line, sizeof(line), p) != nullptr) {
     auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!j.is_discarded() && j.is_object() && j.contains(field)) found = j;
+    if (!j.is_discarded() && j.is_object()) lines.push_back(std::move(j));
   }
   EXPECT_EQ(pclose(p), 0) << cmd;
-  EXPECT_FALSE(found.is_null()) << cmd << " printed no line with " << field;
+  return lines;
+}
+
+// The object among `lines` where `field` equals `value` (or that has `field`, if `value` is
+// null), the last one if several.
+nlohmann::json Find(const std::vector<nlohmann::json>& lines, const std::string& field,
+                    const nlohmann::json& value = nullptr) {
+  nlohmann::json found;
+  for (const auto& j : lines) {
+    if (j.contains(field) && (value.is_null() || j[field] == value)) found = j;
+  }
+  EXPECT_FALSE(found.is_null()) << "no line with " << field << " " << value;
   return found;
+}
+
+nlohmann::json RunBench(const std::string& args, const std::string& field) {
+  return Find(RunBenchLines(args), field);
 }
 
 // Live must land within a point of the simulation of the same cluster (three caches behind
@@ -33,10 +49,10 @@ nlohmann::json RunBench(const std::string& args, const std::string& field) {
 void ExpectLiveMatchesSimulate(const std::string& workload, int capacity,
                                const std::string& policy = "lru", double one_cache_points = 1) {
   const std::string common = absl::StrCat(workload, " --policy=", policy, " --policies=", policy);
-  nlohmann::json live =
-      RunBench(absl::StrCat(common, " --capacity=", capacity,
-                            " --nodes=3 --instances=3 --kv-scale=1/16384 --progress=false"),
-               "live");
+  const std::vector<nlohmann::json> lines =
+      RunBenchLines(absl::StrCat(common, " --capacity=", capacity,
+                                 " --nodes=3 --instances=3 --kv-scale=1/16384 --progress=false"));
+  nlohmann::json live = Find(lines, "live");
   nlohmann::json sim =
       RunBench(absl::StrCat(common, " --simulate --capacities=", capacity), "capacity_blocks");
   // The same cluster offline: three caches behind the ring the live nodes are placed by.
@@ -48,6 +64,13 @@ void ExpectLiveMatchesSimulate(const std::string& workload, int capacity,
   EXPECT_EQ(live["corrupt_blocks"].get<int>(), 0);
   EXPECT_EQ(live["errors"].get<int>(), 0);
   EXPECT_GT(live["blocks_read"].get<int>(), 0) << "the replay read hits back from the pool";
+  for (const char* baseline : {"no-cache", "local", "ems"}) {
+    nlohmann::json b = Find(lines, "baseline", baseline);
+    if (b.is_null()) continue;
+    EXPECT_GE(b["queued_ttft_mean_ms"].get<double>(), b["ttft_mean_ms"].get<double>())
+        << baseline << ": waiting for an instance never shortens a TTFT";
+    EXPECT_GT(b["load"].get<double>(), 0) << baseline;
+  }
   const double l = live["prefix_hit_ratio"].get<double>();
   const double s = sim["prefix_hit_ratio"].get<double>();
   EXPECT_GT(s, 0.05) << "a case with hits to compare";

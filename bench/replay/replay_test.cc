@@ -3,6 +3,8 @@
 #include "gtest/gtest.h"
 #include "replay/live.h"
 #include "replay/model.h"
+#include "replay/queue.h"
+#include "replay/report.h"
 #include "replay/simulate.h"
 #include "replay/trace.h"
 
@@ -160,6 +162,40 @@ TEST(SimulateTest, ShortenedConversationTraceBehavesSanely) {
   auto lru = Simulate(*reqs, "lru", 0, 512);
   auto prefix = Simulate(*reqs, "prefix", 0, 512);
   EXPECT_DOUBLE_EQ(lru->prefix_hit_ratio, prefix->prefix_hit_ratio);
+}
+
+TEST(QueueTest, FirstComeFirstServedByTheInstanceFreeFirst) {
+  // Two instances, 2 s per request. Requests 0 and 1 start at once; 2 waits for instance 0
+  // (both free at 2 s: the lower index); 3 arrives at 5 s and takes instance 1, idle since 2 s.
+  std::vector<std::pair<size_t, int>> calls;
+  QueueResult q = Queue({0, 0, 0, 5}, 2, [&](size_t i, int k) {
+    calls.push_back({i, k});
+    return 2.0;
+  });
+  EXPECT_EQ(q.ttft_s, (std::vector<double>{2, 2, 4, 2}));
+  EXPECT_EQ(q.instance, (std::vector<int>{0, 1, 0, 1}));
+  EXPECT_EQ(calls, (std::vector<std::pair<size_t, int>>{{0, 0}, {1, 1}, {2, 0}, {3, 1}}))
+      << "service is asked once per request, in order, with the instance that serves it";
+}
+
+TEST(QueueTest, SummaryCountsTheWaitTheLoadAndTheSavings) {
+  // Four requests over 5 s on two instances, 2 s each without a cache, 1 s with one.
+  std::vector<Request> reqs = {
+      {0, 512, 1, {1}}, {0, 512, 1, {2}}, {0, 512, 1, {3}}, {5000, 512, 1, {4}}};
+  std::vector<double> arrival = {0, 0, 0, 5};
+  Baseline none{"no-cache", "", {0, 0, 0, 0}, {2, 2, 2, 2}, {}};
+  none.queued_s = Queue(arrival, 2, [&](size_t i, int) { return none.ttft_s[i]; }).ttft_s;
+  Baseline cached{"ems", "", {1, 1, 1, 1}, {1, 1, 1, 1}, {}};
+  cached.queued_s = Queue(arrival, 2, [&](size_t i, int) { return cached.ttft_s[i]; }).ttft_s;
+  const BaselineStats n = Summarize(none, reqs, 512, nullptr, 2);
+  const BaselineStats c = Summarize(cached, reqs, 512, &n, 2);
+  EXPECT_DOUBLE_EQ(n.load, 8.0 / (5 * 2));
+  EXPECT_DOUBLE_EQ(c.load, 4.0 / (5 * 2));
+  EXPECT_DOUBLE_EQ(n.queued_mean_ms, 2500);  // (2 + 2 + 4 + 2) / 4 s
+  EXPECT_DOUBLE_EQ(c.queued_mean_ms, 1250);  // (1 + 1 + 2 + 1) / 4 s
+  EXPECT_DOUBLE_EQ(c.savings, 0.5);
+  EXPECT_DOUBLE_EQ(c.queued_savings, 0.5);
+  EXPECT_DOUBLE_EQ(c.prefix_hit_ratio, 1.0);
 }
 
 TEST(ModelTest, PresetsHaveThePublishedKvBytesPerToken) {

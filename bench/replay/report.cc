@@ -45,8 +45,29 @@ std::string Terminals(const std::string& stem, const std::string& plot) {
 
 }  // namespace
 
+namespace {
+
+struct Spread {
+  double mean = 0, p50 = 0, p90 = 0, p99 = 0;
+};
+
+Spread SpreadMs(const std::vector<double>& seconds) {
+  std::vector<double> ms;
+  ms.reserve(seconds.size());
+  for (double t : seconds) ms.push_back(t * 1e3);
+  std::sort(ms.begin(), ms.end());
+  Spread s;
+  s.mean = ms.empty() ? 0 : std::accumulate(ms.begin(), ms.end(), 0.0) / ms.size();
+  s.p50 = Percentile(ms, 50);
+  s.p90 = Percentile(ms, 90);
+  s.p99 = Percentile(ms, 99);
+  return s;
+}
+
+}  // namespace
+
 BaselineStats Summarize(const Baseline& b, const std::vector<Request>& requests, int block_tokens,
-                        double reference_mean_ms) {
+                        const BaselineStats* reference, int instances) {
   BaselineStats s;
   s.name = b.name;
   s.detail = b.detail;
@@ -61,18 +82,30 @@ BaselineStats Summarize(const Baseline& b, const std::vector<Request>& requests,
   }
   s.prefix_hit_ratio = static_cast<double>(hits) / std::max<uint64_t>(blocks, 1);
   s.token_hit_ratio = static_cast<double>(hit_tokens) / std::max<int64_t>(tokens, 1);
-  std::vector<double> ms;
-  for (double t : b.ttft_s) ms.push_back(t * 1e3);
-  std::sort(ms.begin(), ms.end());
-  s.mean_ms = ms.empty() ? 0 : std::accumulate(ms.begin(), ms.end(), 0.0) / ms.size();
-  s.p50_ms = Percentile(ms, 50);
-  s.p90_ms = Percentile(ms, 90);
-  s.p99_ms = Percentile(ms, 99);
-  s.savings = reference_mean_ms > 0 ? 1 - s.mean_ms / reference_mean_ms : 0;
+  const Spread t = SpreadMs(b.ttft_s);
+  s.mean_ms = t.mean;
+  s.p50_ms = t.p50;
+  s.p90_ms = t.p90;
+  s.p99_ms = t.p99;
+  const Spread q = SpreadMs(b.queued_s);
+  s.queued_mean_ms = q.mean;
+  s.queued_p50_ms = q.p50;
+  s.queued_p90_ms = q.p90;
+  s.queued_p99_ms = q.p99;
+  if (reference != nullptr && reference->mean_ms > 0)
+    s.savings = 1 - s.mean_ms / reference->mean_ms;
+  const double span_s =
+      requests.empty() ? 0 : (requests.back().timestamp_ms - requests.front().timestamp_ms) / 1e3;
+  if (span_s > 0 && instances > 0) {
+    s.load = std::accumulate(b.ttft_s.begin(), b.ttft_s.end(), 0.0) / (span_s * instances);
+  }
+  if (reference != nullptr && reference->queued_mean_ms > 0) {
+    s.queued_savings = 1 - s.queued_mean_ms / reference->queued_mean_ms;
+  }
   return s;
 }
 
-void PrintTable(const std::vector<BaselineStats>& stats) {
+void PrintTable(const std::vector<BaselineStats>& stats, const std::string& queue) {
   std::printf("\n%-9s %-28s %8s %8s | %9s %9s %9s %9s | %7s\n", "baseline", "", "prefix", "token",
               "TTFT mean", "p50", "p90", "p99", "TTFT");
   std::printf("%-9s %-28s %8s %8s | %9s %9s %9s %9s | %7s\n", "", "", "hit", "hit", "(ms)", "(ms)",
@@ -83,6 +116,25 @@ void PrintTable(const std::vector<BaselineStats>& stats) {
                 s.detail.c_str(), s.prefix_hit_ratio, s.token_hit_ratio, s.mean_ms, s.p50_ms,
                 s.p90_ms, s.p99_ms, 100 * s.savings);
   }
+  std::printf("\nqueued: %s\n", queue.c_str());
+  std::printf("%-9s %-28s %6s | %9s %9s %9s %9s | %7s\n", "baseline", "", "load", "TTFT mean",
+              "p50", "p90", "p99", "TTFT");
+  std::printf("%-9s %-28s %6s | %9s %9s %9s %9s | %7s\n", "", "", "", "(ms)", "(ms)", "(ms)",
+              "(ms)", "saved");
+  std::printf("%s\n", std::string(100, '-').c_str());
+  bool overloaded = false;
+  for (const BaselineStats& s : stats) {
+    std::printf("%-9s %-28s %6.2f | %9.1f %9.1f %9.1f %9.1f | %6.1f%%\n", s.name.c_str(),
+                s.detail.c_str(), s.load, s.queued_mean_ms, s.queued_p50_ms, s.queued_p90_ms,
+                s.queued_p99_ms, 100 * s.queued_savings);
+    overloaded = overloaded || s.load >= 1;
+  }
+  if (overloaded) {
+    std::printf(
+        "load >= 1: requests arrive faster than the instances finish them, so that baseline's "
+        "queue grows with the run and its queued TTFTs measure the backlog; more --instances "
+        "(or a trace with more time between requests) gives a steady state\n");
+  }
 }
 
 void PrintJson(const std::vector<BaselineStats>& stats) {
@@ -90,9 +142,12 @@ void PrintJson(const std::vector<BaselineStats>& stats) {
     std::printf(
         "{\"baseline\":\"%s\",\"detail\":\"%s\",\"prefix_hit_ratio\":%.4f,"
         "\"token_prefix_hit_ratio\":%.4f,\"ttft_mean_ms\":%.3f,\"ttft_p50_ms\":%.3f,"
-        "\"ttft_p90_ms\":%.3f,\"ttft_p99_ms\":%.3f,\"ttft_savings\":%.4f}\n",
+        "\"ttft_p90_ms\":%.3f,\"ttft_p99_ms\":%.3f,\"ttft_savings\":%.4f,"
+        "\"queued_ttft_mean_ms\":%.3f,\"queued_ttft_p50_ms\":%.3f,\"queued_ttft_p90_ms\":%.3f,"
+        "\"queued_ttft_p99_ms\":%.3f,\"queued_ttft_savings\":%.4f,\"load\":%.4f}\n",
         s.name.c_str(), s.detail.c_str(), s.prefix_hit_ratio, s.token_hit_ratio, s.mean_ms,
-        s.p50_ms, s.p90_ms, s.p99_ms, s.savings);
+        s.p50_ms, s.p90_ms, s.p99_ms, s.savings, s.queued_mean_ms, s.queued_p50_ms, s.queued_p90_ms,
+        s.queued_p99_ms, s.queued_savings, s.load);
   }
 }
 
@@ -103,15 +158,20 @@ absl::Status WriteCsv(const std::string& path, const std::vector<Request>& reque
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
   std::ofstream out(path);
   if (!out) return absl::NotFoundError(absl::StrCat("cannot write --csv ", path));
-  out << "request,timestamp_ms,instance,input_tokens,blocks";
+  out << "request,timestamp_ms,instance,local_instance,input_tokens,blocks";
   for (const Baseline& b : baselines) out << "," << b.name << "_hit_blocks";
   for (const Baseline& b : baselines) out << "," << b.name << "_ttft_ms";
+  for (const Baseline& b : baselines) out << "," << b.name << "_queued_ttft_ms";
   out << ",lookup_ms,get_ms,put_ms,late_ms\n";
   for (size_t i = 0; i < requests.size(); ++i) {
     out << i << "," << requests[i].timestamp_ms << "," << extra.instance[i] << ","
-        << requests[i].input_length << "," << requests[i].hash_ids.size();
+        << extra.local_instance[i] << "," << requests[i].input_length << ","
+        << requests[i].hash_ids.size();
     for (const Baseline& b : baselines) out << "," << b.hit_blocks[i];
     for (const Baseline& b : baselines) out << "," << absl::StrFormat("%.3f", b.ttft_s[i] * 1e3);
+    for (const Baseline& b : baselines) {
+      out << "," << absl::StrFormat("%.3f", b.queued_s[i] * 1e3);
+    }
     out << absl::StrFormat(",%.3f,%.3f,%.3f,%.3f\n", extra.lookup_ms[i], extra.get_ms[i],
                            extra.put_ms[i], extra.late_ms[i]);
   }
@@ -131,10 +191,16 @@ absl::StatusOr<std::vector<std::string>> WritePlots(const std::string& dir,
   if (ec) return absl::NotFoundError(absl::StrCat("cannot create --plot-dir ", dir));
   std::vector<std::string> images;
   {
-    // TTFT CDF: column 1 the fraction, then each baseline's sorted TTFTs.
+    // TTFT CDF: column 1 the fraction, then each baseline's sorted TTFTs, then each
+    // baseline's sorted queued TTFTs.
     std::vector<std::vector<double>> sorted;
     for (const Baseline& b : baselines) {
       sorted.push_back(b.ttft_s);
+      std::sort(sorted.back().begin(), sorted.back().end());
+    }
+    for (const Baseline& b : baselines) {
+      sorted.push_back(b.queued_s);
+      sorted.back().resize(sorted.front().size());  // a baseline without a queue model: zeros
       std::sort(sorted.back().begin(), sorted.back().end());
     }
     std::ofstream dat(dir + "/ttft_cdf.dat");
@@ -150,8 +216,13 @@ absl::StatusOr<std::vector<std::string>> WritePlots(const std::string& dir,
         "set key bottom right\nplot ");
     for (size_t i = 0; i < baselines.size(); ++i) {
       absl::StrAppend(&plot, i ? ", " : "", "'ttft_cdf.dat' using ", i + 2,
-                      ":1 with lines linewidth 2 title '", baselines[i].name, " (",
-                      baselines[i].detail, ")'");
+                      ":1 with lines linewidth 2 linecolor ", i + 1, " title '", baselines[i].name,
+                      " (", baselines[i].detail, ")'");
+    }
+    for (size_t i = 0; i < baselines.size(); ++i) {
+      absl::StrAppend(&plot, ", 'ttft_cdf.dat' using ", baselines.size() + i + 2,
+                      ":1 with lines linewidth 2 dashtype 2 linecolor ", i + 1, " title '",
+                      baselines[i].name, ", queued'");
     }
     plot += "\n";
     std::ofstream(dir + "/ttft_cdf.gp") << Terminals("ttft_cdf", plot);

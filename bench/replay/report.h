@@ -12,12 +12,14 @@
 
 namespace ems::bench {
 
-// One way of serving the requests, per request: the prefix hit (blocks) and the TTFT.
+// One way of serving the requests, per request: the prefix hit (blocks), the TTFT, and the
+// TTFT with the wait for an instance at the trace's arrival times (replay/queue.h).
 struct Baseline {
   std::string name;    // short: no-cache, local, ems
   std::string detail;  // for the table: "3 x 333 blocks, lru"
   std::vector<size_t> hit_blocks;
   std::vector<double> ttft_s;
+  std::vector<double> queued_s;
 };
 
 struct BaselineStats {
@@ -27,18 +29,26 @@ struct BaselineStats {
   double token_hit_ratio = 0;   // hit tokens / input tokens
   double mean_ms = 0, p50_ms = 0, p90_ms = 0, p99_ms = 0;
   double savings = 0;  // 1 - mean TTFT / mean TTFT without a cache (0 for that baseline)
+  // The same with queueing.
+  double queued_mean_ms = 0, queued_p50_ms = 0, queued_p90_ms = 0, queued_p99_ms = 0;
+  double queued_savings = 0;
+  // Offered load: the TTFTs summed over the instances' time from the first arrival to the
+  // last. At 1 or more the instances cannot keep up and the wait grows with the run.
+  double load = 0;
 };
 
-// `reference_mean_ms`: the no-cache mean (savings are relative to it; 0 = none).
+// `reference`: the no-cache baseline's stats (savings are relative to its means; null = none).
 BaselineStats Summarize(const Baseline& b, const std::vector<Request>& requests, int block_tokens,
-                        double reference_mean_ms);
+                        const BaselineStats* reference, int instances);
 
-void PrintTable(const std::vector<BaselineStats>& stats);
+// `queue`: what the queued table's heading says about the queue model.
+void PrintTable(const std::vector<BaselineStats>& stats, const std::string& queue);
 void PrintJson(const std::vector<BaselineStats>& stats);
 
 // One row per request: its shape, each baseline's hit blocks and TTFT, and the live timings.
 struct CsvExtra {
-  std::vector<int> instance;
+  std::vector<int> instance;        // live: the thread that ran it
+  std::vector<int> local_instance;  // the queue model's instance, whose local cache it used
   std::vector<double> lookup_ms, get_ms, put_ms, late_ms;
 };
 absl::Status WriteCsv(const std::string& path, const std::vector<Request>& requests,
