@@ -102,8 +102,14 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
   if (!(mfu > 0 && mfu <= 1)) return Fail(absl::InvalidArgumentError("--mfu must be in (0, 1]"));
   const int instances = absl::GetFlag(FLAGS_instances);
   const int nodes = absl::GetFlag(FLAGS_nodes);
-  if (instances < 1 || nodes < 1) {
-    return Fail(absl::InvalidArgumentError("--instances and --nodes must be at least 1"));
+  // Each instance is a thread and each node a process on this machine.
+  if (instances < 1 || instances > 1024) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--instances must be between 1 and 1024, got ", instances)));
+  }
+  if (nodes < 1 || nodes > 64) {
+    return Fail(
+        absl::InvalidArgumentError(absl::StrCat("--nodes must be between 1 and 64, got ", nodes)));
   }
   const std::string policy = absl::GetFlag(FLAGS_policy);
   if (auto p = CacheSim::Create(policy, 1); !p.ok()) return Fail(p.status());

@@ -89,8 +89,10 @@ int RunReplay(int, char**) {
     capacities.push_back(v);
   }
   const int sim_nodes = absl::GetFlag(FLAGS_simulate_nodes);
-  if (sim_nodes < 1) {
-    std::fprintf(stderr, "replay: --simulate_nodes must be at least 1\n");
+  // The ring holds 2,048 points per node: 1,024 nodes are 2M points, built in about a second.
+  if (sim_nodes < 1 || sim_nodes > 1024) {
+    std::fprintf(stderr, "replay: --simulate_nodes must be between 1 and 1024, got %d\n",
+                 sim_nodes);
     return 2;
   }
   Placement placement;

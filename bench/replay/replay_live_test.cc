@@ -1,10 +1,13 @@
 // ems-bench replay against a real 3-node cluster (a controller and three ems-node processes
 // that the harness starts on loopback) lands where --simulate says, and reads back every byte
 // it stored intact.
+#include <sys/wait.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -80,6 +83,32 @@ void ExpectLiveMatchesSimulate(const std::string& workload, int capacity,
   EXPECT_EQ(ring["nodes"].get<int>(), 3);
   EXPECT_NEAR(l, r, 0.01) << "live " << l << " vs --simulate --simulate_nodes=3 " << r;
   EXPECT_NEAR(live["simulated_ring_prefix_hit_ratio"].get<double>(), r, 1e-9);
+}
+
+// Runs `ems-bench replay <args>`; returns its exit status and everything it printed.
+std::pair<int, std::string> RunBenchStatus(const std::string& args) {
+  const std::string cmd = absl::StrCat(EMS_BIN_DIR, "/ems-bench replay ", args, " 2>&1");
+  std::FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return {-1, "popen failed"};
+  std::string out;
+  char buf[4096];
+  while (std::fgets(buf, sizeof(buf), p) != nullptr) out += buf;
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(ReplayLiveTest, CountsOutOfRangeAreRejectedByNameBeforeAnythingStarts) {
+  for (const char* args : {"--simulate --simulate_nodes=0", "--simulate --simulate_nodes=100000",
+                           "--instances=0", "--instances=100000", "--nodes=0", "--nodes=1000"}) {
+    SCOPED_TRACE(args);
+    auto [status, out] =
+        RunBenchStatus(absl::StrCat("--workload=multiturn --sessions=5 --progress=false ", args));
+    EXPECT_NE(status, 0);
+    const std::string flag = std::string(args).substr(std::string(args).rfind("--") + 2);
+    const std::string name = flag.substr(0, flag.find('='));
+    EXPECT_NE(out.find("--" + name + " must be between"), std::string::npos) << out;
+    EXPECT_EQ(out.find("cluster:"), std::string::npos) << "nothing was started: " << out;
+  }
 }
 
 TEST(ReplayLiveTest, MultiturnOnThreeNodesLandsWithinOnePointOfSimulate) {
