@@ -390,6 +390,18 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
         sweep.push_back(*r);
       }
     }
+    if (ring_sim) {
+      // The live policy on this cluster's nodes: where the live point should sit.
+      auto placement = LocalClusterPlacement(ns, nodes);
+      if (!placement.ok()) return Fail(placement.status());
+      for (double f : {0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0}) {
+        auto r = Simulate(requests, policy, static_cast<size_t>(capacity * f), block_tokens,
+                          *placement);
+        if (!r.ok()) return Fail(r.status());
+        r->policy = absl::StrCat(policy, ", ", nodes, " nodes");
+        sweep.push_back(*r);
+      }
+    }
     auto images = WritePlots(absl::GetFlag(FLAGS_plot_dir), baselines, sweep, policy, capacity,
                              stats[2].prefix_hit_ratio, absl::StrCat(workload, ", ", model->name));
     if (!images.ok()) return Fail(images.status());
