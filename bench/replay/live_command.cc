@@ -299,11 +299,13 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
   auto sim = Simulate(requests, policy, capacity, block_tokens);
   if (!sim.ok()) return Fail(sim.status());
   // The cluster this run started, simulated block for block: its nodes' caches behind its ring.
+  std::optional<Placement> cluster_placement;
   std::optional<SimResult> ring_sim;
   if (own_cluster && nodes > 1) {
     auto placement = LocalClusterPlacement(ns, nodes);
     if (!placement.ok()) return Fail(placement.status());
-    auto r = Simulate(requests, policy, capacity, block_tokens, *placement);
+    cluster_placement = *std::move(placement);
+    auto r = Simulate(requests, policy, capacity, block_tokens, *cluster_placement);
     if (!r.ok()) return Fail(r.status());
     ring_sim = *r;
   }
@@ -390,13 +392,11 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
         sweep.push_back(*r);
       }
     }
-    if (ring_sim) {
+    if (cluster_placement) {
       // The live policy on this cluster's nodes: where the live point should sit.
-      auto placement = LocalClusterPlacement(ns, nodes);
-      if (!placement.ok()) return Fail(placement.status());
       for (double f : {0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0}) {
         auto r = Simulate(requests, policy, static_cast<size_t>(capacity * f), block_tokens,
-                          *placement);
+                          *cluster_placement);
         if (!r.ok()) return Fail(r.status());
         r->policy = absl::StrCat(policy, ", ", nodes, " nodes");
         sweep.push_back(*r);
