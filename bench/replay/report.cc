@@ -92,8 +92,9 @@ BaselineStats Summarize(const Baseline& b, const std::vector<Request>& requests,
   s.queued_p50_ms = q.p50;
   s.queued_p90_ms = q.p90;
   s.queued_p99_ms = q.p99;
-  if (reference != nullptr && reference->mean_ms > 0)
+  if (reference != nullptr && reference->mean_ms > 0) {
     s.savings = 1 - s.mean_ms / reference->mean_ms;
+  }
   const double span_s =
       requests.empty() ? 0 : (requests.back().timestamp_ms - requests.front().timestamp_ms) / 1e3;
   if (span_s > 0 && instances > 0) {
