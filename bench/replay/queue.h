@@ -25,6 +25,15 @@ struct QueueResult {
 QueueResult Queue(const std::vector<double>& arrival_s, int instances,
                   absl::FunctionRef<double(size_t request, int instance)> service);
 
+// Like Queue, but each request goes to the instance where it would finish first,
+// max(arrival, free) + estimate(request, instance) (the earlier free one, then the lower index,
+// on a tie): how a cache-aware scheduler (Mooncake's Conductor, a prefix-aware router) weighs
+// a longer cached prefix on one instance against a shorter wait on another. `estimate` is
+// called for every instance before `service` is called for the chosen one.
+QueueResult QueueByFinish(const std::vector<double>& arrival_s, int instances,
+                          absl::FunctionRef<double(size_t request, int instance)> estimate,
+                          absl::FunctionRef<double(size_t request, int instance)> service);
+
 }  // namespace ems::bench
 
 #endif  // EMS_BENCH_REPLAY_QUEUE_H_

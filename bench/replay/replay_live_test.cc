@@ -67,7 +67,7 @@ void ExpectLiveMatchesSimulate(const std::string& workload, int capacity,
   EXPECT_EQ(live["corrupt_blocks"].get<int>(), 0);
   EXPECT_EQ(live["errors"].get<int>(), 0);
   EXPECT_GT(live["blocks_read"].get<int>(), 0) << "the replay read hits back from the pool";
-  for (const char* baseline : {"no-cache", "local", "ems"}) {
+  for (const char* baseline : {"no-cache", "local", "routed", "ems"}) {
     nlohmann::json b = Find(lines, "baseline", baseline);
     if (b.is_null()) continue;
     EXPECT_GE(b["queued_ttft_mean_ms"].get<double>(), b["ttft_mean_ms"].get<double>())

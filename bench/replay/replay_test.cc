@@ -178,6 +178,24 @@ TEST(QueueTest, FirstComeFirstServedByTheInstanceFreeFirst) {
       << "service is asked once per request, in order, with the instance that serves it";
 }
 
+TEST(QueueTest, ACacheAwareRouterWaitsForTheInstanceWhereTheRequestFinishesFirst) {
+  // Two instances, both busy until 2 s. Request 2 arrives at 1 s: 1 s of work on instance 0,
+  // which holds its prefix, against 5 s on instance 1. It waits for instance 0 (done at 3 s)
+  // rather than take instance 1 (done at 7 s). Request 3, at 1 s too, costs 6 s on instance 0
+  // (now busy until 3 s: done at 9 s) and 5 s on instance 1 (done at 7 s).
+  const std::vector<std::vector<double>> cost = {{2, 2}, {2, 2}, {1, 5}, {6, 5}};
+  std::vector<std::pair<size_t, int>> served;
+  QueueResult q = QueueByFinish(
+      {0, 0, 1, 1}, 2, [&](size_t i, int k) { return cost[i][k]; },
+      [&](size_t i, int k) {
+        served.push_back({i, k});
+        return cost[i][k];
+      });
+  EXPECT_EQ(q.instance, (std::vector<int>{0, 1, 0, 1}));
+  EXPECT_EQ(q.ttft_s, (std::vector<double>{2, 2, 2, 6}));
+  EXPECT_EQ(served, (std::vector<std::pair<size_t, int>>{{0, 0}, {1, 1}, {2, 0}, {3, 1}}));
+}
+
 TEST(QueueTest, SummaryCountsTheWaitTheLoadAndTheSavings) {
   // Four requests over 5 s on two instances, 2 s each without a cache, 1 s with one.
   std::vector<Request> reqs = {

@@ -107,25 +107,25 @@ BaselineStats Summarize(const Baseline& b, const std::vector<Request>& requests,
 }
 
 void PrintTable(const std::vector<BaselineStats>& stats, const std::string& queue) {
-  std::printf("\n%-9s %-28s %8s %8s | %9s %9s %9s %9s | %7s\n", "baseline", "", "prefix", "token",
+  std::printf("\n%-9s %-34s %8s %8s | %9s %9s %9s %9s | %7s\n", "baseline", "", "prefix", "token",
               "TTFT mean", "p50", "p90", "p99", "TTFT");
-  std::printf("%-9s %-28s %8s %8s | %9s %9s %9s %9s | %7s\n", "", "", "hit", "hit", "(ms)", "(ms)",
+  std::printf("%-9s %-34s %8s %8s | %9s %9s %9s %9s | %7s\n", "", "", "hit", "hit", "(ms)", "(ms)",
               "(ms)", "(ms)", "saved");
-  std::printf("%s\n", std::string(111, '-').c_str());
+  std::printf("%s\n", std::string(117, '-').c_str());
   for (const BaselineStats& s : stats) {
-    std::printf("%-9s %-28s %8.3f %8.3f | %9.1f %9.1f %9.1f %9.1f | %6.1f%%\n", s.name.c_str(),
+    std::printf("%-9s %-34s %8.3f %8.3f | %9.1f %9.1f %9.1f %9.1f | %6.1f%%\n", s.name.c_str(),
                 s.detail.c_str(), s.prefix_hit_ratio, s.token_hit_ratio, s.mean_ms, s.p50_ms,
                 s.p90_ms, s.p99_ms, 100 * s.savings);
   }
   std::printf("\nqueued: %s\n", queue.c_str());
-  std::printf("%-9s %-28s %6s | %9s %9s %9s %9s | %7s\n", "baseline", "", "load", "TTFT mean",
+  std::printf("%-9s %-34s %6s | %9s %9s %9s %9s | %7s\n", "baseline", "", "load", "TTFT mean",
               "p50", "p90", "p99", "TTFT");
-  std::printf("%-9s %-28s %6s | %9s %9s %9s %9s | %7s\n", "", "", "", "(ms)", "(ms)", "(ms)",
+  std::printf("%-9s %-34s %6s | %9s %9s %9s %9s | %7s\n", "", "", "", "(ms)", "(ms)", "(ms)",
               "(ms)", "saved");
-  std::printf("%s\n", std::string(100, '-').c_str());
+  std::printf("%s\n", std::string(106, '-').c_str());
   bool overloaded = false;
   for (const BaselineStats& s : stats) {
-    std::printf("%-9s %-28s %6.2f | %9.1f %9.1f %9.1f %9.1f | %6.1f%%\n", s.name.c_str(),
+    std::printf("%-9s %-34s %6.2f | %9.1f %9.1f %9.1f %9.1f | %6.1f%%\n", s.name.c_str(),
                 s.detail.c_str(), s.load, s.queued_mean_ms, s.queued_p50_ms, s.queued_p90_ms,
                 s.queued_p99_ms, 100 * s.queued_savings);
     overloaded = overloaded || s.load >= 1;
@@ -159,15 +159,15 @@ absl::Status WriteCsv(const std::string& path, const std::vector<Request>& reque
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
   std::ofstream out(path);
   if (!out) return absl::NotFoundError(absl::StrCat("cannot write --csv ", path));
-  out << "request,timestamp_ms,instance,local_instance,input_tokens,blocks";
+  out << "request,timestamp_ms,instance,local_instance,routed_instance,input_tokens,blocks";
   for (const Baseline& b : baselines) out << "," << b.name << "_hit_blocks";
   for (const Baseline& b : baselines) out << "," << b.name << "_ttft_ms";
   for (const Baseline& b : baselines) out << "," << b.name << "_queued_ttft_ms";
   out << ",lookup_ms,get_ms,put_ms,late_ms\n";
   for (size_t i = 0; i < requests.size(); ++i) {
     out << i << "," << requests[i].timestamp_ms << "," << extra.instance[i] << ","
-        << extra.local_instance[i] << "," << requests[i].input_length << ","
-        << requests[i].hash_ids.size();
+        << extra.local_instance[i] << "," << extra.routed_instance[i] << ","
+        << requests[i].input_length << "," << requests[i].hash_ids.size();
     for (const Baseline& b : baselines) out << "," << b.hit_blocks[i];
     for (const Baseline& b : baselines) out << "," << absl::StrFormat("%.3f", b.ttft_s[i] * 1e3);
     for (const Baseline& b : baselines) {

@@ -47,8 +47,9 @@ void PrintJson(const std::vector<BaselineStats>& stats);
 
 // One row per request: its shape, each baseline's hit blocks and TTFT, and the live timings.
 struct CsvExtra {
-  std::vector<int> instance;        // live: the thread that ran it
-  std::vector<int> local_instance;  // the queue model's instance, whose local cache it used
+  std::vector<int> instance;         // live: the thread that ran it
+  std::vector<int> local_instance;   // the queue model's instance, whose local cache it used
+  std::vector<int> routed_instance;  // the same for the cache-aware router
   std::vector<double> lookup_ms, get_ms, put_ms, late_ms;
 };
 absl::Status WriteCsv(const std::string& path, const std::vector<Request>& requests,
