@@ -88,6 +88,35 @@ int Fail(const absl::Status& s) {
   return 1;
 }
 
+// A local cache per instance (`capacity` blocks over `instances`),
+// requests served as the queue model sends them: to the instance free first or, `by_prefix`,
+// to the one where they would finish first. Fills `b`'s hits, TTFTs and queued TTFTs; returns
+// the instance of each request. REQUIRES: `policy` names a pool policy.
+std::vector<int> ServeLocally(const std::vector<Request>& requests,
+                              const std::vector<double>& arrival_s, int instances,
+                              uint64_t capacity, const TtftModel& ttft, double gbps, bool by_prefix,
+                              const std::string& policy, Baseline& b) {
+  std::vector<CacheSim> caches;
+  for (int k = 0; k < instances; ++k) {
+    caches.push_back(*CacheSim::Create(policy, capacity / instances));
+  }
+  auto estimate = [&](size_t i, int k) {
+    return ttft.Seconds(0, caches[k].LeadingHits(requests[i]), requests[i].input_length, gbps);
+  };
+  auto serve = [&](size_t i, int k) {
+    const Request& r = requests[i];
+    const size_t hits = caches[k].LeadingHits(r);
+    caches[k].Admit(r);
+    b.hit_blocks.push_back(hits);
+    b.ttft_s.push_back(ttft.Seconds(0, hits, r.input_length, gbps));
+    return b.ttft_s.back();
+  };
+  QueueResult q = by_prefix ? QueueByFinish(arrival_s, instances, estimate, serve)
+                            : Queue(arrival_s, instances, serve);
+  b.queued_s = std::move(q.ttft_s);
+  return std::move(q.instance);
+}
+
 }  // namespace
 
 int RunLiveReplay(const std::vector<Request>& requests, const std::string& workload) {
@@ -277,19 +306,8 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
   const double span_s = arrival_s.back();
   none.queued_s = Queue(arrival_s, instances, [&](size_t i, int) { return none.ttft_s[i]; }).ttft_s;
   ems.queued_s = Queue(arrival_s, instances, [&](size_t i, int) { return ems.ttft_s[i]; }).ttft_s;
-  std::vector<CacheSim> caches;
-  for (int k = 0; k < instances; ++k) {
-    caches.push_back(*std::move(CacheSim::Create(policy, capacity / instances)));
-  }
-  QueueResult local_queue = Queue(arrival_s, instances, [&](size_t i, int k) {
-    const Request& r = requests[i];
-    local.hit_blocks.push_back(caches[k].LeadingHits(r));
-    caches[k].Admit(r);
-    local.ttft_s.push_back(ttft.Seconds(0, local.hit_blocks.back(), r.input_length, local_gbps));
-    return local.ttft_s.back();
-  });
-  local.queued_s = std::move(local_queue.ttft_s);
-  extra.local_instance = std::move(local_queue.instance);
+  extra.local_instance = ServeLocally(requests, arrival_s, instances, capacity, ttft, local_gbps,
+                                      /*by_prefix=*/false, policy, local);
   // The same local caches behind a cache-aware router: each request goes to the instance where
   // it would finish first, its cached prefix there weighed against the wait.
   Baseline routed{
@@ -298,23 +316,8 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
                       static_cast<unsigned long long>(capacity / instances), policy.c_str()),
       {},
       {}};
-  std::vector<CacheSim> routed_caches;
-  for (int k = 0; k < instances; ++k) {
-    routed_caches.push_back(*std::move(CacheSim::Create(policy, capacity / instances)));
-  }
-  auto routed_ttft = [&](size_t i, int k) {
-    const Request& r = requests[i];
-    return ttft.Seconds(0, routed_caches[k].LeadingHits(r), r.input_length, local_gbps);
-  };
-  QueueResult routed_queue = QueueByFinish(arrival_s, instances, routed_ttft, [&](size_t i, int k) {
-    const Request& r = requests[i];
-    routed.hit_blocks.push_back(routed_caches[k].LeadingHits(r));
-    routed.ttft_s.push_back(routed_ttft(i, k));
-    routed_caches[k].Admit(r);
-    return routed.ttft_s.back();
-  });
-  routed.queued_s = std::move(routed_queue.ttft_s);
-  extra.routed_instance = std::move(routed_queue.instance);
+  extra.routed_instance = ServeLocally(requests, arrival_s, instances, capacity, ttft, local_gbps,
+                                       /*by_prefix=*/true, policy, routed);
   std::vector<Baseline> baselines = {none, local, routed, ems};
   constexpr size_t kEms = 3;  // index of the pool in `baselines` and `stats`
   std::vector<BaselineStats> stats;

@@ -1,7 +1,6 @@
 #include "client/key_mirror.h"
 
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -85,12 +84,8 @@ void KeyMirror::Run() {
 }
 
 absl::Status KeyMirror::Follow(int fd) {
-  // The node speaks at least every kWatchIdleInterval; silence longer than kStaleAfter ends
-  // the stream, and with it the mirror's answers.
-  const struct timeval tv = {
-      static_cast<time_t>(absl::ToInt64Seconds(kStaleAfter)),
-      static_cast<suseconds_t>(absl::ToInt64Microseconds(kStaleAfter) % 1000000)};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  // The node speaks at least every kWatchIdleInterval; `fd` was opened with kStaleAfter as its
+  // receive timeout, so longer silence ends the stream, and with it the mirror's answers.
   bulk::RequestHeader h;
   h.op = static_cast<uint8_t>(bulk::Op::kWatchKeys);
   if (absl::Status s = bulk::WriteAll(fd, &h, sizeof(h)); !s.ok()) return s;

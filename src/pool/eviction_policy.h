@@ -23,8 +23,7 @@ class EvictionPolicy {
   virtual void OnInsert(uint64_t id, uint64_t parent) = 0;
   // A hit on a tracked block.
   virtual void OnAccess(uint64_t id) = 0;
-  // The owner removed a tracked block (not through Evict). The pool also calls it for a block
-  // Evict returned, when it frees that block: an id no longer tracked must be ignored.
+  // The owner removed a tracked block (not through Evict). An id not tracked is ignored.
   virtual void OnErase(uint64_t id) = 0;
   // Chooses a tracked block for which `can_evict(id)` is true, stops tracking it and returns
   // it. Blocks it skips stay tracked. Returns nullopt when no evictable block is found within

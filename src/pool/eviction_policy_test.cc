@@ -159,7 +159,7 @@ TEST(EvictionPolicyTest, PrefixDuelSwitchesToTheTuningWhoseShadowHitsMore) {
       const std::optional<uint64_t> victim = p.Evict(Any);
       if (!victim) break;
       present.erase(*victim);
-      p.OnErase(*victim);  // as the pool does when it frees the block
+      p.OnErase(*victim);  // an id Evict already let go of is ignored, by the shadows too
     }
     return hit;
   };

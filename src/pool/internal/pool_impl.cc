@@ -113,9 +113,9 @@ uint64_t PoolImpl::PolicyIdFor(const InternalKey& k) {
   return id;
 }
 
-void PoolImpl::FreeBlock(Block* b) {
+void PoolImpl::FreeBlock(Block* b, bool evicted) {
   if (b->id != 0) {
-    policy_->OnErase(b->id);
+    if (!evicted) policy_->OnErase(b->id);
     by_id_.erase(b->id);
     counters_.keys.fetch_sub(1, std::memory_order_relaxed);
   }
@@ -146,7 +146,7 @@ bool PoolImpl::EvictOne() {
     policy_->OnInsert(*victim, 0);  // still live: track it again
     return true;
   }
-  FreeBlock(b);
+  FreeBlock(b, /*evicted=*/true);
   counters_.evictions.fetch_add(1, std::memory_order_relaxed);
   return true;
 }

@@ -117,7 +117,8 @@ class PoolImpl final : public Pool {
   // Evicts one block; false if nothing is evictable.
   bool EvictOne() ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
   // Returns a block's space and metadata. REQUIRES: the block is out of the index, unpinned.
-  void FreeBlock(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
+  // `evicted`: the policy chose it and has already let go of it, so it is not told again.
+  void FreeBlock(Block* b, bool evicted = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
   // Drops one pin; frees the block if it was the last pin of a removed block.
   void Unpin(Block* b);
   void Touch(const std::vector<uint64_t>& ids);

@@ -162,9 +162,7 @@ void PrefixPolicy::Forget(uint64_t id) {
 }
 
 void PrefixPolicy::OnErase(uint64_t id) {
-  // The pool also reports the blocks Evict chose when it frees them; those are not tracked
-  // any more, and the shadows made their own choices: only a removal reaches them.
-  if (!nodes_.contains(id)) return;
+  if (!nodes_.contains(id)) return;  // not ours (EvictionPolicy): not the shadows' either
   Forget(id);
   for (auto& s : shadows_) s->policy.OnErase(id);
 }
