@@ -27,6 +27,10 @@ TEST(TraceTest, ParsesMooncakeLinesAndNamesWhatIsWrong) {
   EXPECT_FALSE(
       ParseTraceLine(R"({"timestamp": 1, "input_length": 2, "output_length": 3, "hash_ids": [-1]})")
           .ok());
+  auto early =
+      ParseTraceLine(R"({"timestamp": -1, "input_length": 2, "output_length": 3, "hash_ids": []})");
+  ASSERT_FALSE(early.ok());
+  EXPECT_NE(early.status().message().find("timestamp"), std::string::npos) << early.status();
 }
 
 TEST(TraceTest, MalformedLinesAreSkippedOrFatalWithTheirLineNumber) {
@@ -46,6 +50,30 @@ TEST(TraceTest, MalformedLinesAreSkippedOrFatalWithTheirLineNumber) {
   auto strict = ReadMooncakeTrace(path.string(), {.strict = true});
   ASSERT_FALSE(strict.ok());
   EXPECT_NE(strict.status().message().find(":2:"), std::string::npos) << strict.status();
+  std::filesystem::remove(path);
+}
+
+TEST(TraceTest, ALineThatGoesBackInTimeIsMalformed) {
+  const auto path = std::filesystem::temp_directory_path() / "ems_replay_order_test.jsonl";
+  {
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    std::fputs(R"({"timestamp": 5, "input_length": 10, "output_length": 1, "hash_ids": [0]})"
+               "\n"
+               R"({"timestamp": 3, "input_length": 10, "output_length": 1, "hash_ids": [1]})"
+               "\n"
+               R"({"timestamp": 5, "input_length": 10, "output_length": 1, "hash_ids": [2]})"
+               "\n",
+               f);
+    std::fclose(f);
+  }
+  auto lenient = ReadMooncakeTrace(path.string(), {});
+  ASSERT_TRUE(lenient.ok());
+  ASSERT_EQ(lenient->size(), 2u);  // equal timestamps are in order
+  EXPECT_EQ((*lenient)[1].hash_ids, std::vector<uint64_t>{2});
+  auto strict = ReadMooncakeTrace(path.string(), {.strict = true});
+  ASSERT_FALSE(strict.ok());
+  EXPECT_NE(strict.status().message().find(":2: `timestamp` 3 is before"), std::string::npos)
+      << strict.status();
   std::filesystem::remove(path);
 }
 

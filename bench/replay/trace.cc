@@ -23,6 +23,7 @@ absl::StatusOr<Request> ParseTraceLine(const std::string& line) {
   r.timestamp_ms = j["timestamp"].get<int64_t>();
   r.input_length = j["input_length"].get<int64_t>();
   r.output_length = j["output_length"].get<int64_t>();
+  if (r.timestamp_ms < 0) return absl::InvalidArgumentError("negative `timestamp`");
   if (r.input_length < 0 || r.output_length < 0) {
     return absl::InvalidArgumentError("negative length");
   }
@@ -49,6 +50,13 @@ absl::StatusOr<std::vector<Request>> ReadMooncakeTrace(const std::string& path,
     ++line_no;
     if (line.empty()) continue;
     auto r = ParseTraceLine(line);
+    // Requests are replayed, queued and plotted in file order at their timestamps: a line that
+    // goes back in time would arrive before the ones above it.
+    if (r.ok() && !out.empty() && r->timestamp_ms < out.back().timestamp_ms) {
+      r = absl::InvalidArgumentError(absl::StrCat("`timestamp` ", r->timestamp_ms,
+                                                  " is before the previous request's ",
+                                                  out.back().timestamp_ms));
+    }
     if (!r.ok()) {
       const std::string msg = absl::StrCat(path, ":", line_no, ": ", r.status().message());
       if (options.strict) return absl::InvalidArgumentError(msg);

@@ -27,8 +27,9 @@ struct TraceReadOptions {
 };
 
 // Reads the Mooncake FAST'25 format: one JSON object per line with `timestamp`,
-// `input_length`, `output_length`, `hash_ids`. Skipped lines are reported on stderr with
-// their line numbers. NOT_FOUND if the file cannot be opened.
+// `input_length`, `output_length`, `hash_ids`, in order of `timestamp` (a line that goes back
+// in time is malformed). Skipped lines are reported on stderr with their line numbers.
+// NOT_FOUND if the file cannot be opened.
 absl::StatusOr<std::vector<Request>> ReadMooncakeTrace(const std::string& path,
                                                        const TraceReadOptions& options);
 
