@@ -68,8 +68,9 @@ struct PoolStats {
   uint64_t capacity_bytes = 0;
   uint64_t pinned_blocks = 0;
   uint64_t unsealed_blocks = 0;
-  uint64_t puts = 0;  // successful seals
-  uint64_t gets = 0;  // Get calls
+  uint64_t blank_blocks = 0;  // reserved for a writer, no key yet (AcquireBlank)
+  uint64_t puts = 0;          // successful seals
+  uint64_t gets = 0;          // Get calls
   uint64_t hits = 0;
   uint64_t misses = 0;
   uint64_t evictions = 0;
@@ -198,6 +199,20 @@ class Pool {
                                                                      absl::Duration ttl) = 0;
   // Seals a write lease (see Seal). NOT_FOUND if the lease is unknown or expired.
   virtual absl::Status SealLease(LeaseId lease, uint64_t expected_checksum = 0) = 0;
+  // A blank: `size` bytes reserved under a write lease and bound to no key yet. A writer that
+  // keeps a few fills one and names its key when it seals it (SealBlank): one call where
+  // AcquireWrite + SealLease take two, which saves the local path a round trip per put. Held
+  // blanks take arena space like any allocation. Errors: INVALID_ARGUMENT for a size Allocate
+  // would refuse; RESOURCE_EXHAUSTED if nothing evictable frees the space.
+  virtual absl::StatusOr<std::pair<LeaseId, BlockInfo>> AcquireBlank(uint64_t size,
+                                                                     absl::Duration ttl) = 0;
+  // Binds blank `lease` to `key` (with `parent`, as for Allocate) and seals it (see Seal).
+  // Errors: NOT_FOUND (lease unknown or expired); FAILED_PRECONDITION (not a blank; the lease
+  // is kept); otherwise the lease ends and the blank is freed on INVALID_ARGUMENT (bad key),
+  // ALREADY_EXISTS as Allocate's ("same size": the key is stored and the blank's bytes were not
+  // needed; a sealed one is touched) or DATA_LOSS (see Seal).
+  virtual absl::Status SealBlank(LeaseId lease, const BlockKey& key, const BlockKey* parent,
+                                 uint64_t expected_checksum = 0) = 0;
   // Ends a lease: a read pin is dropped, an unsealed write is freed. NOT_FOUND if unknown.
   virtual absl::Status Release(LeaseId lease) = 0;
   // Ends every lease past its deadline; returns how many. Called periodically by the owner.

@@ -306,6 +306,106 @@ TEST_F(PoolTest, SealVerifiesTheWritersChecksum) {
   EXPECT_TRUE(pool->Contains(Key(1)));
 }
 
+TEST_F(PoolTest, ABlankIsBoundToItsKeyWhenSealed) {
+  auto pool = MakePool(16, "lru", /*directory=*/true);
+  ASSERT_TRUE(Put(*pool, 1, 8192).ok());
+  auto blank = pool->AcquireBlank(8192, absl::Seconds(5));
+  ASSERT_TRUE(blank.ok()) << blank.status();
+  auto s = pool->Stats();
+  EXPECT_EQ(s.blank_blocks, 1u);
+  EXPECT_EQ(s.unsealed_blocks, 0u);
+  EXPECT_EQ(s.keys, 1u) << "a blank is no key";
+  EXPECT_EQ(s.used_bytes, 2 * 8192u) << "but it holds its space";
+  EXPECT_EQ(pool->SealLease(blank->first, 0).code(), absl::StatusCode::kFailedPrecondition)
+      << "a blank has no key to seal under";
+  uint8_t* p = pool->arena_base() + blank->second.offset;
+  Fill(p, 8192, 2);
+  const BlockKey parent = Key(1);
+  ASSERT_TRUE(pool->SealBlank(blank->first, Key(2), &parent, Checksum(p, 8192)).ok());
+  s = pool->Stats();
+  EXPECT_EQ(s.blank_blocks, 0u);
+  EXPECT_EQ(s.keys, 2u);
+  EXPECT_EQ(s.puts, 2u);
+  auto h = pool->Get(Key(2));
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_TRUE(Verify(h->data(), 8192, 2));
+  EXPECT_EQ(h->info().offset, blank->second.offset);
+  EXPECT_EQ(pool->SealBlank(blank->first, Key(3), nullptr, 0).code(), absl::StatusCode::kNotFound)
+      << "the lease ended with the seal";
+}
+
+TEST_F(PoolTest, ABlankForAKeyAlreadyStoredIsFreedAndTheKeyKept) {
+  auto pool = MakePool();
+  ASSERT_TRUE(Put(*pool, 1, 8192).ok());
+  auto same = pool->AcquireBlank(8192, absl::Seconds(5));
+  auto other = pool->AcquireBlank(4096, absl::Seconds(5));
+  ASSERT_TRUE(same.ok() && other.ok());
+  Fill(pool->arena_base() + same->second.offset, 8192, 99);  // not key 1's bytes
+  absl::Status s = pool->SealBlank(same->first, Key(1), nullptr, 0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(absl::StrContains(s.message(), "same size")) << s;
+  s = pool->SealBlank(other->first, Key(1), nullptr, 0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(absl::StrContains(s.message(), "size 8192")) << s;
+  auto h = pool->Get(Key(1));
+  ASSERT_TRUE(h.ok());
+  EXPECT_TRUE(Verify(h->data(), 8192, 1)) << "the stored block is untouched";
+  const auto st = pool->Stats();
+  EXPECT_EQ(st.blank_blocks, 0u);
+  EXPECT_EQ(st.used_bytes, 8192u) << "both blanks were freed";
+}
+
+TEST_F(PoolTest, BlanksAreRefusedBadSizesAndReturnedByReleaseExpiryAndBadKeys) {
+  auto pool = MakePool();
+  EXPECT_EQ(pool->AcquireBlank(0, absl::Seconds(5)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(pool->AcquireBlank(9 * kMiB, absl::Seconds(5)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto a = pool->AcquireBlank(kMiB, absl::Seconds(5));
+  auto b = pool->AcquireBlank(kMiB, absl::Seconds(5));
+  auto c = pool->AcquireBlank(kMiB, absl::Seconds(50));
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_EQ(pool->Stats().used_bytes, 3 * kMiB);
+  EXPECT_TRUE(pool->Release(a->first).ok());
+  clock_.Advance(absl::Seconds(6));
+  EXPECT_EQ(pool->ExpireLeases(), 1u);
+  EXPECT_EQ(pool->SealBlank(b->first, Key(1), nullptr, 0).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(pool->SealBlank(c->first, BlockKey{"", Key(1).digest}, nullptr, 0).code(),
+            absl::StatusCode::kInvalidArgument);
+  auto s = pool->Stats();
+  EXPECT_EQ(s.used_bytes, 0u);
+  EXPECT_EQ(s.blank_blocks, 0u);
+  EXPECT_EQ(s.reclaimed_writes, 0u) << "a blank returned is no abandoned write";
+  auto held = pool->AcquireBlank(kMiB, absl::Seconds(5));
+  ASSERT_TRUE(held.ok());  // still held when the pool goes: freed with it (ASan checks)
+}
+
+TEST_F(PoolTest, BlanksEvictLikeWritesAndAFullPoolIsResourceExhausted) {
+  auto pool = MakePool(4);  // 8 MiB
+  for (uint64_t i = 1; i <= 4; ++i) ASSERT_TRUE(Put(*pool, i, 2 * kMiB).ok());
+  auto blank = pool->AcquireBlank(2 * kMiB, absl::Seconds(5));
+  ASSERT_TRUE(blank.ok()) << blank.status();
+  EXPECT_GE(pool->Stats().evictions, 1u);
+  std::vector<LeaseId> pins;
+  for (uint64_t i = 1; i <= 4; ++i) {
+    if (auto r = pool->AcquireRead(Key(i), absl::Seconds(5)); r.ok()) pins.push_back(r->first);
+  }
+  absl::Status last;  // blanks until the pins and blanks fill the arena
+  for (int i = 0; i < 8 && last.ok(); ++i) {
+    auto more = pool->AcquireBlank(2 * kMiB, absl::Seconds(5));
+    if (more.ok()) pins.push_back(more->first);
+    last = more.status();
+  }
+  EXPECT_EQ(last.code(), absl::StatusCode::kResourceExhausted) << last;
+  EXPECT_EQ(pool->Stats().used_bytes, 8 * kMiB);
+  for (LeaseId l : pins) ASSERT_TRUE(pool->Release(l).ok());
+  Fill(pool->arena_base() + blank->second.offset, 2 * kMiB, 7);
+  ASSERT_TRUE(pool->SealBlank(blank->first, Key(7), nullptr, 0).ok());
+  auto h = pool->Get(Key(7));
+  ASSERT_TRUE(h.ok());
+  EXPECT_TRUE(Verify(h->data(), 2 * kMiB, 7));
+}
+
 TEST_F(PoolTest, MatchPrefixCountsLeadingKeys) {
   auto pool = MakePool();
   for (uint64_t i : {0, 1, 2, 4}) ASSERT_TRUE(Put(*pool, i, 4096).ok());

@@ -43,6 +43,12 @@ PoolImpl::~PoolImpl() {
     absl::MutexLock lock(&shards_[i].mu);
     for (auto& [key, block] : shards_[i].index) delete block;
   }
+  for (size_t i = 0; i < kLeaseShards; ++i) {  // blanks are in no index
+    absl::MutexLock lock(&lease_shards_[i].mu);
+    for (auto& [id, lease] : lease_shards_[i].leases) {
+      if (lease.write && lease.block->state == BlockState::kBlank) delete lease.block;
+    }
+  }
 }
 
 int64_t PoolImpl::NamespaceId(const std::string& ns, bool create) {
@@ -167,14 +173,8 @@ Chunk* PoolImpl::AllocateSpace(uint64_t bytes) {
 
 // --- Writes ----------------------------------------------------------------------------------
 
-absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::DoAllocate(const BlockKey& key,
-                                                                   uint64_t size,
-                                                                   const BlockKey* parent,
-                                                                   absl::Time deadline) {
-  EMS_RETURN_IF_ERROR(ValidateNamespace(key.ns));
-  if (size == 0) {
-    return absl::InvalidArgumentError(absl::StrCat("value of ", key.ToString(), " is empty"));
-  }
+absl::Status PoolImpl::ValidateSize(uint64_t size, absl::string_view what) const {
+  if (size == 0) return absl::InvalidArgumentError(absl::StrCat("value of ", what, " is empty"));
   if (size > options_.max_value_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "value of ", size, " bytes exceeds the maximum of ", options_.max_value_bytes, " bytes"));
@@ -183,64 +183,80 @@ absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::DoAllocate(const BlockKe
     return absl::InvalidArgumentError(
         absl::StrCat("value of ", size, " bytes exceeds the pool's ", arena_->size(), " bytes"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status PoolImpl::IndexAs(Block* b, const BlockKey& key) {
+  EMS_RETURN_IF_ERROR(ValidateNamespace(key.ns));
   const uint32_t ns = static_cast<uint32_t>(NamespaceId(key.ns, /*create=*/true));
   const InternalKey ikey = KeyOf(ns, key.digest);
-  Block* b = new Block();
   b->digest = key.digest;
   b->ns = ns;
-  b->size = size;
   if (directory_ != nullptr) b->ns_hash = directory::NamespaceHash(key.ns);
-  bool exists = false;
   uint64_t sealed_id = 0;
   {
     Shard& shard = ShardFor(ikey);
     absl::MutexLock lock(&shard.mu);
     auto [it, inserted] = shard.index.try_emplace(ikey, b);
-    if (!inserted) {
-      const uint64_t have = it->second->size;
-      delete b;
-      if (have != size) return SizeError(key, have, size);
-      exists = true;
-      if (it->second->state == BlockState::kSealed) sealed_id = it->second->id;
+    if (inserted) {
+      b->state = BlockState::kWriting;
+      return absl::OkStatus();
     }
+    const uint64_t have = it->second->size;
+    if (have != b->size) return SizeError(key, have, b->size);
+    if (it->second->state == BlockState::kSealed) sealed_id = it->second->id;
   }
-  if (exists) {
-    // A writer offering a block again has just recomputed it: it is in use, like a hit.
-    // (Outside the shard lock: the lock order is space_mu_ before shard.mu.)
-    if (sealed_id != 0) Touch({sealed_id});
-    return absl::AlreadyExistsError(
-        absl::StrCat("key ", key.ToString(), " is already stored with the same size"));
-  }
-  uint64_t parent_id = 0;
-  if (parent != nullptr) {
-    const int64_t pns = NamespaceId(parent->ns, false);
-    if (pns >= 0) {
-      WithSealed(static_cast<uint32_t>(pns), parent->digest, [&](Block* p) { parent_id = p->id; });
-    }
-  }
-  Chunk* chunk;
+  // A writer offering a block again has just recomputed it: it is in use, like a hit.
+  // (Outside the shard lock: the lock order is space_mu_ before shard.mu.)
+  if (sealed_id != 0) Touch({sealed_id});
+  return absl::AlreadyExistsError(
+      absl::StrCat("key ", key.ToString(), " is already stored with the same size"));
+}
+
+absl::Status PoolImpl::ReserveSpace(Block* b) {
   uint64_t used, pinned_hint;
   {
     absl::MutexLock lock(&space_mu_);
-    chunk = AllocateSpace(size);
-    b->chunk = chunk;
+    b->chunk = AllocateSpace(b->size);
+    if (b->chunk != nullptr) return absl::OkStatus();
     used = allocator_.used_bytes();
     pinned_hint = counters_.pinned.load(std::memory_order_relaxed);
   }
-  if (chunk == nullptr) {
-    {
-      Shard& shard = ShardFor(ikey);
-      absl::MutexLock lock(&shard.mu);
-      shard.index.erase(ikey);
-    }
-    delete b;
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "no space for ", size, " bytes: ", used, " of ", arena_->size(),
-        " bytes in use and nothing more is evictable (", pinned_hint, " read pins held)"));
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "no space for ", b->size, " bytes: ", used, " of ", arena_->size(),
+      " bytes in use and nothing more is evictable (", pinned_hint, " read pins held)"));
+}
+
+uint64_t PoolImpl::ParentId(const BlockKey* parent) {
+  uint64_t id = 0;
+  if (parent == nullptr) return id;
+  const int64_t pns = NamespaceId(parent->ns, false);
+  if (pns >= 0) {
+    WithSealed(static_cast<uint32_t>(pns), parent->digest, [&](Block* p) { id = p->id; });
+  }
+  return id;
+}
+
+absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::DoAllocate(const BlockKey& key,
+                                                                   uint64_t size,
+                                                                   const BlockKey* parent,
+                                                                   absl::Time deadline) {
+  EMS_RETURN_IF_ERROR(ValidateSize(size, key.ToString()));
+  auto b = std::make_unique<Block>();
+  b->size = size;
+  EMS_RETURN_IF_ERROR(IndexAs(b.get(), key));
+  const uint64_t parent_id = ParentId(parent);
+  if (absl::Status s = ReserveSpace(b.get()); !s.ok()) {
+    const InternalKey ikey = KeyOf(b->ns, b->digest);
+    Shard& shard = ShardFor(ikey);
+    absl::MutexLock lock(&shard.mu);
+    shard.index.erase(ikey);
+    return s;
   }
   counters_.unsealed.fetch_add(1, std::memory_order_relaxed);
-  const LeaseId lease = AddLease({b, /*write=*/true, deadline, parent_id});
-  return std::make_pair(lease, InfoOf(b));
+  Block* raw = b.release();  // owned by the index from here
+  const LeaseId lease = AddLease({raw, /*write=*/true, deadline, parent_id});
+  return std::make_pair(lease, InfoOf(raw));
 }
 
 absl::StatusOr<WriteHandle> PoolImpl::Allocate(const BlockKey& key, uint64_t size,
@@ -262,12 +278,18 @@ absl::Status PoolImpl::DoSeal(LeaseId lease_id, uint64_t expected_checksum) {
   if (!TakeLease(lease_id, &lease)) {
     return absl::NotFoundError(absl::StrCat("write lease ", lease_id, " is unknown or expired"));
   }
-  if (!lease.write) {
+  if (!lease.write || lease.block->state == BlockState::kBlank) {
     LeaseShard& s = LeaseShardFor(lease_id);
     absl::MutexLock lock(&s.mu);
     s.leases.emplace(lease_id, lease);  // put it back untouched
-    return absl::FailedPreconditionError(absl::StrCat("lease ", lease_id, " is a read lease"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("lease ", lease_id,
+                     lease.write ? " is a blank: seal it with its key" : " is a read lease"));
   }
+  return SealTaken(lease, expected_checksum);
+}
+
+absl::Status PoolImpl::SealTaken(const Lease& lease, uint64_t expected_checksum) {
   Block* b = lease.block;
   const uint64_t sum = Checksum(arena_->base() + b->chunk->offset, b->size);
   const InternalKey ikey = KeyOf(b->ns, b->digest);
@@ -313,6 +335,45 @@ absl::Status PoolImpl::Seal(WriteHandle handle, uint64_t expected_checksum) {
 
 absl::Status PoolImpl::SealLease(LeaseId lease, uint64_t expected_checksum) {
   return DoSeal(lease, expected_checksum);
+}
+
+absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::AcquireBlank(uint64_t size,
+                                                                     absl::Duration ttl) {
+  EMS_RETURN_IF_ERROR(ValidateSize(size, "a blank"));
+  if (ttl <= absl::ZeroDuration()) ttl = options_.default_lease;
+  auto b = std::make_unique<Block>();
+  b->size = size;
+  b->state = BlockState::kBlank;
+  EMS_RETURN_IF_ERROR(ReserveSpace(b.get()));
+  counters_.blanks.fetch_add(1, std::memory_order_relaxed);
+  Block* raw = b.release();  // owned by the lease until it is sealed or ends
+  const LeaseId lease = AddLease({raw, /*write=*/true, options_.clock->Now() + ttl, 0});
+  return std::make_pair(lease, InfoOf(raw));
+}
+
+absl::Status PoolImpl::SealBlank(LeaseId lease_id, const BlockKey& key, const BlockKey* parent,
+                                 uint64_t expected_checksum) {
+  Lease lease;
+  if (!TakeLease(lease_id, &lease)) {
+    return absl::NotFoundError(absl::StrCat("blank lease ", lease_id, " is unknown or expired"));
+  }
+  Block* b = lease.block;
+  if (!lease.write || b->state != BlockState::kBlank) {
+    LeaseShard& s = LeaseShardFor(lease_id);
+    absl::MutexLock lock(&s.mu);
+    s.leases.emplace(lease_id, lease);  // put it back untouched
+    return absl::FailedPreconditionError(absl::StrCat("lease ", lease_id, " is not a blank"));
+  }
+  // The lease is out of its shard: nothing else can reach the blank now.
+  counters_.blanks.fetch_sub(1, std::memory_order_relaxed);
+  if (absl::Status s = IndexAs(b, key); !s.ok()) {
+    absl::MutexLock lock(&space_mu_);
+    FreeBlock(b);
+    return s;
+  }
+  counters_.unsealed.fetch_add(1, std::memory_order_relaxed);
+  lease.parent_id = ParentId(parent);
+  return SealTaken(lease, expected_checksum);
 }
 
 // --- Reads -----------------------------------------------------------------------------------
@@ -451,6 +512,12 @@ absl::Status PoolImpl::DoRelease(LeaseId lease_id, bool expired) {
     Unpin(b);
     return absl::OkStatus();
   }
+  if (b->state == BlockState::kBlank) {  // in no index, and not a write that was abandoned
+    counters_.blanks.fetch_sub(1, std::memory_order_relaxed);
+    absl::MutexLock lock(&space_mu_);
+    FreeBlock(b);
+    return absl::OkStatus();
+  }
   // An unsealed write: nobody else can see the block, so it goes straight back.
   {
     const InternalKey ikey = KeyOf(b->ns, b->digest);
@@ -505,6 +572,7 @@ PoolStats PoolImpl::Stats() {
   auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   s.keys = get(counters_.keys);
   s.unsealed_blocks = get(counters_.unsealed);
+  s.blank_blocks = get(counters_.blanks);
   s.pinned_blocks = get(counters_.pinned);
   s.puts = get(counters_.puts);
   s.gets = get(counters_.gets);
@@ -524,8 +592,8 @@ PoolStats PoolImpl::Stats() {
     // (list node and map slot) + id map slot, plus the allocator's chunk records.
     constexpr uint64_t kPerBlock =
         sizeof(Block) + (sizeof(InternalKey) + 8 + 1) * 8 / 7 + (24 + 16) + (16 + 1) * 8 / 7;
-    s.metadata_bytes =
-        (s.keys + s.unsealed_blocks) * kPerBlock + allocator_.metadata_bytes() + directory_bytes();
+    s.metadata_bytes = (s.keys + s.unsealed_blocks + s.blank_blocks) * kPerBlock +
+                       allocator_.metadata_bytes() + directory_bytes();
   }
   return s;
 }

@@ -22,7 +22,8 @@
 
 namespace ems::pool::internal {
 
-enum class BlockState : uint8_t { kWriting, kSealed, kRemoved };
+// kBlank: reserved under a write lease, bound to no key and in no index (AcquireBlank).
+enum class BlockState : uint8_t { kBlank, kWriting, kSealed, kRemoved };
 
 // Per-block metadata, off the arena. Fields other than `id`/`chunk` change only under the
 // owning shard's lock; `chunk` and `id` are set once under space_mu_ before the block seals.
@@ -70,6 +71,10 @@ class PoolImpl final : public Pool {
                                                              const BlockKey* parent,
                                                              absl::Duration ttl) override;
   absl::Status SealLease(LeaseId lease, uint64_t expected_checksum) override;
+  absl::StatusOr<std::pair<LeaseId, BlockInfo>> AcquireBlank(uint64_t size,
+                                                             absl::Duration ttl) override;
+  absl::Status SealBlank(LeaseId lease, const BlockKey& key, const BlockKey* parent,
+                         uint64_t expected_checksum) override;
   absl::Status Release(LeaseId lease) override;
   size_t ExpireLeases() override;
   std::vector<BlockKey> Keys(size_t limit) override;
@@ -108,7 +113,18 @@ class PoolImpl final : public Pool {
                                                            absl::Time deadline);
   absl::StatusOr<std::pair<LeaseId, BlockInfo>> DoAcquireRead(const BlockKey& key,
                                                               absl::Time deadline);
+  // Validates `size` for a value of `what` (a key, or "a blank").
+  absl::Status ValidateSize(uint64_t size, absl::string_view what) const;
+  // Names `b` (kBlank) `key` and enters it in the index as kWriting. ALREADY_EXISTS as
+  // Allocate's, or INVALID_ARGUMENT for a bad namespace; `b` is then not in the index.
+  absl::Status IndexAs(Block* b, const BlockKey& key);
+  // Reserves space for `b` (entered in the index or blank); RESOURCE_EXHAUSTED naming the limit.
+  absl::Status ReserveSpace(Block* b);
+  // The policy id of `parent` if it is sealed, else 0.
+  uint64_t ParentId(const BlockKey* parent);
   absl::Status DoSeal(LeaseId lease, uint64_t expected_checksum);
+  // Seals the write lease `lease`, already taken out of its shard.
+  absl::Status SealTaken(const Lease& lease, uint64_t expected_checksum);
   absl::Status DoRelease(LeaseId lease, bool expired);
   LeaseId AddLease(const Lease& lease);
   bool TakeLease(LeaseId id, Lease* out);
@@ -158,8 +174,8 @@ class PoolImpl final : public Pool {
   std::unique_ptr<LeaseShard[]> lease_shards_;
   std::atomic<LeaseId> next_lease_{1};  // relaxed: only uniqueness matters
   struct Counters {
-    std::atomic<uint64_t> keys{0}, unsealed{0}, pinned{0}, puts{0}, gets{0}, hits{0}, misses{0},
-        evictions{0}, reclaimed{0}, bytes_in{0}, bytes_out{0};
+    std::atomic<uint64_t> keys{0}, unsealed{0}, blanks{0}, pinned{0}, puts{0}, gets{0}, hits{0},
+        misses{0}, evictions{0}, reclaimed{0}, bytes_in{0}, bytes_out{0};
   } counters_;  // relaxed: statistics only
 
   absl::Mutex ns_mu_;
