@@ -362,5 +362,136 @@ TEST_F(LocalPathTest, AReleaseAskingForNoReplyGetsNoneAndTheNextCallIsAnsweredIn
   EXPECT_EQ(Stats().pinned_blocks(), 0u) << "the release came before the match on one socket";
 }
 
+TEST_F(LocalPathTest, PutsOfNewBlocksTakeOneRoundTripIntoBlanksGrantedAhead) {
+  auto local = client::LocalChannel::Connect(
+      {.socket_path = socket_, .verify_checksums = true, .max_connections = 1});
+  ASSERT_TRUE(local.ok()) << local.status();
+  constexpr size_t kSize = 256 << 10;  // the 64 MiB arena's share per connection: 4 blanks
+  // The first put asks for its block, seals it and, with the seal, blanks for the next ones.
+  ASSERT_TRUE((*local)->Put(TestKey(500), TestValue(500, kSize)).ok());
+  EXPECT_EQ((*local)->counters().round_trips, 2u);
+  EXPECT_EQ(Stats().blank_blocks(), 4u);
+  for (uint64_t k = 501; k <= 540; ++k) {  // then one round trip each, topping the blanks up
+    const BlockKey parent = TestKey(k - 1);
+    ASSERT_TRUE((*local)->Put(TestKey(k), TestValue(k, kSize), &parent).ok()) << k;
+  }
+  EXPECT_EQ((*local)->counters().round_trips, 2u + 40u);
+  EXPECT_EQ((*local)->counters().blank_puts, 40u);
+  // A batch larger than the blanks held goes the long way.
+  std::vector<std::vector<uint8_t>> values;
+  std::vector<client::LocalPutItem> batch;
+  for (uint64_t k = 541; k <= 546; ++k) values.push_back(TestValue(k, kSize));
+  for (uint64_t k = 541; k <= 546; ++k) batch.push_back({TestKey(k), values[k - 541]});
+  for (const absl::Status& s : (*local)->BatchPut(batch)) ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ((*local)->counters().round_trips, 2u + 40u + 2u);
+  // Every block reads back whole, through shared memory and remotely.
+  std::vector<uint8_t> out(kSize);
+  for (uint64_t k = 500; k <= 546; ++k) {
+    auto n = (*local)->Get(TestKey(k), absl::MakeSpan(out));
+    ASSERT_TRUE(n.ok()) << k << ": " << n.status();
+    ASSERT_EQ(out, TestValue(k, kSize)) << k;
+    ASSERT_TRUE(remote_->Get(TestKey(k), absl::MakeSpan(out)).ok());
+    ASSERT_EQ(out, TestValue(k, kSize)) << k;
+  }
+  auto s = Stats();
+  EXPECT_EQ(s.keys(), 47u);
+  EXPECT_EQ(s.blank_blocks(), 4u);
+  EXPECT_EQ(s.used_bytes(), (47u + 4u) * kSize) << "the blanks hold their space";
+  // A block of another size gives the blanks back and takes new ones of its size.
+  ASSERT_TRUE((*local)->Put(TestKey(600), TestValue(600, 64 << 10)).ok());
+  EXPECT_TRUE(WaitForStats([](const v1::StatsResponse& st) {
+    return st.blank_blocks() == 16 && st.used_bytes() == 47u * (256 << 10) + 17u * (64 << 10);
+  })) << Stats().blank_blocks()
+      << " blanks, " << Stats().used_bytes() << " bytes used";
+  // The client going away gives every blank back.
+  local->reset();
+  EXPECT_TRUE(WaitForStats([](const v1::StatsResponse& st) {
+    return st.blank_blocks() == 0 && st.used_bytes() == 47u * (256 << 10) + (64 << 10);
+  })) << Stats().blank_blocks()
+      << " blanks still held";
+}
+
+TEST_F(LocalPathTest, ABlockAlreadyStoredIsNotCopiedIntoABlankAndABlankForOneIsGivenBack) {
+  auto local = client::LocalChannel::Connect({.socket_path = socket_, .max_connections = 1});
+  ASSERT_TRUE(local.ok());
+  constexpr size_t kSize = 64 << 10;
+  ASSERT_TRUE((*local)->Put(TestKey(700), TestValue(700, kSize)).ok());
+  const uint64_t trips = (*local)->counters().round_trips;
+  // The directory says it is stored: the long way, which answers `existed` before any copy.
+  ASSERT_TRUE((*local)->Put(TestKey(700), TestValue(700, kSize)).ok());
+  EXPECT_EQ((*local)->counters().round_trips, trips + 1);
+  EXPECT_EQ((*local)->counters().blank_puts, 0u);
+  // Stored by someone else since the directory was read: the blank is sealed as `existed` and
+  // freed, and the stored bytes are kept.
+  ASSERT_TRUE(remote_->Put(TestKey(701), TestValue(701, kSize)).ok());
+  testing::RawLocal raw(socket_);
+  ASSERT_TRUE(raw.ok());
+  v1::LocalRequest ask;
+  ask.mutable_seal()->set_blanks(1);
+  ask.mutable_seal()->set_blank_size(kSize);
+  v1::LocalResponse granted;
+  ASSERT_TRUE(raw.Call(ask, &granted));
+  ASSERT_EQ(granted.blanks_size(), 1);
+  const uint64_t held = Stats().blank_blocks();
+  v1::LocalRequest bind;
+  bind.mutable_seal()->add_leases(granted.blanks(0).lease());
+  testing::SetKey(TestKey(701), bind.mutable_seal()->add_keys()->mutable_key());
+  v1::LocalResponse bound;
+  ASSERT_TRUE(raw.Call(bind, &bound));
+  EXPECT_EQ(bound.grants(0).code(), 0) << bound.grants(0).message();
+  EXPECT_TRUE(bound.grants(0).existed());
+  EXPECT_EQ(Stats().blank_blocks(), held - 1);
+  std::vector<uint8_t> out(kSize);
+  ASSERT_TRUE(remote_->Get(TestKey(701), absl::MakeSpan(out)).ok());
+  EXPECT_EQ(out, TestValue(701, kSize));
+}
+
+TEST_F(LocalPathTest, MalformedBlankSealsAreRefusedAndLeakNothing) {
+  const uint64_t baseline = Stats().used_bytes();
+  testing::RawLocal raw(socket_);
+  ASSERT_TRUE(raw.ok());
+  auto call = [&](const v1::LocalRequest& req) {
+    v1::LocalResponse resp;
+    EXPECT_TRUE(raw.Call(req, &resp));
+    return resp;
+  };
+  v1::LocalRequest greedy;  // more blanks than one seal may ask for
+  greedy.mutable_seal()->set_blanks(65);
+  greedy.mutable_seal()->set_blank_size(4096);
+  v1::LocalResponse resp = call(greedy);
+  EXPECT_EQ(resp.code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_TRUE(absl::StrContains(resp.message(), "at most 64")) << resp.message();
+  v1::LocalRequest some;
+  some.mutable_seal()->set_blanks(3);
+  some.mutable_seal()->set_blank_size(4096);
+  resp = call(some);
+  ASSERT_EQ(resp.blanks_size(), 3);
+  EXPECT_EQ(Stats().blank_blocks(), 3u);
+  v1::LocalRequest uneven;  // two blanks, one key
+  uneven.mutable_seal()->add_leases(resp.blanks(0).lease());
+  uneven.mutable_seal()->add_leases(resp.blanks(1).lease());
+  testing::SetKey(TestKey(800), uneven.mutable_seal()->add_keys()->mutable_key());
+  v1::LocalResponse refused = call(uneven);
+  EXPECT_EQ(refused.code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_TRUE(absl::StrContains(refused.message(), "1 keys for 2 blanks")) << refused.message();
+  v1::LocalRequest bad_key;  // a key with no namespace: the blank goes back
+  bad_key.mutable_seal()->add_leases(resp.blanks(0).lease());
+  bad_key.mutable_seal()->add_keys()->mutable_key()->set_digest(std::string(16, 'x'));
+  refused = call(bad_key);
+  EXPECT_EQ(refused.grants(0).code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(Stats().blank_blocks(), 2u);
+  // A blank sealed without a key is refused, and stays the connection's.
+  v1::LocalRequest keyless;
+  keyless.mutable_seal()->add_leases(resp.blanks(1).lease());
+  refused = call(keyless);
+  EXPECT_EQ(refused.grants(0).code(), static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(Stats().blank_blocks(), 2u);
+  KillHolderOf(raw);  // dies holding two blanks
+  EXPECT_TRUE(WaitForStats([&](const v1::StatsResponse& s) {
+    return s.blank_blocks() == 0 && s.used_bytes() == baseline;
+  })) << Stats().blank_blocks()
+      << " blanks still held";
+}
+
 }  // namespace
 }  // namespace ems

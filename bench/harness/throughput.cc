@@ -27,7 +27,9 @@
 
 ABSL_FLAG(std::string, targets, "ems,ems-local,redis,memcached,memcpy",
           "comma-separated targets: ems (remote, bulk channel), ems-grpc (remote, values in "
-          "gRPC messages), ems-local (shared memory), redis, memcached, memcpy");
+          "gRPC messages), ems-local (shared memory), ems-local-2rt (shared memory without "
+          "write-ahead blanks: two round trips per put, the baseline for them), redis, "
+          "memcached, memcpy");
 ABSL_FLAG(std::string, sizes, "64KiB,256KiB,2MiB,8MiB", "block sizes (KiB or MiB suffix)");
 ABSL_FLAG(std::string, concurrency, "1,4,16", "client threads");
 ABSL_FLAG(uint64_t, bytes_per_case, 256ull << 20, "bytes written (and read) per case");
@@ -273,8 +275,8 @@ CaseResult RunOp(Target& target, bool put, CaseData& data) {
 }
 
 bool IsTarget(const std::string& t) {
-  return t == "ems" || t == "ems-grpc" || t == "ems-local" || t == "redis" || t == "memcached" ||
-         t == "memcpy";
+  return t == "ems" || t == "ems-grpc" || t == "ems-local" || t == "ems-local-2rt" ||
+         t == "redis" || t == "memcached" || t == "memcpy";
 }
 
 // A server target and what it runs on; destroying it stops the processes.
@@ -304,7 +306,8 @@ absl::StatusOr<Running> StartTarget(const std::string& tname, const std::string&
   if (!n.ok()) return n.status();
   r.node = *std::move(n);
   ClientOptions o{.address = r.node->Value("LISTENING")};
-  o.use_local = tname == "ems-local";
+  o.use_local = absl::StartsWith(tname, "ems-local");
+  o.local_write_ahead_blocks = tname == "ems-local-2rt" ? 0 : o.local_write_ahead_blocks;
   o.use_bulk = tname == "ems";
   o.local_socket = o.use_local ? sock : "";
   auto c = Client::Connect(o);

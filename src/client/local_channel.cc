@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -22,6 +23,12 @@ constexpr size_t kMaxResponseBytes = 4 << 20;
 // reads before the next eviction (writes carry the pending report; see the class comment).
 constexpr int kReportBatch = 32;
 constexpr absl::Duration kReportDelay = absl::Milliseconds(2);
+// Blanks are asked for with this lease and given back unused after kBlankKeep: well before
+// the node could expire one under a put that is copying into it.
+constexpr absl::Duration kBlankLease = absl::Seconds(30);
+constexpr absl::Duration kBlankKeep = absl::Seconds(10);
+// A connection holds at most this share of the arena in blanks.
+constexpr uint64_t kBlankShare = 64;
 
 void ToProto(const BlockKey& key, v1::Key* out) {
   out->set_ns(key.ns);
@@ -118,6 +125,7 @@ LocalChannel::LocalChannel(std::unique_ptr<Conn> first, uint8_t* base, uint64_t 
       socket_path_(options.socket_path),
       verify_(options.verify_checksums),
       max_connections_(options.max_connections),
+      write_ahead_blocks_(std::max(options.write_ahead_blocks, 0)),
       directory_(std::move(directory)) {
   {
     absl::MutexLock lock(&mu_);
@@ -174,7 +182,8 @@ int LocalChannel::open_connections() const {
 
 LocalChannel::Counters LocalChannel::counters() const {
   auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-  return {get(counters_.round_trips), get(counters_.directory_reads), get(counters_.leased_reads)};
+  return {get(counters_.round_trips), get(counters_.directory_reads), get(counters_.leased_reads),
+          get(counters_.blank_puts)};
 }
 
 absl::StatusOr<LocalChannel::Borrowed> LocalChannel::Borrow() {
@@ -295,6 +304,14 @@ void LocalChannel::ReleaseLeases(Conn& c, const std::vector<uint64_t>& leases) {
   SendNoReply(c, req);  // a lost release is harmless: the lease expires or ends with the socket
 }
 
+uint64_t LocalChannel::CopyIn(uint8_t* dst, absl::Span<const uint8_t> value) const {
+  // The node verifies the block against the checksum of the bytes as copied when it seals it,
+  // so nothing that touched the block after the copy becomes visible.
+  if (verify_) return CopyAndChecksum(dst, value.data(), value.size());
+  std::memcpy(dst, value.data(), value.size());
+  return 0;
+}
+
 std::vector<absl::Status> LocalChannel::BatchPut(absl::Span<const LocalPutItem> items) {
   std::vector<absl::Status> out(items.size());
   auto conn = Borrow();
@@ -303,28 +320,89 @@ std::vector<absl::Status> LocalChannel::BatchPut(absl::Span<const LocalPutItem> 
     return out;
   }
   Conn& c = **conn;
+  std::vector<size_t> rest;
+  if (FitsBlanks(c, items)) {
+    PutIntoBlanks(c, items, out, rest);
+  } else {
+    for (size_t i = 0; i < items.size(); ++i) rest.push_back(i);
+  }
+  if (!rest.empty()) PutWithGrants(c, items, rest, out);
+  return out;
+}
+
+bool LocalChannel::FitsBlanks(const Conn& c, absl::Span<const LocalPutItem> items) const {
+  if (items.empty() || items.size() > c.blanks.size()) return false;
+  const absl::Time now = absl::Now();
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (c.blanks[c.blanks.size() - 1 - i].taken + kBlankKeep < now) return false;  // stale
+  }
+  for (const LocalPutItem& item : items) {
+    if (item.value.size() != c.blank_size) return false;
+    if (directory_ != nullptr && Contains(item.key) == std::optional<bool>(true)) return false;
+  }
+  return true;
+}
+
+void LocalChannel::PutIntoBlanks(Conn& c, absl::Span<const LocalPutItem> items,
+                                 std::vector<absl::Status>& out, std::vector<size_t>& retry) {
   v1::LocalRequest req;
   if (v1::LocalReadReport r; TakeReport(&r)) {
     req.mutable_report()->Swap(&r);  // this client's reads count before its writes evict
   }
+  v1::LocalSeal* seal = req.mutable_seal();
   for (const LocalPutItem& item : items) {
-    v1::LocalWrite* w = req.mutable_write()->add_items();
+    const Blank blank = c.blanks.back();  // the oldest first: none waits until it is stale
+    c.blanks.pop_back();
+    seal->add_leases(blank.lease);
+    seal->add_checksums(CopyIn(base_ + blank.offset, item.value));
+    v1::LocalWrite* w = seal->add_keys();
     ToProto(item.key, w->mutable_key());
     w->set_size(item.value.size());
     if (item.parent != nullptr) ToProto(*item.parent, w->mutable_parent());
   }
+  AskForBlanks(c, items.front().value.size(), seal);
   auto resp = CountedRoundTrip(c, req);
-  if (!resp.ok() || resp->grants_size() != static_cast<int>(items.size())) {
+  if (resp.ok() && resp->grants_size() != static_cast<int>(items.size())) {
+    resp = absl::InternalError("local node answered a different number of seals");
+  }
+  if (!resp.ok()) {
+    for (auto& o : out) o = resp.status();
+    return;
+  }
+  counters_.blank_puts.fetch_add(items.size(), std::memory_order_relaxed);
+  for (size_t i = 0; i < items.size(); ++i) {
+    const v1::LocalGrant& g = resp->grants(static_cast<int>(i));
+    out[i] = GrantStatus(g);  // `existed`: stored already, which is what the put asked for
+    if (absl::IsNotFound(out[i])) retry.push_back(i);  // the blank expired: the long way
+  }
+  TakeBlanks(c, *resp);
+}
+
+void LocalChannel::PutWithGrants(Conn& c, absl::Span<const LocalPutItem> items,
+                                 const std::vector<size_t>& idx, std::vector<absl::Status>& out) {
+  v1::LocalRequest req;
+  if (v1::LocalReadReport r; TakeReport(&r)) {
+    req.mutable_report()->Swap(&r);  // this client's reads count before its writes evict
+  }
+  for (size_t i : idx) {
+    v1::LocalWrite* w = req.mutable_write()->add_items();
+    ToProto(items[i].key, w->mutable_key());
+    w->set_size(items[i].value.size());
+    if (items[i].parent != nullptr) ToProto(*items[i].parent, w->mutable_parent());
+  }
+  auto resp = CountedRoundTrip(c, req);
+  if (!resp.ok() || resp->grants_size() != static_cast<int>(idx.size())) {
     absl::Status s = resp.ok() ? absl::InternalError("local node answered a different item count")
                                : resp.status();
-    for (auto& o : out) o = s;
-    return out;
+    for (size_t i : idx) out[i] = s;
+    return;
   }
   v1::LocalRequest seal;
   std::vector<size_t> sealed_items;
   std::vector<uint64_t> abandoned;
-  for (size_t i = 0; i < items.size(); ++i) {
-    const v1::LocalGrant& g = resp->grants(static_cast<int>(i));
+  for (size_t j = 0; j < idx.size(); ++j) {
+    const size_t i = idx[j];
+    const v1::LocalGrant& g = resp->grants(static_cast<int>(j));
     out[i] = GrantStatus(g);
     if (!out[i].ok() || g.existed()) continue;
     auto block = Block(g);
@@ -334,20 +412,13 @@ std::vector<absl::Status> LocalChannel::BatchPut(absl::Span<const LocalPutItem> 
       abandoned.push_back(g.lease());
       continue;
     }
-    // The node verifies the block against the checksum of the bytes as copied when it seals
-    // it, so nothing that touched the block after the copy becomes visible.
-    uint64_t sum = 0;
-    if (verify_) {
-      sum = CopyAndChecksum(block->data(), items[i].value.data(), block->size());
-    } else {
-      std::memcpy(block->data(), items[i].value.data(), block->size());
-    }
     seal.mutable_seal()->add_leases(g.lease());
-    seal.mutable_seal()->add_checksums(sum);
+    seal.mutable_seal()->add_checksums(CopyIn(block->data(), items[i].value));
     sealed_items.push_back(i);
   }
   ReleaseLeases(c, abandoned);
-  if (sealed_items.empty()) return out;
+  if (sealed_items.empty()) return;
+  AskForBlanks(c, items[sealed_items.front()].value.size(), seal.mutable_seal());
   auto sealed = CountedRoundTrip(c, seal);
   for (size_t j = 0; j < sealed_items.size(); ++j) {
     absl::Status s = !sealed.ok() ? sealed.status()
@@ -356,7 +427,39 @@ std::vector<absl::Status> LocalChannel::BatchPut(absl::Span<const LocalPutItem> 
                          : absl::InternalError("local node answered too few seals");
     out[sealed_items[j]] = s;
   }
-  return out;
+  if (sealed.ok()) TakeBlanks(c, *sealed);
+}
+
+void LocalChannel::AskForBlanks(Conn& c, uint64_t size, v1::LocalSeal* seal) const {
+  std::vector<uint64_t> give_back;
+  const absl::Time now = absl::Now();
+  std::erase_if(c.blanks, [&](const Blank& b) {
+    const bool drop = c.blank_size != size || b.taken + kBlankKeep < now;
+    if (drop) give_back.push_back(b.lease);
+    return drop;
+  });
+  ReleaseLeases(c, give_back);
+  c.blank_size = size;
+  const uint64_t share = size == 0 ? 0 : arena_bytes_ / kBlankShare / size;
+  const uint64_t target = std::min<uint64_t>(write_ahead_blocks_, share);
+  if (target <= c.blanks.size()) return;
+  seal->set_blanks(static_cast<uint32_t>(target - c.blanks.size()));
+  seal->set_blank_size(size);
+  seal->set_blank_lease_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(kBlankLease)));
+}
+
+void LocalChannel::TakeBlanks(Conn& c, const v1::LocalResponse& resp) const {
+  const absl::Time now = absl::Now();
+  std::vector<uint64_t> bad;
+  for (const v1::LocalGrant& g : resp.blanks()) {
+    if (!Block(g).ok() || g.size() != c.blank_size) {
+      bad.push_back(g.lease());  // a node bug; never write where it cannot vouch for
+      continue;
+    }
+    // Oldest first: PutIntoBlanks takes from the back.
+    c.blanks.insert(c.blanks.begin(), Blank{g.lease(), g.offset(), now});
+  }
+  ReleaseLeases(c, bad);
 }
 
 absl::Status LocalChannel::Put(const BlockKey& key, absl::Span<const uint8_t> value,

@@ -220,6 +220,7 @@ void FillStats(pool::Pool& pool, v1::StatsResponse* resp) {
   resp->set_evictions(s.evictions);
   resp->set_pinned_blocks(s.pinned_blocks);
   resp->set_unsealed_blocks(s.unsealed_blocks);
+  resp->set_blank_blocks(s.blank_blocks);
   resp->set_reclaimed_writes(s.reclaimed_writes);
   resp->set_hugepages(s.hugepages);
   resp->set_eviction_policy(s.eviction_policy);

@@ -20,6 +20,8 @@ namespace {
 
 // Requests are small control messages; a batch of 4096 keys fits easily.
 constexpr size_t kMaxMessageBytes = 1 << 20;
+// Blanks one seal may ask for: a client keeps a few for its next puts, not a share of the pool.
+constexpr uint32_t kMaxBlanksPerSeal = 64;
 
 absl::StatusOr<BlockKey> KeyFrom(const v1::Key& k) { return MakeKey(k.ns(), k.digest()); }
 
@@ -104,6 +106,59 @@ void LocalServer::Record(const v1::LocalReadReport& report) {
   pool_->RecordLocalReads(hits, report.misses());
 }
 
+absl::Status LocalServer::Seal(const v1::LocalSeal& seal,
+                               absl::flat_hash_set<pool::LeaseId>& leases,
+                               v1::LocalResponse& resp) {
+  const bool blanks = seal.keys_size() > 0;
+  if (blanks && seal.keys_size() != seal.leases_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("seal names ", seal.keys_size(), " keys for ", seal.leases_size(), " blanks"));
+  }
+  if (seal.blanks() > kMaxBlanksPerSeal) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("seal asks for ", seal.blanks(), " blanks; at most ", kMaxBlanksPerSeal));
+  }
+  for (int i = 0; i < seal.leases_size(); ++i) {
+    const pool::LeaseId lease = seal.leases(i);
+    const uint64_t sum = i < seal.checksums_size() ? seal.checksums(i) : 0;
+    v1::LocalGrant* g = resp.add_grants();
+    if (!TakeOwned(leases, lease, g)) continue;
+    if (!blanks) {
+      absl::Status s = pool_->SealLease(lease, sum);
+      if (absl::IsFailedPrecondition(s)) leases.insert(lease);  // not a write: still held
+      SetStatus(g, s);
+      continue;
+    }
+    const v1::LocalWrite& item = seal.keys(i);
+    auto key = KeyFrom(item.key());
+    absl::StatusOr<BlockKey> parent;
+    if (key.ok() && item.has_parent()) parent = KeyFrom(item.parent());
+    if (!key.ok() || (item.has_parent() && !parent.ok())) {
+      SetStatus(g, key.ok() ? parent.status() : key.status());
+      pool_->Release(lease).IgnoreError();  // the blank goes back; this put failed
+      continue;
+    }
+    absl::Status s = pool_->SealBlank(lease, *key, item.has_parent() ? &*parent : nullptr, sum);
+    if (absl::IsFailedPrecondition(s)) leases.insert(lease);  // not a blank: still held
+    if (absl::IsAlreadyExists(s) && absl::StrContains(s.message(), "same size")) {
+      g->set_existed(true);  // stored already: the put succeeded without these bytes
+    } else {
+      SetStatus(g, s);
+    }
+  }
+  const absl::Duration ttl = absl::Milliseconds(seal.blank_lease_ms());
+  for (uint32_t i = 0; i < seal.blanks(); ++i) {
+    auto blank = pool_->AcquireBlank(seal.blank_size(), ttl);
+    if (!blank.ok()) break;  // fewer blanks only cost the client's next put a round trip
+    leases.insert(blank->first);
+    v1::LocalGrant* g = resp.add_blanks();
+    g->set_lease(blank->first);
+    g->set_offset(blank->second.offset);
+    g->set_size(blank->second.size);
+  }
+  return absl::OkStatus();
+}
+
 void LocalServer::Serve(int fd) {
   // Leases granted on this connection and not yet sealed or released.
   absl::flat_hash_set<pool::LeaseId> leases;
@@ -164,11 +219,9 @@ void LocalServer::Serve(int fd) {
           break;
         }
         case v1::LocalRequest::kSeal:
-          for (int i = 0; i < req.seal().leases_size(); ++i) {
-            const pool::LeaseId lease = req.seal().leases(i);
-            const uint64_t sum = i < req.seal().checksums_size() ? req.seal().checksums(i) : 0;
-            v1::LocalGrant* g = resp.add_grants();
-            if (TakeOwned(leases, lease, g)) SetStatus(g, pool_->SealLease(lease, sum));
+          if (absl::Status s = Seal(req.seal(), leases, resp); !s.ok()) {
+            resp.set_code(static_cast<int>(s.code()));
+            resp.set_message(std::string(s.message()));
           }
           break;
         case v1::LocalRequest::kRead: {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "node/internal/connection_threads.h"
@@ -14,6 +15,8 @@
 
 namespace ems::v1 {
 class LocalReadReport;
+class LocalResponse;
+class LocalSeal;
 }  // namespace ems::v1
 
 namespace ems::node {
@@ -42,6 +45,10 @@ class LocalServer {
   void Serve(int fd);
   // Applies a client's report of reads it made through the block directory.
   void Record(const v1::LocalReadReport& report);
+  // Seals the connection's write leases or blanks (one grant each in `resp`), then grants the
+  // blanks asked for. An error is the whole request's (a malformed seal; nothing sealed).
+  absl::Status Seal(const v1::LocalSeal& seal, absl::flat_hash_set<pool::LeaseId>& leases,
+                    v1::LocalResponse& resp);
 
   pool::Pool* const pool_;
   const LocalServerOptions options_;

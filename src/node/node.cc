@@ -219,6 +219,8 @@ std::string Node::MetricsText() {
   metric("evictions_total", "counter", "Blocks evicted for space.", s.evictions);
   metric("pinned_blocks", "gauge", "Read pins held.", s.pinned_blocks);
   metric("unsealed_blocks", "gauge", "Writes in progress.", s.unsealed_blocks);
+  metric("blank_blocks", "gauge", "Space granted ahead to local writers, no key yet.",
+         s.blank_blocks);
   metric("reclaimed_writes_total", "counter", "Unsealed writes freed.", s.reclaimed_writes);
   metric("metadata_bytes", "gauge", "Off-arena metadata bytes (estimate).", s.metadata_bytes);
   metric("hugepages", "gauge", "1 if the arena is on hugetlb pages.", s.hugepages ? 1 : 0);

@@ -30,7 +30,10 @@ NodeConnection::NodeConnection(std::string id, std::string address, const std::s
   stub_ = v1::DataPlane::NewStub(
       grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args));
   if (options.use_local && !local_socket.empty()) {
-    auto local = LocalChannel::Connect({local_socket, options.verify_local_checksums});
+    LocalChannel::Options lo{.socket_path = local_socket,
+                             .verify_checksums = options.verify_local_checksums};
+    lo.write_ahead_blocks = options.local_write_ahead_blocks;
+    auto local = LocalChannel::Connect(lo);
     if (local.ok()) {
       local_ = *std::move(local);
       spdlog::debug("client: node {} reached through shared memory at {}", id_, local_socket);
