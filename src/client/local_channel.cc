@@ -27,7 +27,8 @@ constexpr absl::Duration kReportDelay = absl::Milliseconds(2);
 // the node could expire one under a put that is copying into it.
 constexpr absl::Duration kBlankLease = absl::Seconds(30);
 constexpr absl::Duration kBlankKeep = absl::Seconds(10);
-// A connection holds at most this share of the arena in blanks.
+// A channel holds at most this share of the arena in blanks, split evenly over its connections:
+// space held ahead is space the cache cannot use.
 constexpr uint64_t kBlankShare = 64;
 
 void ToProto(const BlockKey& key, v1::Key* out) {
@@ -440,7 +441,7 @@ void LocalChannel::AskForBlanks(Conn& c, uint64_t size, v1::LocalSeal* seal) con
   });
   ReleaseLeases(c, give_back);
   c.blank_size = size;
-  const uint64_t share = size == 0 ? 0 : arena_bytes_ / kBlankShare / size;
+  const uint64_t share = size == 0 ? 0 : arena_bytes_ / kBlankShare / max_connections_ / size;
   const uint64_t target = std::min<uint64_t>(write_ahead_blocks_, share);
   if (target <= c.blanks.size()) return;
   seal->set_blanks(static_cast<uint32_t>(target - c.blanks.size()));

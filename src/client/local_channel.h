@@ -53,8 +53,8 @@ class LocalChannel {
     bool use_directory = true;
     // Blanks (arena space granted ahead, for no key yet) each connection keeps for its next
     // puts: a put of new blocks then copies into blanks and seals them with their keys in one
-    // round trip, where asking for space first takes two. At most 1/64 of the arena per
-    // connection; 0 = always ask first.
+    // round trip, where asking for space first takes two. The channel holds at most 1/64 of
+    // the arena in blanks, split over `max_connections`; 0 = always ask first.
     int write_ahead_blocks = 16;
   };
 
