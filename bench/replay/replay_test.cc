@@ -33,48 +33,54 @@ TEST(TraceTest, ParsesMooncakeLinesAndNamesWhatIsWrong) {
   EXPECT_NE(early.status().message().find("timestamp"), std::string::npos) << early.status();
 }
 
-TEST(TraceTest, MalformedLinesAreSkippedOrFatalWithTheirLineNumber) {
-  const auto path = std::filesystem::temp_directory_path() / "ems_replay_test.jsonl";
-  {
-    std::FILE* f = std::fopen(path.c_str(), "w");
-    std::fputs(R"({"timestamp": 0, "input_length": 10, "output_length": 1, "hash_ids": [0]})"
-               "\nthis is not json\n"
-               R"({"timestamp": 1, "input_length": 10, "output_length": 1, "hash_ids": [0, 1]})"
-               "\n",
-               f);
+// A trace file holding `lines`, removed when it goes out of scope.
+class TraceFile {
+ public:
+  TraceFile(const std::string& name, const std::string& lines)
+      : path_(std::filesystem::temp_directory_path() / name) {
+    std::FILE* f = std::fopen(path_.c_str(), "w");
+    std::fputs(lines.c_str(), f);
     std::fclose(f);
   }
-  auto lenient = ReadMooncakeTrace(path.string(), {});
-  ASSERT_TRUE(lenient.ok());
-  EXPECT_EQ(lenient->size(), 2u);
-  auto strict = ReadMooncakeTrace(path.string(), {.strict = true});
-  ASSERT_FALSE(strict.ok());
-  EXPECT_NE(strict.status().message().find(":2:"), std::string::npos) << strict.status();
-  std::filesystem::remove(path);
+  ~TraceFile() { std::filesystem::remove(path_); }
+  std::string path() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Reads `trace` leniently (returning what it kept) and strictly, which must fail with `error`.
+std::vector<Request> SkippedOrFatal(const TraceFile& trace, const std::string& error) {
+  auto strict = ReadMooncakeTrace(trace.path(), {.strict = true});
+  EXPECT_FALSE(strict.ok());
+  if (!strict.ok()) {
+    EXPECT_NE(strict.status().message().find(error), std::string::npos) << strict.status();
+  }
+  auto lenient = ReadMooncakeTrace(trace.path(), {});
+  EXPECT_TRUE(lenient.ok()) << lenient.status();
+  return lenient.ok() ? *std::move(lenient) : std::vector<Request>{};
+}
+
+TEST(TraceTest, MalformedLinesAreSkippedOrFatalWithTheirLineNumber) {
+  TraceFile trace("ems_replay_test.jsonl",
+                  R"({"timestamp": 0, "input_length": 10, "output_length": 1, "hash_ids": [0]})"
+                  "\nthis is not json\n"
+                  R"({"timestamp": 1, "input_length": 10, "output_length": 1, "hash_ids": [0, 1]})"
+                  "\n");
+  EXPECT_EQ(SkippedOrFatal(trace, ":2: not a JSON object").size(), 2u);
 }
 
 TEST(TraceTest, ALineThatGoesBackInTimeIsMalformed) {
-  const auto path = std::filesystem::temp_directory_path() / "ems_replay_order_test.jsonl";
-  {
-    std::FILE* f = std::fopen(path.c_str(), "w");
-    std::fputs(R"({"timestamp": 5, "input_length": 10, "output_length": 1, "hash_ids": [0]})"
-               "\n"
-               R"({"timestamp": 3, "input_length": 10, "output_length": 1, "hash_ids": [1]})"
-               "\n"
-               R"({"timestamp": 5, "input_length": 10, "output_length": 1, "hash_ids": [2]})"
-               "\n",
-               f);
-    std::fclose(f);
-  }
-  auto lenient = ReadMooncakeTrace(path.string(), {});
-  ASSERT_TRUE(lenient.ok());
-  ASSERT_EQ(lenient->size(), 2u);  // equal timestamps are in order
-  EXPECT_EQ((*lenient)[1].hash_ids, std::vector<uint64_t>{2});
-  auto strict = ReadMooncakeTrace(path.string(), {.strict = true});
-  ASSERT_FALSE(strict.ok());
-  EXPECT_NE(strict.status().message().find(":2: `timestamp` 3 is before"), std::string::npos)
-      << strict.status();
-  std::filesystem::remove(path);
+  TraceFile trace("ems_replay_order_test.jsonl",
+                  R"({"timestamp": 5, "input_length": 10, "output_length": 1, "hash_ids": [0]})"
+                  "\n"
+                  R"({"timestamp": 3, "input_length": 10, "output_length": 1, "hash_ids": [1]})"
+                  "\n"
+                  R"({"timestamp": 5, "input_length": 10, "output_length": 1, "hash_ids": [2]})"
+                  "\n");
+  auto kept = SkippedOrFatal(trace, ":2: `timestamp` 3 is before the previous request's 5");
+  ASSERT_EQ(kept.size(), 2u);  // equal timestamps are in order
+  EXPECT_EQ(kept[1].hash_ids, std::vector<uint64_t>{2});
 }
 
 TEST(SimulateTest, PrefixSemanticsOnAHandMadeStream) {
