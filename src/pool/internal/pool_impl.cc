@@ -46,7 +46,7 @@ PoolImpl::~PoolImpl() {
   for (size_t i = 0; i < kLeaseShards; ++i) {  // blanks are in no index
     absl::MutexLock lock(&lease_shards_[i].mu);
     for (auto& [id, lease] : lease_shards_[i].leases) {
-      if (lease.write && lease.block->state == BlockState::kBlank) delete lease.block;
+      if (lease.blank) delete lease.block;
     }
   }
 }
@@ -278,7 +278,7 @@ absl::Status PoolImpl::DoSeal(LeaseId lease_id, uint64_t expected_checksum) {
   if (!TakeLease(lease_id, &lease)) {
     return absl::NotFoundError(absl::StrCat("write lease ", lease_id, " is unknown or expired"));
   }
-  if (!lease.write || lease.block->state == BlockState::kBlank) {
+  if (!lease.write || lease.blank) {
     LeaseShard& s = LeaseShardFor(lease_id);
     absl::MutexLock lock(&s.mu);
     s.leases.emplace(lease_id, lease);  // put it back untouched
@@ -347,7 +347,8 @@ absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::AcquireBlank(uint64_t si
   EMS_RETURN_IF_ERROR(ReserveSpace(b.get()));
   counters_.blanks.fetch_add(1, std::memory_order_relaxed);
   Block* raw = b.release();  // owned by the lease until it is sealed or ends
-  const LeaseId lease = AddLease({raw, /*write=*/true, options_.clock->Now() + ttl, 0});
+  const LeaseId lease =
+      AddLease({raw, /*write=*/true, options_.clock->Now() + ttl, 0, /*blank=*/true});
   return std::make_pair(lease, InfoOf(raw));
 }
 
@@ -358,7 +359,7 @@ absl::Status PoolImpl::SealBlank(LeaseId lease_id, const BlockKey& key, const Bl
     return absl::NotFoundError(absl::StrCat("blank lease ", lease_id, " is unknown or expired"));
   }
   Block* b = lease.block;
-  if (!lease.write || b->state != BlockState::kBlank) {
+  if (!lease.blank) {
     LeaseShard& s = LeaseShardFor(lease_id);
     absl::MutexLock lock(&s.mu);
     s.leases.emplace(lease_id, lease);  // put it back untouched
@@ -512,7 +513,7 @@ absl::Status PoolImpl::DoRelease(LeaseId lease_id, bool expired) {
     Unpin(b);
     return absl::OkStatus();
   }
-  if (b->state == BlockState::kBlank) {  // in no index, and not a write that was abandoned
+  if (lease.blank) {  // in no index, and not a write that was abandoned
     counters_.blanks.fetch_sub(1, std::memory_order_relaxed);
     absl::MutexLock lock(&space_mu_);
     FreeBlock(b);

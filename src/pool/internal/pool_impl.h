@@ -96,6 +96,9 @@ class PoolImpl final : public Pool {
     bool write;
     absl::Time deadline;
     uint64_t parent_id;  // writes: the parent's policy id at allocation, 0 if none
+    // A write lease on a blank (no key, in no index). Kept here, not read from the block's
+    // state, which changes under a shard lock the lease's holder does not take.
+    bool blank = false;
   };
   struct LeaseShard {
     absl::Mutex mu;
