@@ -31,8 +31,8 @@ std::vector<nlohmann::json> RunBench(const std::string& args) {
 
 TEST(BenchSmokeTest, ThroughputPrintsOneVerifiedLinePerTargetOpAndCase) {
   const auto lines = RunBench(
-      "throughput --targets=ems,ems-grpc,ems-local,redis,memcached,memcpy --sizes=64KiB,256KiB "
-      "--concurrency=1,3 --bytes_per_case=2097152 --rounds=2");
+      "throughput --targets=ems,ems-grpc,ems-local,ems-local-2rt,redis,memcached,memcpy "
+      "--sizes=64KiB,256KiB --concurrency=1,3 --bytes_per_case=2097152 --rounds=2");
   std::set<std::pair<std::string, std::string>> seen;
   for (const auto& j : lines) {
     ASSERT_TRUE(j.contains("target") && j.contains("op") && j.contains("gbps")) << j.dump();
@@ -42,8 +42,8 @@ TEST(BenchSmokeTest, ThroughputPrintsOneVerifiedLinePerTargetOpAndCase) {
     EXPECT_TRUE(j["op"] == "get" || j["op"] == "put") << j.dump();
     seen.insert({j["target"].get<std::string>(), j["op"].get<std::string>()});
   }
-  EXPECT_EQ(lines.size(), 6u * 2 * 2 * 2) << "targets x ops x sizes x concurrencies";
-  EXPECT_EQ(seen.size(), 12u);
+  EXPECT_EQ(lines.size(), 7u * 2 * 2 * 2) << "targets x ops x sizes x concurrencies";
+  EXPECT_EQ(seen.size(), 14u);
 }
 
 TEST(BenchSmokeTest, LookupPrintsTheContractLinePerTarget) {
