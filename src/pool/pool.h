@@ -1,9 +1,12 @@
 // ems::pool::Pool: KV blocks in one hugepage arena. Memory only: no network here.
 //
-// Block lifecycle (the one state machine; see pool.cc for transitions):
+// Block lifecycle (the one state machine; see pool_impl.cc for transitions):
 //   Allocate ──► WRITING ──Seal──► SEALED (visible to Get/Contains/MatchPrefix)
 //                  │                 │ unpinned: evictable; Remove or eviction ──► freed
 //                  └─ handle dropped, lease released or expired before Seal ──► freed
+//   AcquireBlank ──► BLANK (no key) ──SealBlank(key)──► SEALED, or freed if the key is
+//                      │                                 stored already or refused
+//                      └─ lease released or expired ──► freed
 // A pinned block (a live ReadHandle or read lease) is never evicted or freed; Remove of a
 // pinned block hides it at once and frees it when the last pin goes.
 //
