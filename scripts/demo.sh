@@ -3,9 +3,10 @@
 # on loopback) serves a synthetic multi-turn chat workload replayed by eight simulated prefill
 # instances (an 8-GPU server's worth) at twice its real speed (about a minute): real lookups,
 # reads and writes of verified KV blocks, beside the same requests without a cache and with a
-# local cache per instance of the same total size (plain, and behind a prefix-aware router). Prints the summary tables (TTFT per
-# request, and with the wait for an instance at the workload's arrival rate), writes a
-# per-request CSV and plots, and shuts the cluster down cleanly.
+# local cache per instance of the same total size (plain, and behind a prefix-aware router).
+# Prints the summary tables (TTFT per request, and with the wait for an instance at the
+# workload's arrival rate), writes a per-request CSV and plots, and shuts the cluster down
+# cleanly.
 #
 # Block bytes are scaled down (--kv-scale 1/1024: 64 KiB blocks standing for llama3-8b's
 # 64 MiB) so the run fits a small machine; TTFTs come from the prefill and transfer model

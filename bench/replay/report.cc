@@ -43,10 +43,6 @@ std::string Terminals(const std::string& stem, const std::string& plot) {
       plot, "set terminal svg size 900,560 noenhanced\nset output '", stem, ".svg'\n", "replot\n");
 }
 
-}  // namespace
-
-namespace {
-
 struct Spread {
   double mean = 0, p50 = 0, p90 = 0, p99 = 0;
 };

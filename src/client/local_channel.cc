@@ -305,6 +305,12 @@ void LocalChannel::ReleaseLeases(Conn& c, const std::vector<uint64_t>& leases) {
   SendNoReply(c, req);  // a lost release is harmless: the lease expires or ends with the socket
 }
 
+void LocalChannel::AttachReport(v1::LocalRequest& req) {
+  if (v1::LocalReadReport r; TakeReport(&r)) {
+    req.mutable_report()->Swap(&r);  // this client's reads count before its writes evict
+  }
+}
+
 uint64_t LocalChannel::CopyIn(uint8_t* dst, absl::Span<const uint8_t> value) const {
   // The node verifies the block against the checksum of the bytes as copied when it seals it,
   // so nothing that touched the block after the copy becomes visible.
@@ -347,9 +353,7 @@ bool LocalChannel::FitsBlanks(const Conn& c, absl::Span<const LocalPutItem> item
 void LocalChannel::PutIntoBlanks(Conn& c, absl::Span<const LocalPutItem> items,
                                  std::vector<absl::Status>& out, std::vector<size_t>& retry) {
   v1::LocalRequest req;
-  if (v1::LocalReadReport r; TakeReport(&r)) {
-    req.mutable_report()->Swap(&r);  // this client's reads count before its writes evict
-  }
+  AttachReport(req);
   v1::LocalSeal* seal = req.mutable_seal();
   for (const LocalPutItem& item : items) {
     const Blank blank = c.blanks.back();  // the oldest first: none waits until it is stale
@@ -382,9 +386,7 @@ void LocalChannel::PutIntoBlanks(Conn& c, absl::Span<const LocalPutItem> items,
 void LocalChannel::PutWithGrants(Conn& c, absl::Span<const LocalPutItem> items,
                                  const std::vector<size_t>& idx, std::vector<absl::Status>& out) {
   v1::LocalRequest req;
-  if (v1::LocalReadReport r; TakeReport(&r)) {
-    req.mutable_report()->Swap(&r);  // this client's reads count before its writes evict
-  }
+  AttachReport(req);
   for (size_t i : idx) {
     v1::LocalWrite* w = req.mutable_write()->add_items();
     ToProto(items[i].key, w->mutable_key());

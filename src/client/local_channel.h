@@ -155,6 +155,8 @@ class LocalChannel {
   void QueueReads(const std::vector<const BlockKey*>& hits, uint64_t misses);
   // Takes the reads not yet reported (false if there are none).
   bool TakeReport(v1::LocalReadReport* report);
+  // Puts them in `req`, a write: a client's reads reach the node before its writes evict.
+  void AttachReport(v1::LocalRequest& req);
   void SendReport(const v1::LocalReadReport& report);
   void FlushLoop();
   // Puts items `idx` the long way: asks for their blocks, copies, seals (two round trips).

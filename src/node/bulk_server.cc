@@ -11,7 +11,6 @@
 #include <limits>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "bulk/wire.h"
 #include "common/status_macros.h"
@@ -256,8 +255,7 @@ void BulkServer::Serve(int fd) {
           absl::StatusOr<pool::WriteHandle> block = absl::CancelledError("not stored");
           if (results[i].ok() && stale.ok()) {
             block = pool_->Allocate(*key, ph.size, ph.has_parent ? &*parent : nullptr);
-            if (!block.ok() && !(absl::IsAlreadyExists(block.status()) &&
-                                 absl::StrContains(block.status().message(), "same size"))) {
+            if (!block.ok() && !pool::StoredAlready(block.status())) {
               results[i] = block.status();  // an existing block of the same size is a success
             }
           }

@@ -2,7 +2,6 @@
 
 #include <cstring>
 
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
@@ -78,8 +77,7 @@ absl::Status DataService::PutOne(const v1::PutRequest& req, v1::PutResponse* res
   }
   auto handle = pool_->Allocate(*key, req.value().size(), req.has_parent() ? &*parent : nullptr);
   if (!handle.ok()) {
-    if (absl::IsAlreadyExists(handle.status()) &&
-        absl::StrContains(handle.status().message(), "same size")) {
+    if (pool::StoredAlready(handle.status())) {
       resp->set_existed(true);  // immutable and already there: a no-op success
       return absl::OkStatus();
     }

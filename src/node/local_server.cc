@@ -6,10 +6,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/key.h"
 #include "ems/v1/local.pb.h"
@@ -24,6 +24,24 @@ constexpr size_t kMaxMessageBytes = 1 << 20;
 constexpr uint32_t kMaxBlanksPerSeal = 64;
 
 absl::StatusOr<BlockKey> KeyFrom(const v1::Key& k) { return MakeKey(k.ns(), k.digest()); }
+
+// A write's key and, if it names one, its parent; the first that is malformed is the error.
+struct WriteKeys {
+  BlockKey key;
+  std::optional<BlockKey> parent;
+  const BlockKey* parent_ptr() const { return parent ? &*parent : nullptr; }
+};
+absl::StatusOr<WriteKeys> KeysOf(const v1::LocalWrite& item) {
+  auto key = KeyFrom(item.key());
+  if (!key.ok()) return key.status();
+  WriteKeys w{*std::move(key), std::nullopt};
+  if (item.has_parent()) {
+    auto parent = KeyFrom(item.parent());
+    if (!parent.ok()) return parent.status();
+    w.parent = *std::move(parent);
+  }
+  return w;
+}
 
 void SetStatus(v1::LocalGrant* g, const absl::Status& s) {
   g->set_code(static_cast<int>(s.code()));
@@ -129,18 +147,15 @@ absl::Status LocalServer::Seal(const v1::LocalSeal& seal,
       SetStatus(g, s);
       continue;
     }
-    const v1::LocalWrite& item = seal.keys(i);
-    auto key = KeyFrom(item.key());
-    absl::StatusOr<BlockKey> parent;
-    if (key.ok() && item.has_parent()) parent = KeyFrom(item.parent());
-    if (!key.ok() || (item.has_parent() && !parent.ok())) {
-      SetStatus(g, key.ok() ? parent.status() : key.status());
+    auto keys = KeysOf(seal.keys(i));
+    if (!keys.ok()) {
+      SetStatus(g, keys.status());
       pool_->Release(lease).IgnoreError();  // the blank goes back; this put failed
       continue;
     }
-    absl::Status s = pool_->SealBlank(lease, *key, item.has_parent() ? &*parent : nullptr, sum);
+    absl::Status s = pool_->SealBlank(lease, keys->key, keys->parent_ptr(), sum);
     if (absl::IsFailedPrecondition(s)) leases.insert(lease);  // not a blank: still held
-    if (absl::IsAlreadyExists(s) && absl::StrContains(s.message(), "same size")) {
+    if (pool::StoredAlready(s)) {
       g->set_existed(true);  // stored already: the put succeeded without these bytes
     } else {
       SetStatus(g, s);
@@ -193,18 +208,14 @@ void LocalServer::Serve(int fd) {
           const absl::Duration ttl = absl::Milliseconds(req.write().lease_ms());
           for (const v1::LocalWrite& item : req.write().items()) {
             v1::LocalGrant* g = resp.add_grants();
-            auto key = KeyFrom(item.key());
-            absl::StatusOr<BlockKey> parent;
-            if (key.ok() && item.has_parent()) parent = KeyFrom(item.parent());
-            if (!key.ok() || (item.has_parent() && !parent.ok())) {
-              SetStatus(g, key.ok() ? parent.status() : key.status());
+            auto keys = KeysOf(item);
+            if (!keys.ok()) {
+              SetStatus(g, keys.status());
               continue;
             }
-            auto grant =
-                pool_->AcquireWrite(*key, item.size(), item.has_parent() ? &*parent : nullptr, ttl);
+            auto grant = pool_->AcquireWrite(keys->key, item.size(), keys->parent_ptr(), ttl);
             if (!grant.ok()) {
-              if (absl::IsAlreadyExists(grant.status()) &&
-                  absl::StrContains(grant.status().message(), "same size")) {
+              if (pool::StoredAlready(grant.status())) {
                 g->set_existed(true);  // already stored: nothing to write
               } else {
                 SetStatus(g, grant.status());

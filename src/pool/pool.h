@@ -95,6 +95,10 @@ struct BlockInfo {
 using LeaseId = uint64_t;
 
 class Pool;
+
+// The ALREADY_EXISTS of Allocate and SealBlank that callers take as success: the key is stored
+// (or being written) with the size this write has.
+bool StoredAlready(const absl::Status& s);
 namespace internal {
 class PoolImpl;
 }  // namespace internal

@@ -2,11 +2,20 @@
 
 #include <bit>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/prefix_hash.h"
 #include "common/status_macros.h"
 
 namespace ems::pool {
+namespace {
+constexpr absl::string_view kSameSize = "already stored with the same size";
+}  // namespace
+
+bool StoredAlready(const absl::Status& s) {
+  return absl::IsAlreadyExists(s) && absl::StrContains(s.message(), kSameSize);
+}
+
 namespace internal {
 namespace {
 
@@ -97,6 +106,12 @@ LeaseId PoolImpl::AddLease(const Lease& lease) {
   absl::MutexLock lock(&s.mu);
   s.leases.emplace(id, lease);
   return id;
+}
+
+void PoolImpl::PutBack(LeaseId id, const Lease& lease) {
+  LeaseShard& s = LeaseShardFor(id);
+  absl::MutexLock lock(&s.mu);
+  s.leases.emplace(id, lease);
 }
 
 bool PoolImpl::TakeLease(LeaseId id, Lease* out) {
@@ -209,8 +224,7 @@ absl::Status PoolImpl::IndexAs(Block* b, const BlockKey& key) {
   // A writer offering a block again has just recomputed it: it is in use, like a hit.
   // (Outside the shard lock: the lock order is space_mu_ before shard.mu.)
   if (sealed_id != 0) Touch({sealed_id});
-  return absl::AlreadyExistsError(
-      absl::StrCat("key ", key.ToString(), " is already stored with the same size"));
+  return absl::AlreadyExistsError(absl::StrCat("key ", key.ToString(), " is ", kSameSize));
 }
 
 absl::Status PoolImpl::ReserveSpace(Block* b) {
@@ -279,9 +293,7 @@ absl::Status PoolImpl::DoSeal(LeaseId lease_id, uint64_t expected_checksum) {
     return absl::NotFoundError(absl::StrCat("write lease ", lease_id, " is unknown or expired"));
   }
   if (!lease.write || lease.blank) {
-    LeaseShard& s = LeaseShardFor(lease_id);
-    absl::MutexLock lock(&s.mu);
-    s.leases.emplace(lease_id, lease);  // put it back untouched
+    PutBack(lease_id, lease);
     return absl::FailedPreconditionError(
         absl::StrCat("lease ", lease_id,
                      lease.write ? " is a blank: seal it with its key" : " is a read lease"));
@@ -360,9 +372,7 @@ absl::Status PoolImpl::SealBlank(LeaseId lease_id, const BlockKey& key, const Bl
   }
   Block* b = lease.block;
   if (!lease.blank) {
-    LeaseShard& s = LeaseShardFor(lease_id);
-    absl::MutexLock lock(&s.mu);
-    s.leases.emplace(lease_id, lease);  // put it back untouched
+    PutBack(lease_id, lease);
     return absl::FailedPreconditionError(absl::StrCat("lease ", lease_id, " is not a blank"));
   }
   // The lease is out of its shard: nothing else can reach the blank now.

@@ -131,6 +131,8 @@ class PoolImpl final : public Pool {
   absl::Status DoRelease(LeaseId lease, bool expired);
   LeaseId AddLease(const Lease& lease);
   bool TakeLease(LeaseId id, Lease* out);
+  // Returns a lease TakeLease took, untouched (a call that turned out not to be for it).
+  void PutBack(LeaseId id, const Lease& lease);
   // Makes room for `bytes` and allocates them; evicts per the watermarks.
   Chunk* AllocateSpace(uint64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
   // Evicts one block; false if nothing is evictable.
