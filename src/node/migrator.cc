@@ -26,12 +26,14 @@ Migrator::Migrator(pool::Pool* pool, MigratorOptions options, ViewFn view, Drain
       drained_(std::move(drained)),
       thread_([this] { Run(); }) {}
 
-Migrator::~Migrator() {
+Migrator::~Migrator() { Stop(); }
+
+void Migrator::Stop() {
   {
     absl::MutexLock lock(&mu_);
     stop_ = true;
   }
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
 }
 
 void Migrator::Kick() {

@@ -38,6 +38,10 @@ class Migrator {
   Migrator(pool::Pool* pool, MigratorOptions options, ViewFn view, DrainedFn drained);
   ~Migrator();
 
+  // Ends the thread: no pass, view or drained call after it returns. Kick and
+  // moved_blocks stay safe to call until the Migrator is destroyed. Called by one
+  // thread, the owner's.
+  void Stop();
   // Runs a pass soon (a new map arrived).
   void Kick();
   uint64_t moved_blocks() const;

@@ -244,10 +244,15 @@ void Node::Shutdown(absl::Duration grace) {
     http_->stop();
     if (http_thread_.joinable()) http_thread_.join();
   }
-  migrator_.reset();
+  // The agent's thread kicks the migrator on each new map, and the migrator's thread reports
+  // a drain through the agent: stop the migrator's thread first (a Kick then only sets a
+  // flag), then the agent's, and only then free the migrator. Freeing it first raced with a
+  // map arriving during shutdown (found by ThreadSanitizer).
+  if (migrator_) migrator_->Stop();
   // No call is in flight any more, so nothing reads the agent.
   agent_raw_.store(nullptr, std::memory_order_release);
   agent_.reset();
+  migrator_.reset();
   local_.reset();
   bulk_.reset();
   if (sweeper_.joinable()) sweeper_.join();
