@@ -1,10 +1,11 @@
 # EMS top-level entry points. `make test` and `make demo` work on a fresh Debian 12 machine.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 JOBS       ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build build-asan test test-unit test-asan demo bench clean format
+.PHONY: all deps build build-asan test test-unit test-asan test-tsan demo bench clean format
 
 all: build
 
@@ -34,6 +35,10 @@ test-asan: build-asan
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
 
+# The suite under ThreadSanitizer (scripts/tsan.sh says why it is separate and what it needs).
+test-tsan: deps
+	JOBS=$(JOBS) ./scripts/tsan.sh $(TSAN_BUILD)
+
 demo: build
 	./scripts/demo.sh $(BUILD)/bin
 
@@ -44,4 +49,4 @@ format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

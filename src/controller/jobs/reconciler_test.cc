@@ -66,9 +66,14 @@ TEST_F(ReconcilerTest, ShrinkDrainsBeforeStoppingAndForgetsTheNode) {
   EXPECT_TRUE(backend_.Running(id).contains("node-0")) << "a draining node keeps running";
   EXPECT_EQ(Call("GET", "/v1/clusters/" + id, token_).body["cluster_metadata"]["status"],
             "SHRINKING");
-  Json mid = Call("GET", "/v1/jobs/" + job, token_).body;
+  // The reconciler marks the node DRAINING, then reports the step's progress: wait for the
+  // report rather than read the job in between (a slow build did).
+  Json mid;
+  ASSERT_TRUE(Eventually([&] {
+    mid = Call("GET", "/v1/jobs/" + job, token_).body;
+    return mid["task_list"][0]["message"] == "0/1 nodes drained";
+  })) << mid;
   EXPECT_EQ(mid["status"], "RUNNING");
-  EXPECT_EQ(mid["task_list"][0]["message"], "0/1 nodes drained");
   EXPECT_LT(mid["progress"].get<double>(), 34.0);
 
   // The node pushed its blocks to their new owners and reports itself done.
