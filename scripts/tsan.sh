@@ -1,6 +1,6 @@
 #!/bin/bash
 # Builds EMS with ThreadSanitizer into BUILD_DIR (default build-tsan) and runs the test suite
-# under it. Not part of `make test`: it adds 15 minutes on two cores.
+# under it. Not part of `make test`: it adds about 8 minutes on two cores (the first time).
 #
 # absl::Mutex lives in Debian's libabsl_synchronization, built without TSan, so TSan would
 # not see its locks and would report every access they guard. The script fetches that

@@ -55,7 +55,7 @@ def reused(requests):
     return out
 
 
-def fitted(requests, sig, label):
+def fitted(sig, label):
     n, k = collections.Counter(), collections.Counter()
     for key, s in sig.items():
         n[s] += 1
@@ -128,7 +128,7 @@ def main():
     args = ap.parse_args()
     requests = [json.loads(line)["hash_ids"] for line in open(args.trace) if line.strip()]
     sig, label = signals(requests), reused(requests)
-    variants = {"online": online(requests, sig), "fitted": fitted(requests, sig, label)}
+    variants = {"online": online(requests, sig), "fitted": fitted(sig, label)}
     for capacity in (int(c) for c in args.capacities.split(",")):
         row = {"lru": prefix_hit_ratio(requests, capacity),
                "hit only": max(prefix_hit_ratio(requests, capacity, hit=h) for h in HIT_GRID)}

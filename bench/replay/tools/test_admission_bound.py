@@ -49,7 +49,7 @@ def test_a_fitted_rate_is_the_reuse_rate_of_its_signal_class():
     requests = [[1, 2], [1, 3], [1, 3]]
     sig, label = ab.signals(requests), ab.reused(requests)
     assert label == {(0, 0): 1, (0, 1): 0, (1, 1): 1}
-    fitted = ab.fitted(requests, sig, label)
+    fitted = ab.fitted(sig, label)
     mean = 2 / 3
     assert fitted[(0, 0)] == pytest.approx(1 - mean)
     assert fitted[(0, 1)] == pytest.approx(0 - mean)
