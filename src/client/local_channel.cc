@@ -36,6 +36,13 @@ void ToProto(const BlockKey& key, v1::Key* out) {
   out->set_digest(key.digest.bytes.data(), key.digest.bytes.size());
 }
 
+// What the node needs to know of a put: its key, size and parent (a grant or a blank's seal).
+void ToWrite(const LocalPutItem& item, v1::LocalWrite* w) {
+  ToProto(item.key, w->mutable_key());
+  w->set_size(item.value.size());
+  if (item.parent != nullptr) ToProto(*item.parent, w->mutable_parent());
+}
+
 absl::Status GrantStatus(const v1::LocalGrant& g) {
   if (g.code() == 0) return absl::OkStatus();
   return absl::Status(static_cast<absl::StatusCode>(g.code()), g.message());
@@ -360,10 +367,7 @@ void LocalChannel::PutIntoBlanks(Conn& c, absl::Span<const LocalPutItem> items,
     c.blanks.pop_back();
     seal->add_leases(blank.lease);
     seal->add_checksums(CopyIn(base_ + blank.offset, item.value));
-    v1::LocalWrite* w = seal->add_keys();
-    ToProto(item.key, w->mutable_key());
-    w->set_size(item.value.size());
-    if (item.parent != nullptr) ToProto(*item.parent, w->mutable_parent());
+    ToWrite(item, seal->add_keys());
   }
   AskForBlanks(c, items.front().value.size(), seal);
   auto resp = CountedRoundTrip(c, req);
@@ -387,12 +391,7 @@ void LocalChannel::PutWithGrants(Conn& c, absl::Span<const LocalPutItem> items,
                                  const std::vector<size_t>& idx, std::vector<absl::Status>& out) {
   v1::LocalRequest req;
   AttachReport(req);
-  for (size_t i : idx) {
-    v1::LocalWrite* w = req.mutable_write()->add_items();
-    ToProto(items[i].key, w->mutable_key());
-    w->set_size(items[i].value.size());
-    if (items[i].parent != nullptr) ToProto(*items[i].parent, w->mutable_parent());
-  }
+  for (size_t i : idx) ToWrite(items[i], req.mutable_write()->add_items());
   auto resp = CountedRoundTrip(c, req);
   if (!resp.ok() || resp->grants_size() != static_cast<int>(idx.size())) {
     absl::Status s = resp.ok() ? absl::InternalError("local node answered a different item count")

@@ -30,10 +30,9 @@ NodeConnection::NodeConnection(std::string id, std::string address, const std::s
   stub_ = v1::DataPlane::NewStub(
       grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args));
   if (options.use_local && !local_socket.empty()) {
-    LocalChannel::Options lo{.socket_path = local_socket,
-                             .verify_checksums = options.verify_local_checksums};
-    lo.write_ahead_blocks = options.local_write_ahead_blocks;
-    auto local = LocalChannel::Connect(lo);
+    auto local = LocalChannel::Connect({.socket_path = local_socket,
+                                        .verify_checksums = options.verify_local_checksums,
+                                        .write_ahead_blocks = options.local_write_ahead_blocks});
     if (local.ok()) {
       local_ = *std::move(local);
       spdlog::debug("client: node {} reached through shared memory at {}", id_, local_socket);

@@ -118,8 +118,9 @@ class PoolImpl final : public Pool {
                                                               absl::Time deadline);
   // Validates `size` for a value of `what` (a key, or "a blank").
   absl::Status ValidateSize(uint64_t size, absl::string_view what) const;
-  // Names `b` (kBlank) `key` and enters it in the index as kWriting. ALREADY_EXISTS as
-  // Allocate's, or INVALID_ARGUMENT for a bad namespace; `b` is then not in the index.
+  // Names `b` (a new block or a blank) `key` and enters it in the index as kWriting.
+  // ALREADY_EXISTS as Allocate's, or INVALID_ARGUMENT for a bad namespace; `b` is then not
+  // in the index.
   absl::Status IndexAs(Block* b, const BlockKey& key);
   // Reserves space for `b` (entered in the index or blank); RESOURCE_EXHAUSTED naming the limit.
   absl::Status ReserveSpace(Block* b);
