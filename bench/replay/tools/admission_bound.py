@@ -13,7 +13,13 @@ bucket) and how many leading blocks hit. p comes either from counts of the past 
 pool could learn online) or from the whole trace it is scored on ("fitted": an upper bound
 for any model of these signals, since it has seen the answers).
 
-Usage: admission_bound.py TRACE.jsonl [--capacities 10000,20000]
+How good would a predictor have to be? `--oracle-aucs 0.8,0.9` adds noisy oracles: each block's
+true answer (reused or not) seen through Gaussian noise set so that the score ranks reused
+blocks above never-reused ones with the given AUC (0.5 is chance, 1 the oracle), turned into a
+reuse probability the same way as the rates above. Every variant's AUC is printed beside it,
+so signals and oracles sit on one axis.
+
+Usage: admission_bound.py TRACE.jsonl [--capacities 10000,20000] [--oracle-aucs 0.8,0.9]
 Prints, per capacity, the best prefix hit ratio over a small grid of offsets for each variant.
 """
 import argparse
@@ -21,9 +27,11 @@ import collections
 import heapq
 import json
 import math
+import random
+import statistics
 
 HIT_GRID = [0.5, 1, 2, 4]
-ADMIT_GRID = [2, 4, 6, 8, 12]
+ADMIT_GRID = [2, 4, 6, 8, 12, 25, 100]
 
 
 def signals(requests):
@@ -81,6 +89,36 @@ def online(requests, sig):
     return {key: v - mean for key, v in p.items()}
 
 
+def noisy_oracle(label, target_auc, seed=1):
+    """Reuse probabilities from the answers seen through noise: x = d * answer + N(0, 1), with
+    d chosen so that x ranks reused above never-reused blocks with AUC target_auc; p is the
+    posterior P(reused | x) under the trace's mean reuse rate."""
+    d = math.sqrt(2) * statistics.NormalDist().inv_cdf(target_auc)
+    prior = sum(label.values()) / len(label)
+    rng = random.Random(seed)
+    p = {}
+    for key in sorted(label):
+        x = d * label[key] + rng.gauss(0, 1)
+        odds = prior / (1 - prior) * math.exp(min(d * x - d * d / 2, 700))
+        p[key] = odds / (1 + odds)
+    mean = sum(p.values()) / len(p)
+    return {key: v - mean for key, v in p.items()}
+
+
+def auc(label, score):
+    """P(a reused block scores above a never-reused one), ties counting half."""
+    ranked = sorted((score[key], label[key]) for key in label)
+    rank_sum, i = 0.0, 0
+    while i < len(ranked):
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        rank_sum += (i + j + 1) / 2 * sum(r[1] for r in ranked[i:j])  # mean rank of the tie
+        i = j
+    pos = sum(label.values())
+    return (rank_sum - pos * (pos + 1) / 2) / (pos * (len(label) - pos))
+
+
 def prefix_hit_ratio(requests, capacity, score=None, admit=0.0, hit=0.0):
     cached, parent, children = set(), {}, collections.Counter()
     priority, was_hit, heap = {}, set(), []
@@ -125,10 +163,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("trace")
     ap.add_argument("--capacities", default="10000,20000")
+    ap.add_argument("--oracle-aucs", default="", help="comma-separated AUCs of noisy oracles")
     args = ap.parse_args()
     requests = [json.loads(line)["hash_ids"] for line in open(args.trace) if line.strip()]
     sig, label = signals(requests), reused(requests)
     variants = {"online": online(requests, sig), "fitted": fitted(sig, label)}
+    for a in (float(a) for a in args.oracle_aucs.split(",") if a):
+        variants[f"oracle {a:g}"] = noisy_oracle(label, a)
+    print("AUC", "  ".join(f"{k} {auc(label, v):.3f}" for k, v in variants.items()), flush=True)
     for capacity in (int(c) for c in args.capacities.split(",")):
         row = {"lru": prefix_hit_ratio(requests, capacity),
                "hit only": max(prefix_hit_ratio(requests, capacity, hit=h) for h in HIT_GRID)}

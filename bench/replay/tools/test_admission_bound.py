@@ -53,3 +53,20 @@ def test_a_fitted_rate_is_the_reuse_rate_of_its_signal_class():
     mean = 2 / 3
     assert fitted[(0, 0)] == pytest.approx(1 - mean)
     assert fitted[(0, 1)] == pytest.approx(0 - mean)
+
+
+def test_auc_counts_pairs_ranked_right_and_ties_as_half():
+    label = {"a": 1, "b": 1, "c": 0, "d": 0}
+    # Pairs (reused, not): a>c, a>d, b=c (half), b>d: 3.5 of 4.
+    assert ab.auc(label, {"a": 3, "b": 1, "c": 1, "d": 0}) == pytest.approx(3.5 / 4)
+    assert ab.auc(label, {"a": 0, "b": 0, "c": 1, "d": 1}) == 0
+
+
+@pytest.mark.parametrize("target", [0.6, 0.8, 0.95])
+def test_a_noisy_oracle_ranks_with_the_auc_it_was_asked_for(target):
+    label = {i: int(i % 4 == 0) for i in range(40000)}  # a quarter reused, like the traces
+    score = ab.noisy_oracle(label, target)
+    assert ab.auc(label, score) == pytest.approx(target, abs=0.01)
+    # A reuse probability, centred: higher for reused blocks on average.
+    assert sum(score.values()) == pytest.approx(0, abs=1e-9)
+    assert sum(score[i] for i in label if label[i]) > 0
