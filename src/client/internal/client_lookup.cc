@@ -1,0 +1,226 @@
+// ClientImpl's lookups: MatchPrefix, Exists, Remove.
+#include <algorithm>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "client/internal/client_impl.h"
+#include "client/internal/fanout.h"
+#include "common/grpc_status.h"
+
+namespace ems::client::internal {
+
+namespace {
+// What a node's directory or mirror says of `key`; nullopt if the node must be asked.
+std::optional<bool> PresentWithoutRoundTrip(NodeConnection* conn, const BlockKey& key) {
+  if (LocalChannel* local = conn->local()) return local->Contains(key);
+  if (KeyMirror* mirror = conn->mirror()) return mirror->Contains(key);
+  return std::nullopt;
+}
+}  // namespace
+
+size_t ClientImpl::MatchWithoutRoundTrips(const Routing& r, absl::Span<const BlockKey> keys,
+                                          bool* done) {
+  *done = false;
+  // Owners resolved once per node, not per key: a prompt has a few owners and many keys.
+  std::vector<std::pair<const v1::NodeInfo*, NodeConnection*>> seen;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    NodeConnection* conn = nullptr;
+    if (r.view == nullptr) {
+      conn = single_.get();
+    } else {
+      const v1::NodeInfo* node = r.view->PrimaryOwner(keys[i]);
+      if (node == nullptr) return i;
+      auto it = std::find_if(seen.begin(), seen.end(), [&](auto& s) { return s.first == node; });
+      if (it == seen.end()) it = seen.insert(seen.end(), {node, Conn(*node).get()});
+      conn = it->second;
+    }
+    const std::optional<bool> present = PresentWithoutRoundTrip(conn, keys[i]);
+    if (!present.has_value()) return i;  // this owner must be asked: the rest goes to them
+    if (!*present) {
+      *done = true;  // the first miss ends the prefix
+      return i;
+    }
+  }
+  *done = true;
+  return keys.size();
+}
+
+absl::StatusOr<size_t> ClientImpl::MatchPrefix(absl::Span<const BlockKey> all_keys) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    Routing r = Current();
+    // Owners on this host answer from their block directories, and mirrored ones from their
+    // key mirrors, in prompt order and with no round trip, as far as they can; only the rest
+    // of the prompt goes out to its owners.
+    bool done;
+    const size_t local_prefix = MatchWithoutRoundTrips(r, all_keys, &done);
+    if (done) {
+      counters_.lookups_without_round_trip.fetch_add(1, std::memory_order_relaxed);
+      return local_prefix;
+    }
+    const absl::Span<const BlockKey> keys = all_keys.subspan(local_prefix);
+    std::vector<size_t> all(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) all[i] = i;
+    auto groups = GroupBy(all, [&](size_t i) -> ConnPtr {
+      auto c = Candidates(r, keys[i], false);
+      return c.empty() ? nullptr : c[0];
+    });
+    // The answer is the first key, in prompt order, that its owner does not hold.
+    size_t first_miss = keys.size();
+    if (r.view != nullptr && groups.size() < 1 && !keys.empty()) first_miss = 0;  // no node UP
+    using Call = RemoteCall<v1::MatchPrefixRequest, v1::MatchPrefixResponse>;
+    std::vector<std::unique_ptr<Call>> calls;
+    std::vector<BulkGroup> bulk;
+    absl::Status error;
+    for (auto& [conn, idx] : groups) {
+      if (conn->local() == nullptr && conn->bulk() != nullptr) {
+        auto call = std::make_unique<BulkCall>(conn->bulk(), bulk::Op::kMatchPrefix, r.epoch);
+        for (size_t i : idx) call->AddKey(&keys[i]);
+        bulk.push_back({conn, idx, std::move(call)});
+        continue;
+      }
+      if (LocalChannel* local = conn->local()) {
+        std::vector<BlockKey> sub;
+        for (size_t i : idx) sub.push_back(keys[i]);
+        auto m = local->MatchPrefix(sub);
+        if (!m.ok()) {
+          if (!IsTransport(m.status())) error = m.status();
+          first_miss = std::min(first_miss, idx[0]);
+        } else if (*m < idx.size()) {
+          first_miss = std::min(first_miss, idx[*m]);
+        }
+        continue;
+      }
+      auto call = std::make_unique<Call>();
+      call->conn = conn;
+      call->items = idx;
+      conn->Prepare(&call->ctx, r.epoch);
+      for (size_t i : idx) ToProto(keys[i], call->req.add_keys());
+      calls.push_back(std::move(call));
+    }
+    auto in_flight = StartParallel(calls, [](Call& c, std::function<void(grpc::Status)> done) {
+      c.conn->stub()->async()->MatchPrefix(&c.ctx, &c.req, &c.resp, std::move(done));
+    });
+    RunBulk(bulk);
+    if (in_flight) in_flight->Wait();
+    bool stale = false;
+    for (BulkGroup& g : bulk) {
+      const absl::Status& status = g.call->status();
+      if (status.ok()) {
+        if (g.call->matched() < g.items.size()) {
+          first_miss = std::min(first_miss, g.items[g.call->matched()]);
+        }
+        continue;
+      }
+      if (absl::IsFailedPrecondition(status) && g.call->node_epoch() > r.epoch) {
+        stale = true;
+      } else if (!IsTransport(status) || !cluster_) {
+        error = absl::Status(status.code(), absl::StrCat("match prefix at ", g.conn->address(),
+                                                         ": ", status.message()));
+      } else {
+        counters_.get_timeouts.fetch_add(1, std::memory_order_relaxed);
+      }
+      first_miss = std::min(first_miss, g.items[0]);
+    }
+    for (auto& c : calls) {
+      if (c->status.ok()) {
+        if (c->resp.matched() < c->items.size()) {
+          first_miss = std::min(first_miss, c->items[c->resp.matched()]);
+        }
+        continue;
+      }
+      if (c->status.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
+          EpochFromTrailer(c->ctx) > r.epoch) {
+        stale = true;
+      } else if (!IsTransport(c->status.error_code()) || !cluster_) {
+        error = absl::Status(
+            FromGrpcStatus(c->status).code(),
+            absl::StrCat("match prefix at ", c->conn->address(), ": ", c->status.error_message()));
+      } else {
+        counters_.get_timeouts.fetch_add(1, std::memory_order_relaxed);
+      }
+      first_miss = std::min(first_miss, c->items[0]);
+    }
+    if (!error.ok()) return error;
+    if (!stale || attempt == 1 || !RefreshMap().ok()) return local_prefix + first_miss;
+    counters_.retries.fetch_add(1, std::memory_order_relaxed);
+  }
+  return absl::InternalError("unreachable");
+}
+
+absl::StatusOr<std::vector<bool>> ClientImpl::Exists(absl::Span<const BlockKey> keys) {
+  Routing r = Current();
+  std::vector<bool> present(keys.size(), false);
+  std::vector<size_t> all(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) all[i] = i;
+  auto groups = GroupBy(all, [&](size_t i) -> ConnPtr {
+    auto c = Candidates(r, keys[i], false);
+    return c.empty() ? nullptr : c[0];
+  });
+  using Call = RemoteCall<v1::ExistsRequest, v1::ExistsResponse>;
+  std::vector<std::unique_ptr<Call>> calls;
+  for (auto& [conn, idx] : groups) {
+    auto call = std::make_unique<Call>();
+    call->conn = conn;
+    call->items = idx;
+    conn->Prepare(&call->ctx, 0);  // existence is advisory: no ownership check
+    for (size_t i : idx) ToProto(keys[i], call->req.add_keys());
+    calls.push_back(std::move(call));
+  }
+  RunParallel(calls, [](Call& c, std::function<void(grpc::Status)> done) {
+    c.conn->stub()->async()->Exists(&c.ctx, &c.req, &c.resp, std::move(done));
+  });
+  for (auto& c : calls) {
+    if (!c->status.ok()) {
+      if (cluster_ && IsTransport(c->status.error_code())) continue;  // absent as far as we know
+      return absl::Status(
+          FromGrpcStatus(c->status).code(),
+          absl::StrCat("exists at ", c->conn->address(), ": ", c->status.error_message()));
+    }
+    for (size_t j = 0; j < c->items.size() && j < static_cast<size_t>(c->resp.present_size());
+         ++j) {
+      present[c->items[j]] = c->resp.present(static_cast<int>(j));
+    }
+  }
+  return present;
+}
+
+absl::StatusOr<size_t> ClientImpl::Remove(absl::Span<const BlockKey> keys) {
+  Routing r = Current();
+  absl::flat_hash_map<NodeConnection*, size_t> where;
+  std::vector<std::pair<ConnPtr, std::vector<size_t>>> groups;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    for (ConnPtr& c : Candidates(r, keys[i], false)) {  // every node that may hold it
+      auto [it, fresh] = where.try_emplace(c.get(), groups.size());
+      if (fresh) groups.emplace_back(c, std::vector<size_t>{});
+      groups[it->second].second.push_back(i);
+    }
+  }
+  using Call = RemoteCall<v1::RemoveRequest, v1::RemoveResponse>;
+  std::vector<std::unique_ptr<Call>> calls;
+  for (auto& [conn, idx] : groups) {
+    auto call = std::make_unique<Call>();
+    call->conn = conn;
+    call->items = idx;
+    conn->Prepare(&call->ctx, 0);
+    for (size_t i : idx) ToProto(keys[i], call->req.add_keys());
+    calls.push_back(std::move(call));
+  }
+  RunParallel(calls, [](Call& c, std::function<void(grpc::Status)> done) {
+    c.conn->stub()->async()->Remove(&c.ctx, &c.req, &c.resp, std::move(done));
+  });
+  size_t removed = 0;
+  for (auto& c : calls) {
+    if (!c->status.ok()) {
+      return absl::Status(
+          FromGrpcStatus(c->status).code(),
+          absl::StrCat("remove at ", c->conn->address(), ": ", c->status.error_message()));
+    }
+    removed += c->resp.removed();
+    if (KeyMirror* mirror = c->conn->mirror()) {
+      for (size_t i : c->items) mirror->NoteRemoved(keys[i]);
+    }
+  }
+  return removed;
+}
+
+}  // namespace ems::client::internal

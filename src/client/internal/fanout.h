@@ -1,0 +1,100 @@
+// What the client's batch calls share: starting one call per node and waiting for all of
+// them, over gRPC or the bulk channel, and grouping a batch's items by the node that serves
+// them. Header-only; used by the put/get and the lookup halves of ClientImpl.
+#ifndef EMS_CLIENT_INTERNAL_FANOUT_H_
+#define EMS_CLIENT_INTERNAL_FANOUT_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/blocking_counter.h"
+#include "client/bulk_channel.h"
+#include "client/internal/node_connection.h"
+#include "common/key.h"
+#include "ems/v1/data.pb.h"
+
+namespace ems::client::internal {
+
+// A remote call in flight: one per node per round.
+template <typename Req, typename Resp>
+struct RemoteCall {
+  std::shared_ptr<NodeConnection> conn;
+  std::vector<size_t> items;
+  grpc::ClientContext ctx;
+  Req req;
+  Resp resp;
+  grpc::Status status;
+};
+
+// Starts every call with `start(call, done)`; the counter reaches zero when all are done.
+template <typename Call, typename Start>
+std::unique_ptr<absl::BlockingCounter> StartParallel(std::vector<std::unique_ptr<Call>>& calls,
+                                                     Start start) {
+  if (calls.empty()) return nullptr;
+  auto pending = std::make_unique<absl::BlockingCounter>(static_cast<int>(calls.size()));
+  for (auto& c : calls) {
+    Call* raw = c.get();
+    start(*raw, [p = pending.get(), raw](grpc::Status s) {
+      raw->status = std::move(s);
+      p->DecrementCount();
+    });
+  }
+  return pending;
+}
+
+template <typename Call, typename Start>
+void RunParallel(std::vector<std::unique_ptr<Call>>& calls, Start start) {
+  if (auto in_flight = StartParallel(calls, start)) in_flight->Wait();
+}
+
+// A request over a node's bulk channel: one per node per round.
+struct BulkGroup {
+  std::shared_ptr<NodeConnection> conn;
+  std::vector<size_t> items;
+  std::unique_ptr<client::BulkCall> call;
+};
+
+// Sends every request, then reads every answer: the nodes work in parallel without threads.
+inline void RunBulk(std::vector<BulkGroup>& groups) {
+  for (BulkGroup& g : groups) g.call->Send();
+  for (BulkGroup& g : groups) g.call->Finish();
+}
+
+inline void ToProto(const BlockKey& key, v1::Key* out) {
+  out->set_ns(key.ns);
+  out->set_digest(key.digest.bytes.data(), key.digest.bytes.size());
+}
+
+inline bool IsTransport(grpc::StatusCode c) {
+  return c == grpc::StatusCode::UNAVAILABLE || c == grpc::StatusCode::DEADLINE_EXCEEDED ||
+         c == grpc::StatusCode::CANCELLED;
+}
+
+inline bool IsTransport(const absl::Status& s) {
+  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) || absl::IsCancelled(s);
+}
+
+// Groups item indices by node, keeping each group in item order.
+template <typename Pick>
+std::vector<std::pair<std::shared_ptr<NodeConnection>, std::vector<size_t>>> GroupBy(
+    const std::vector<size_t>& idx, Pick pick) {
+  std::vector<std::pair<std::shared_ptr<NodeConnection>, std::vector<size_t>>> groups;
+  absl::flat_hash_map<NodeConnection*, size_t> where;
+  for (size_t i : idx) {
+    std::shared_ptr<NodeConnection> c = pick(i);
+    if (c == nullptr) continue;
+    auto [it, fresh] = where.try_emplace(c.get(), groups.size());
+    if (fresh) groups.emplace_back(std::move(c), std::vector<size_t>{});
+    groups[it->second].second.push_back(i);
+  }
+  return groups;
+}
+
+}  // namespace ems::client::internal
+
+#endif  // EMS_CLIENT_INTERNAL_FANOUT_H_
