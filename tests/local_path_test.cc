@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "client/client.h"
 #include "client/local_channel.h"
+#include "common/key_proto.h"
 #include "ems/v1/data.pb.h"
 #include "gtest/gtest.h"
 #include "testing/blocks.h"
@@ -213,7 +214,7 @@ TEST_F(LocalPathTest, ClientKilledMidWriteLeaksNothing) {
   ASSERT_TRUE(raw.ok());
   v1::LocalRequest req;
   auto* w = req.mutable_write()->add_items();
-  testing::SetKey(TestKey(42), w->mutable_key());
+  ToProto(TestKey(42), w->mutable_key());
   w->set_size(4 << 20);
   v1::LocalResponse resp;
   ASSERT_TRUE(raw.Call(req, &resp));
@@ -235,7 +236,7 @@ TEST_F(LocalPathTest, ClientKilledMidReadLeaksNothing) {
   testing::RawLocal raw(socket_);
   ASSERT_TRUE(raw.ok());
   v1::LocalRequest req;
-  testing::SetKey(TestKey(7), req.mutable_read()->add_keys());
+  ToProto(TestKey(7), req.mutable_read()->add_keys());
   v1::LocalResponse resp;
   ASSERT_TRUE(raw.Call(req, &resp));
   ASSERT_EQ(resp.grants(0).code(), 0);
@@ -252,7 +253,7 @@ TEST_F(LocalPathTest, AConnectionCannotTouchLeasesItWasNotGranted) {
   ASSERT_TRUE(a.ok() && b.ok());
   v1::LocalRequest req;
   auto* w = req.mutable_write()->add_items();
-  testing::SetKey(TestKey(9), w->mutable_key());
+  ToProto(TestKey(9), w->mutable_key());
   w->set_size(8192);
   v1::LocalResponse granted;
   ASSERT_TRUE(a.Call(req, &granted));
@@ -350,7 +351,7 @@ TEST_F(LocalPathTest, AReleaseAskingForNoReplyGetsNoneAndTheNextCallIsAnsweredIn
   testing::RawLocal raw(socket_);
   ASSERT_TRUE(raw.ok());
   v1::LocalRequest read;
-  testing::SetKey(TestKey(11), read.mutable_read()->add_keys());
+  ToProto(TestKey(11), read.mutable_read()->add_keys());
   v1::LocalResponse granted;
   ASSERT_TRUE(raw.Call(read, &granted));
   ASSERT_EQ(granted.grants(0).code(), 0);
@@ -363,7 +364,7 @@ TEST_F(LocalPathTest, AReleaseAskingForNoReplyGetsNoneAndTheNextCallIsAnsweredIn
   // The next answer on the connection is the next request's, not the release's.
   v1::LocalRequest match;
   match.set_id(42);
-  testing::SetKey(TestKey(11), match.mutable_match_prefix()->add_keys());
+  ToProto(TestKey(11), match.mutable_match_prefix()->add_keys());
   v1::LocalResponse matched;
   ASSERT_TRUE(raw.Call(match, &matched));
   EXPECT_EQ(matched.id(), 42u);
@@ -444,7 +445,7 @@ TEST_F(LocalPathTest, ABlockAlreadyStoredIsNotCopiedIntoABlankAndABlankForOneIsG
   const uint64_t held = Stats().blank_blocks();
   v1::LocalRequest bind;
   bind.mutable_seal()->add_leases(granted.blanks(0).lease());
-  testing::SetKey(TestKey(701), bind.mutable_seal()->add_keys()->mutable_key());
+  ToProto(TestKey(701), bind.mutable_seal()->add_keys()->mutable_key());
   v1::LocalResponse bound;
   ASSERT_TRUE(raw.Call(bind, &bound));
   EXPECT_EQ(bound.grants(0).code(), 0) << bound.grants(0).message();
@@ -479,7 +480,7 @@ TEST_F(LocalPathTest, MalformedBlankSealsAreRefusedAndLeakNothing) {
   v1::LocalRequest uneven;  // two blanks, one key
   uneven.mutable_seal()->add_leases(resp.blanks(0).lease());
   uneven.mutable_seal()->add_leases(resp.blanks(1).lease());
-  testing::SetKey(TestKey(800), uneven.mutable_seal()->add_keys()->mutable_key());
+  ToProto(TestKey(800), uneven.mutable_seal()->add_keys()->mutable_key());
   v1::LocalResponse refused = call(uneven);
   EXPECT_EQ(refused.code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
   EXPECT_TRUE(absl::StrContains(refused.message(), "1 keys for 2 blanks")) << refused.message();

@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/synchronization/notification.h"
 #include "client/client.h"
+#include "common/key_proto.h"
 #include "ems/v1/data.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "testing/blocks.h"
@@ -23,20 +24,20 @@ using testing::TestValue;
 class NodeBadInputTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    socket_ = (std::filesystem::temp_directory_path() /
-               ("ems-bad-" + std::to_string(getpid()) + ".sock"))
-                  .string();
+    socket_ =
+        (std::filesystem::temp_directory_path() / ("ems-bad-" + std::to_string(getpid()) + ".sock"))
+            .string();
     // 16 MiB pool; values may be up to 32 MiB, so "larger than the pool" is reachable.
-    auto node = testing::StartNode({"--huge_page_num=8", "--max_value_bytes=33554432",
-                                    "--local_socket=" + socket_});
+    auto node = testing::StartNode(
+        {"--huge_page_num=8", "--max_value_bytes=33554432", "--local_socket=" + socket_});
     ASSERT_TRUE(node.ok()) << node.status();
     node_ = *std::move(node);
     address_ = node_->Value("LISTENING");
     auto client = Client::Connect({.address = address_, .use_local = false});
     ASSERT_TRUE(client.ok()) << client.status();
     client_ = *std::move(client);
-    stub_ = v1::DataPlane::NewStub(
-        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    stub_ =
+        v1::DataPlane::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
     // A block that must survive everything below.
     keeper_ = TestValue(1, 100000);
     ASSERT_TRUE(client_->Put(TestKey(1), keeper_).ok());
@@ -128,11 +129,10 @@ TEST_F(NodeBadInputTest, GarbageBytesInsteadOfAMessageAreRejected) {
     grpc::ByteBuffer response;
     grpc::Status status;
     absl::Notification done;
-    generic.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response,
-                      [&](grpc::Status s) {
-                        status = std::move(s);
-                        done.Notify();
-                      });
+    generic.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+      status = std::move(s);
+      done.Notify();
+    });
     done.WaitForNotification();
     EXPECT_FALSE(status.ok()) << method;
     EXPECT_NE(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << "never a hang";
@@ -144,7 +144,7 @@ TEST_F(NodeBadInputTest, PoolFullOfPinnedBlocksIsResourceExhausted) {
   ASSERT_TRUE(raw.ok());
   {  // Pin the keeper first so the fill below cannot evict it.
     v1::LocalRequest req;
-    testing::SetKey(TestKey(1), req.mutable_read()->add_keys());
+    ToProto(TestKey(1), req.mutable_read()->add_keys());
     v1::LocalResponse resp;
     ASSERT_TRUE(raw.Call(req, &resp));
     ASSERT_EQ(resp.grants(0).code(), 0);
@@ -156,7 +156,7 @@ TEST_F(NodeBadInputTest, PoolFullOfPinnedBlocksIsResourceExhausted) {
     if (s.ok()) keys.push_back(TestKey(i));
   }
   v1::LocalRequest req;
-  for (const BlockKey& k : keys) testing::SetKey(k, req.mutable_read()->add_keys());
+  for (const BlockKey& k : keys) ToProto(k, req.mutable_read()->add_keys());
   v1::LocalResponse resp;
   ASSERT_TRUE(raw.Call(req, &resp));
   int pinned = 0;

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/key_proto.h"
 #include "common/prefix_hash.h"
 #include "spdlog/spdlog.h"
 
@@ -30,11 +31,6 @@ constexpr absl::Duration kBlankKeep = absl::Seconds(10);
 // A channel holds at most this share of the arena in blanks, split evenly over its connections:
 // space held ahead is space the cache cannot use.
 constexpr uint64_t kBlankShare = 64;
-
-void ToProto(const BlockKey& key, v1::Key* out) {
-  out->set_ns(key.ns);
-  out->set_digest(key.digest.bytes.data(), key.digest.bytes.size());
-}
 
 // What the node needs to know of a put: its key, size and parent (a grant or a blank's seal).
 void ToWrite(const LocalPutItem& item, v1::LocalWrite* w) {

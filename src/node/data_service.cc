@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/key_proto.h"
 #include "common/status_macros.h"
 #include "node/admission.h"
 
@@ -13,15 +14,13 @@ namespace {
 
 constexpr char kVersion[] = "0.1.0";
 
-absl::StatusOr<BlockKey> KeyFrom(const v1::Key& k) { return MakeKey(k.ns(), k.digest()); }
-
 // Parses every key, naming the first bad one by its index.
 absl::StatusOr<std::vector<BlockKey>> KeysFrom(
     const google::protobuf::RepeatedPtrField<v1::Key>& keys) {
   std::vector<BlockKey> out;
   out.reserve(keys.size());
   for (int i = 0; i < keys.size(); ++i) {
-    auto k = KeyFrom(keys[i]);
+    auto k = FromProto(keys[i]);
     if (!k.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("keys[", i, "]: ", k.status().message()));
     }
@@ -58,7 +57,7 @@ absl::Status DataService::Admit(grpc::CallbackServerContext* ctx,
   if (view == nullptr || client_epoch >= view->epoch()) return absl::OkStatus();
   std::vector<BlockKey> valid;  // bad keys are reported by the handler itself
   for (const v1::Key& k : *keys) {
-    if (auto key = KeyFrom(k); key.ok()) valid.push_back(*std::move(key));
+    if (auto key = FromProto(k); key.ok()) valid.push_back(*std::move(key));
   }
   absl::Status s = CheckOwnership(view.get(), options_.node_id, client_epoch, valid);
   if (!s.ok()) ctx->AddTrailingMetadata(kEpochHeader, absl::StrCat(view->epoch()));
@@ -66,11 +65,11 @@ absl::Status DataService::Admit(grpc::CallbackServerContext* ctx,
 }
 
 absl::Status DataService::PutOne(const v1::PutRequest& req, v1::PutResponse* resp) {
-  auto key = KeyFrom(req.key());
+  auto key = FromProto(req.key());
   if (!key.ok()) return key.status();
   absl::StatusOr<BlockKey> parent;
   if (req.has_parent()) {
-    parent = KeyFrom(req.parent());
+    parent = FromProto(req.parent());
     if (!parent.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("parent: ", parent.status().message()));
     }
@@ -88,7 +87,7 @@ absl::Status DataService::PutOne(const v1::PutRequest& req, v1::PutResponse* res
 }
 
 void DataService::GetOne(const v1::Key& k, v1::GetResponse* resp, absl::Status* status) {
-  auto key = KeyFrom(k);
+  auto key = FromProto(k);
   if (!key.ok()) {
     *status = key.status();
     return;

@@ -12,6 +12,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/key.h"
+#include "common/key_proto.h"
 #include "ems/v1/local.pb.h"
 #include "spdlog/spdlog.h"
 
@@ -23,8 +24,6 @@ constexpr size_t kMaxMessageBytes = 1 << 20;
 // Blanks one seal may ask for: a client keeps a few for its next puts, not a share of the pool.
 constexpr uint32_t kMaxBlanksPerSeal = 64;
 
-absl::StatusOr<BlockKey> KeyFrom(const v1::Key& k) { return MakeKey(k.ns(), k.digest()); }
-
 // A write's key and, if it names one, its parent; the first that is malformed is the error.
 struct WriteKeys {
   BlockKey key;
@@ -32,11 +31,11 @@ struct WriteKeys {
   const BlockKey* parent_ptr() const { return parent ? &*parent : nullptr; }
 };
 absl::StatusOr<WriteKeys> KeysOf(const v1::LocalWrite& item) {
-  auto key = KeyFrom(item.key());
+  auto key = FromProto(item.key());
   if (!key.ok()) return key.status();
   WriteKeys w{*std::move(key), std::nullopt};
   if (item.has_parent()) {
-    auto parent = KeyFrom(item.parent());
+    auto parent = FromProto(item.parent());
     if (!parent.ok()) return parent.status();
     w.parent = *std::move(parent);
   }
@@ -118,7 +117,7 @@ void LocalServer::Record(const v1::LocalReadReport& report) {
   std::vector<BlockKey> hits;
   hits.reserve(report.hits_size());
   for (const v1::Key& k : report.hits()) {
-    auto key = KeyFrom(k);
+    auto key = FromProto(k);
     if (key.ok()) hits.push_back(*std::move(key));  // a bad key names no block to touch
   }
   pool_->RecordLocalReads(hits, report.misses());
@@ -239,7 +238,7 @@ void LocalServer::Serve(int fd) {
           const absl::Duration ttl = absl::Milliseconds(req.read().lease_ms());
           for (const v1::Key& k : req.read().keys()) {
             v1::LocalGrant* g = resp.add_grants();
-            auto key = KeyFrom(k);
+            auto key = FromProto(k);
             if (!key.ok()) {
               SetStatus(g, key.status());
               continue;
@@ -272,7 +271,7 @@ void LocalServer::Serve(int fd) {
           keys.reserve(req.match_prefix().keys_size());
           absl::Status bad;
           for (const v1::Key& k : req.match_prefix().keys()) {
-            auto key = KeyFrom(k);
+            auto key = FromProto(k);
             if (!key.ok()) {
               bad = key.status();
               break;

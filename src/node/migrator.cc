@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/key_proto.h"
 #include "node/data_service.h"
 #include "spdlog/spdlog.h"
 
@@ -11,11 +12,6 @@ namespace ems::node {
 namespace {
 
 constexpr size_t kKeysPerPass = 1 << 16;
-
-void ToProto(const BlockKey& key, v1::Key* out) {
-  out->set_ns(key.ns);
-  out->set_digest(key.digest.bytes.data(), key.digest.bytes.size());
-}
 
 }  // namespace
 

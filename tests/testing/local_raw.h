@@ -68,11 +68,6 @@ class RawLocal {
   int fd_ = -1;
 };
 
-inline void SetKey(const BlockKey& k, v1::Key* out) {
-  out->set_ns(k.ns);
-  out->set_digest(k.digest.bytes.data(), k.digest.bytes.size());
-}
-
 }  // namespace ems::testing
 
 #endif  // EMS_TESTS_TESTING_LOCAL_RAW_H_

@@ -15,7 +15,7 @@
 #include "absl/synchronization/blocking_counter.h"
 #include "client/bulk_channel.h"
 #include "client/internal/node_connection.h"
-#include "common/key.h"
+#include "common/key_proto.h"
 #include "ems/v1/data.pb.h"
 
 namespace ems::client::internal {
@@ -63,11 +63,6 @@ struct BulkGroup {
 inline void RunBulk(std::vector<BulkGroup>& groups) {
   for (BulkGroup& g : groups) g.call->Send();
   for (BulkGroup& g : groups) g.call->Finish();
-}
-
-inline void ToProto(const BlockKey& key, v1::Key* out) {
-  out->set_ns(key.ns);
-  out->set_digest(key.digest.bytes.data(), key.digest.bytes.size());
 }
 
 inline bool IsTransport(grpc::StatusCode c) {
