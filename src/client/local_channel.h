@@ -139,6 +139,8 @@ class LocalChannel {
   LocalChannel(std::unique_ptr<Conn> first, uint8_t* base, uint64_t bytes, std::string node_id,
                std::unique_ptr<directory::Reader> directory, const Options& options);
   static absl::StatusOr<std::unique_ptr<Conn>> Dial(const std::string& socket_path);
+  // A grant's or lease's outcome as the node reported it.
+  static absl::Status GrantStatus(const v1::LocalGrant& g);
   absl::StatusOr<Borrowed> Borrow();
   void GiveBack(std::unique_ptr<Conn> conn);
   // Sends `req` on `c` and waits for its response (and the fds passed with it, for hello).
