@@ -147,6 +147,61 @@ TEST(ClusterTest, ReplicationTwoKeepsEveryBlockAfterANodeDies) {
   EXPECT_EQ(CountReadable(*client, 200), 200);
 }
 
+TEST(ClusterTest, ExpandHandsOverEveryRangeOfANodeHoldingMoreKeysThanOnePage) {
+  // The migrator reads a pool's keys 64k at a time. A node holding more must still hand over
+  // every key it lost, not only those of its first page (it once stopped there for good).
+  constexpr int kBlocks = 150000;
+  constexpr size_t kValueBytes = 256;  // each still takes a 4 KiB granule: 586 MiB in all
+  auto cluster = testing::Cluster::Start({.nodes = 1, .node_pages = 400});  // 800 MiB a node
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto client = ClusterClient(**cluster);
+  ASSERT_NE(client, nullptr);
+  constexpr int kBatch = 5000;
+  std::vector<std::vector<uint8_t>> values(kBatch);
+  for (int first = 0; first < kBlocks; first += kBatch) {
+    std::vector<PutItem> items;
+    for (int i = 0; i < kBatch; ++i) {
+      values[i] = TestValue(first + i, kValueBytes);
+      items.push_back({TestKey(first + i), values[i]});
+    }
+    for (const absl::Status& s : client->BatchPut(items)) ASSERT_TRUE(s.ok()) << s;
+  }
+  auto readable = [&] {
+    int ok = 0;
+    std::vector<std::vector<uint8_t>> out(kBatch, std::vector<uint8_t>(kValueBytes));
+    for (int first = 0; first < kBlocks; first += kBatch) {
+      std::vector<GetItem> items;
+      for (int i = 0; i < kBatch; ++i)
+        items.push_back({TestKey(first + i), absl::MakeSpan(out[i])});
+      std::vector<absl::StatusOr<size_t>> got = client->BatchGet(items);
+      for (int i = 0; i < kBatch; ++i) {
+        if (!got[i].ok()) continue;
+        EXPECT_EQ(out[i], TestValue(first + i, kValueBytes)) << "block " << first + i;
+        ++ok;
+      }
+    }
+    return ok;
+  };
+  ASSERT_EQ(readable(), kBlocks);
+
+  ASSERT_TRUE((*cluster)->AddNode().ok());
+  ASSERT_TRUE((*cluster)->WaitForUp(2, absl::Seconds(10)));
+  int n = 0;
+  for (int attempt = 0; attempt < 60 && n < kBlocks; ++attempt) {
+    absl::SleepFor(absl::Milliseconds(500));
+    n = readable();
+  }
+  EXPECT_EQ(n, kBlocks) << "keys left on the node that no longer owns them";
+  uint64_t held[2] = {};
+  for (int i = 0; i < 2; ++i) {
+    auto direct = Client::Connect({.address = (*cluster)->node(i).Value("LISTENING")});
+    ASSERT_TRUE(direct.ok());
+    held[i] = (*direct)->Stats()->keys();
+  }
+  EXPECT_EQ(held[0] + held[1], static_cast<uint64_t>(kBlocks)) << "a block lost or copied twice";
+  EXPECT_GT(held[1], static_cast<uint64_t>(kBlocks) / 4) << "the new node got its share";
+}
+
 TEST(ClusterTest, ExpandThenShrinkUnderLoadKeepsTheWorkingSet) {
   auto cluster = testing::Cluster::Start({.nodes = 3});
   ASSERT_TRUE(cluster.ok()) << cluster.status();

@@ -9,11 +9,6 @@
 #include "spdlog/spdlog.h"
 
 namespace ems::node {
-namespace {
-
-constexpr size_t kKeysPerPass = 1 << 16;
-
-}  // namespace
 
 Migrator::Migrator(pool::Pool* pool, MigratorOptions options, ViewFn view, DrainedFn drained)
     : pool_(pool),
@@ -53,6 +48,18 @@ v1::DataPlane::Stub* Migrator::StubFor(const std::string& address) {
   return stub.get();
 }
 
+bool Migrator::stopping() const {
+  absl::MutexLock lock(&mu_);
+  return stop_;
+}
+
+bool Migrator::SleepUnlessStopped(absl::Duration d) {
+  absl::MutexLock lock(&mu_);
+  auto stopped = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; };
+  mu_.AwaitWithTimeout(absl::Condition(&stopped), d);
+  return !stop_;
+}
+
 void Migrator::Run() {
   while (true) {
     {
@@ -64,68 +71,105 @@ void Migrator::Run() {
     }
     std::shared_ptr<const ClusterView> view = view_();
     if (view == nullptr) continue;
-    const size_t moved = Pass(*view);
+    // Under one map a block becomes misplaced only if a client put it without routing it
+    // (epoch 0: a client given one node's address); a client routing by an older map is
+    // refused (admission.h). So after a clean pass the pool is read again at the next map, or
+    // after `rescan` for those: a full read of a pool of millions of keys every period would
+    // cost more than the migrations it finds.
+    PassResult pass;
+    if (view->epoch() != clean_epoch_ || absl::Now() - clean_at_ >= options_.rescan) {
+      pass = Pass(*view);
+      if (pass.clean) {
+        clean_epoch_ = view->epoch();
+        clean_at_ = absl::Now();
+      }
+    }
     const v1::NodeInfo* self = view->Find(options_.node_id);
     if (self != nullptr && self->state() == v1::DRAINING && pool_->Keys(1).empty()) {
       bool report = false;
       {
         absl::MutexLock lock(&mu_);
         report = drained_epoch_ != view->epoch();
-        drained_epoch_ = view->epoch();
       }
       if (report) {
         spdlog::info("migration: drained (epoch {})", view->epoch());
-        if (drained_) drained_();
+        absl::Status s = drained_ ? drained_() : absl::OkStatus();
+        if (s.ok()) {
+          absl::MutexLock lock(&mu_);
+          drained_epoch_ = view->epoch();
+        } else {
+          spdlog::warn("migration: cannot report the drain, retrying: {}", s.ToString());
+        }
       }
     }
-    if (moved > 0) {
+    if (pass.moved > 0) {
       absl::MutexLock lock(&mu_);
       kicked_ = true;  // more may remain: go again at once
     }
   }
 }
 
-size_t Migrator::Pass(const ClusterView& view) {
-  // Group the blocks to move by destination; a replica set gets a copy on each owner.
+Migrator::PassResult Migrator::Pass(const ClusterView& view) {
+  PassResult result;
+  Pace pace{.start = absl::Now()};
+  for (size_t from = 0;;) {
+    if (stopping()) {
+      result.clean = false;
+      break;
+    }
+    pool::Pool::KeyScan page = pool_->ScanKeys(from, options_.keys_per_page);
+    PushPage(view, page.keys, pace, result);
+    if (page.done) break;
+    from = page.next;
+  }
+  if (result.moved > 0) {
+    spdlog::info("migration: moved {} blocks ({} MiB) under epoch {}", result.moved,
+                 pace.sent_bytes >> 20, view.epoch());
+    absl::MutexLock lock(&mu_);
+    moved_ += result.moved;
+  }
+  return result;
+}
+
+void Migrator::PushPage(const ClusterView& view, const std::vector<BlockKey>& keys, Pace& pace,
+                        PassResult& result) {
+  // Group the blocks to move by destination; a replica set gets a copy on each owner, and the
+  // local copy goes only when every one of them acknowledged it.
   struct Batch {
     std::string address;
-    std::vector<BlockKey> keys;
+    std::vector<size_t> keys;  // indices into `keys`
   };
   absl::flat_hash_map<std::string, Batch> by_owner;
-  for (BlockKey& key : pool_->Keys(kKeysPerPass)) {
-    if (view.Owns(options_.node_id, key)) continue;
-    for (const v1::NodeInfo* owner : view.WriteOwners(key)) {
+  std::vector<int> wanted(keys.size(), 0), acked(keys.size(), 0);
+  for (size_t k = 0; k < keys.size(); ++k) {
+    if (view.Owns(options_.node_id, keys[k])) continue;
+    for (const v1::NodeInfo* owner : view.WriteOwners(keys[k])) {
       Batch& b = by_owner[owner->id()];
       b.address = owner->address();
-      b.keys.push_back(key);
+      b.keys.push_back(k);
+      ++wanted[k];
     }
   }
-  if (by_owner.empty()) return 0;
+  if (by_owner.empty()) return;
+  result.clean = false;  // there was something to move
 
-  absl::flat_hash_map<std::string, int> acked;  // key string → owners that took it
-  absl::flat_hash_map<std::string, int> wanted;
-  absl::flat_hash_map<std::string, BlockKey> keys_by_name;
-  const absl::Time start = absl::Now();
-  uint64_t sent_bytes = 0;
   for (auto& [owner_id, batch] : by_owner) {
     v1::DataPlane::Stub* stub = StubFor(batch.address);
     size_t i = 0;
-    while (i < batch.keys.size()) {
+    while (i < batch.keys.size() && !stopping()) {
       v1::BatchPutRequest req;
-      std::vector<std::string> names;
+      std::vector<size_t> sent;
       uint64_t bytes = 0;
       for (; i < batch.keys.size() && bytes < options_.batch_bytes; ++i) {
-        auto handle = pool_->Get(batch.keys[i]);
+        const BlockKey& key = keys[batch.keys[i]];
+        auto handle = pool_->Get(key);
         if (!handle.ok()) continue;  // evicted or removed meanwhile
         v1::PutRequest* item = req.add_items();
-        ToProto(batch.keys[i], item->mutable_key());
+        ToProto(key, item->mutable_key());
         item->set_value(reinterpret_cast<const char*>(handle->data()), handle->size());
         item->set_checksum(handle->info().checksum);
         bytes += handle->size();
-        std::string name = batch.keys[i].ToString();
-        ++wanted[name];
-        keys_by_name.emplace(name, batch.keys[i]);
-        names.push_back(std::move(name));
+        sent.push_back(batch.keys[i]);
       }
       if (req.items_size() == 0) continue;
       grpc::ClientContext ctx;
@@ -138,29 +182,21 @@ size_t Migrator::Pass(const ClusterView& view) {
                      s.error_message());
         break;  // keep the local copies; the next pass retries
       }
-      for (int j = 0; j < resp.statuses_size() && j < static_cast<int>(names.size()); ++j) {
-        if (resp.statuses(j).code() == 0) ++acked[names[j]];
+      for (int j = 0; j < resp.statuses_size() && j < static_cast<int>(sent.size()); ++j) {
+        if (resp.statuses(j).code() == 0) ++acked[sent[j]];
       }
-      sent_bytes += bytes;
+      pace.sent_bytes += bytes;
       if (options_.rate_mbps > 0) {  // pace to the configured rate
-        const absl::Duration due = absl::Seconds(sent_bytes / (options_.rate_mbps * 1e6));
-        const absl::Duration spent = absl::Now() - start;
-        if (due > spent) absl::SleepFor(due - spent);
+        const absl::Duration due = absl::Seconds(pace.sent_bytes / (options_.rate_mbps * 1e6));
+        const absl::Duration spent = absl::Now() - pace.start;
+        if (due > spent && !SleepUnlessStopped(due - spent)) break;
       }
     }
   }
-  size_t moved = 0;
-  for (auto& [name, count] : acked) {
-    if (count < wanted[name]) continue;  // every owner must have it before the copy goes
-    if (pool_->Remove(keys_by_name.at(name)).ok()) ++moved;
+  for (size_t k = 0; k < keys.size(); ++k) {
+    if (wanted[k] == 0 || acked[k] < wanted[k]) continue;  // every owner must have it first
+    if (pool_->Remove(keys[k]).ok()) ++result.moved;
   }
-  if (moved > 0) {
-    spdlog::info("migration: moved {} blocks ({} MiB) under epoch {}", moved, sent_bytes >> 20,
-                 view.epoch());
-    absl::MutexLock lock(&mu_);
-    moved_ += moved;
-  }
-  return moved;
 }
 
 }  // namespace ems::node

@@ -124,13 +124,11 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
       MembershipAgent* agent = raw->agent_raw_.load(std::memory_order_acquire);
       return agent ? agent->view() : nullptr;
     };
-    auto drained = [raw] {
+    auto drained = [raw]() -> absl::Status {
       MembershipAgent* agent = raw->agent_raw_.load(std::memory_order_acquire);
-      if (agent == nullptr) return;
+      if (agent == nullptr) return absl::UnavailableError("no membership agent");
       // Drained: tell the controller this node holds nothing any more.
-      if (absl::Status s = agent->SetState(v1::DOWN); !s.ok()) {
-        spdlog::warn("migration: cannot report the drain: {}", s.ToString());
-      }
+      return agent->SetState(v1::DOWN);
     };
     node->migrator_ = std::make_unique<Migrator>(
         node->pool_.get(), MigratorOptions{.node_id = o.node_id, .rate_mbps = o.migration_mbps},

@@ -226,8 +226,18 @@ class Pool {
   virtual size_t ExpireLeases() = 0;
 
   // --- Introspection ------------------------------------------------------------------------
-  // Up to `limit` sealed keys, in index order (used to migrate blocks to new owners).
+  // Up to `limit` sealed keys, in index order.
   virtual std::vector<BlockKey> Keys(size_t limit) = 0;
+  // The sealed keys of whole index shards, from shard `from` on, until `limit` keys or the last
+  // shard: one page of a scan that starts at 0 and follows `next` until `done`. Keys removed
+  // behind the scan do not move the others, so a key present throughout is seen exactly once
+  // (used to migrate every block a node no longer owns, however many it holds).
+  struct KeyScan {
+    std::vector<BlockKey> keys;
+    size_t next = 0;
+    bool done = false;
+  };
+  virtual KeyScan ScanKeys(size_t from, size_t limit) = 0;
   virtual PoolStats Stats() = 0;
   // The arena: a memfd (hugetlb or shmem) that local clients may map. Valid for the pool's life.
   virtual int arena_fd() const = 0;

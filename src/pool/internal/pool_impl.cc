@@ -115,7 +115,9 @@ uint64_t PoolImpl::PolicyIdFor(const InternalKey& k) {
   // Derived from the key so a block that comes back gets the same id (S3-FIFO's ghost queue
   // recognises it); a collision with a live block falls back to a unique counter id.
   uint64_t id = k.digest.Low64() ^ (0x9e3779b97f4a7c15ull * (k.ns + 1));
-  if (id == 0 || by_id_.contains(id)) id = ++fallback_id_;
+  // The counter's ids can collide too (a client chooses its digests): two blocks under one id
+  // would leave one of them out of the policy, never evicted.
+  while (id == 0 || by_id_.contains(id)) id = ++fallback_id_;
   return id;
 }
 
@@ -174,7 +176,7 @@ Chunk* PoolImpl::AllocateSpace(uint64_t bytes) {
 // --- Reads -----------------------------------------------------------------------------------
 
 absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::DoAcquireRead(const BlockKey& key,
-                                                                      absl::Time deadline) {
+                                                                      absl::Duration ttl) {
   counters_.gets.fetch_add(1, std::memory_order_relaxed);
   const int64_t ns = NamespaceId(key.ns, false);
   Block* b = nullptr;
@@ -192,19 +194,22 @@ absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::DoAcquireRead(const Bloc
   counters_.pinned.fetch_add(1, std::memory_order_relaxed);
   counters_.bytes_out.fetch_add(b->size, std::memory_order_relaxed);
   Touch({b->id});
-  const LeaseId lease = AddLease({b, /*write=*/false, deadline, 0});
-  return std::make_pair(lease, InfoOf(b));
+  // Read before the lease is visible: once it is, the sweeper may end it, and a block removed
+  // meanwhile is freed with its last pin.
+  const BlockInfo info = InfoOf(b);
+  const LeaseId lease = AddLease({b, /*write=*/false, options_.clock->Now() + ttl, 0});
+  return std::make_pair(lease, info);
 }
 
 absl::StatusOr<ReadHandle> PoolImpl::Get(const BlockKey& key) {
-  EMS_ASSIGN_OR_RETURN(auto grant, DoAcquireRead(key, absl::InfiniteFuture()));
+  EMS_ASSIGN_OR_RETURN(auto grant, DoAcquireRead(key, absl::InfiniteDuration()));
   return ReadHandle(this, grant.first, arena_->base() + grant.second.offset, grant.second);
 }
 
 absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::AcquireRead(const BlockKey& key,
                                                                     absl::Duration ttl) {
   if (ttl <= absl::ZeroDuration()) ttl = options_.default_lease;
-  return DoAcquireRead(key, options_.clock->Now() + ttl);
+  return DoAcquireRead(key, ttl);
 }
 
 void PoolImpl::Touch(const std::vector<uint64_t>& ids) {
@@ -346,20 +351,43 @@ size_t PoolImpl::ExpireLeases() {
 
 // --- Introspection ---------------------------------------------------------------------------
 
-std::vector<BlockKey> PoolImpl::Keys(size_t limit) {
-  std::vector<std::pair<uint32_t, Digest>> raw;
-  for (size_t i = 0; i < static_cast<size_t>(options_.index_shards) && raw.size() < limit; ++i) {
-    absl::MutexLock lock(&shards_[i].mu);
-    for (const auto& [key, block] : shards_[i].index) {
-      if (raw.size() >= limit) break;
-      if (block->state == BlockState::kSealed) raw.emplace_back(key.ns, key.digest);
-    }
+size_t PoolImpl::CollectSealed(size_t shard, size_t limit,
+                               std::vector<std::pair<uint32_t, Digest>>& raw) {
+  absl::MutexLock lock(&shards_[shard].mu);
+  size_t n = 0;
+  for (const auto& [key, block] : shards_[shard].index) {
+    if (n >= limit) break;
+    if (block->state != BlockState::kSealed) continue;
+    raw.emplace_back(key.ns, key.digest);
+    ++n;
   }
+  return n;
+}
+
+std::vector<BlockKey> PoolImpl::Named(const std::vector<std::pair<uint32_t, Digest>>& raw) {
   std::vector<BlockKey> out;
   out.reserve(raw.size());
   absl::MutexLock lock(&ns_mu_);
-  for (auto& [ns, digest] : raw) out.push_back(BlockKey{ns_names_[ns], digest});
+  for (const auto& [ns, digest] : raw) out.push_back(BlockKey{ns_names_[ns], digest});
   return out;
+}
+
+std::vector<BlockKey> PoolImpl::Keys(size_t limit) {
+  std::vector<std::pair<uint32_t, Digest>> raw;
+  for (size_t i = 0; i < static_cast<size_t>(options_.index_shards) && raw.size() < limit; ++i) {
+    CollectSealed(i, limit - raw.size(), raw);
+  }
+  return Named(raw);
+}
+
+Pool::KeyScan PoolImpl::ScanKeys(size_t from, size_t limit) {
+  const size_t shards = static_cast<size_t>(options_.index_shards);
+  std::vector<std::pair<uint32_t, Digest>> raw;
+  size_t shard = from;
+  while (shard < shards && raw.size() < limit) {
+    CollectSealed(shard++, SIZE_MAX, raw);  // whole shards: the next page starts at a boundary
+  }
+  return KeyScan{.keys = Named(raw), .next = shard, .done = shard >= shards};
 }
 
 PoolStats PoolImpl::Stats() {

@@ -78,6 +78,7 @@ class PoolImpl final : public Pool {
   absl::Status Release(LeaseId lease) override;
   size_t ExpireLeases() override;
   std::vector<BlockKey> Keys(size_t limit) override;
+  KeyScan ScanKeys(size_t from, size_t limit) override;
   PoolStats Stats() override;
   int arena_fd() const override { return arena_->fd(); }
   uint8_t* arena_base() const override { return arena_->base(); }
@@ -113,9 +114,9 @@ class PoolImpl final : public Pool {
 
   absl::StatusOr<std::pair<LeaseId, BlockInfo>> DoAllocate(const BlockKey& key, uint64_t size,
                                                            const BlockKey* parent,
-                                                           absl::Time deadline);
+                                                           absl::Duration ttl);
   absl::StatusOr<std::pair<LeaseId, BlockInfo>> DoAcquireRead(const BlockKey& key,
-                                                              absl::Time deadline);
+                                                              absl::Duration ttl);
   // Validates `size` for a value of `what` (a key, or "a blank").
   absl::Status ValidateSize(uint64_t size, absl::string_view what) const;
   // Names `b` (a new block or a blank) `key` and enters it in the index as kWriting.
@@ -165,6 +166,11 @@ class PoolImpl final : public Pool {
   // Tells the key feed, if any. REQUIRES: the block's shard lock (the feed keeps its order).
   void Announce(const Block* b, bool present);
   std::string NamespaceName(uint32_t ns) ABSL_LOCKS_EXCLUDED(ns_mu_);
+  // Appends up to `limit` sealed keys of one index shard to `raw`; returns how many.
+  size_t CollectSealed(size_t shard, size_t limit, std::vector<std::pair<uint32_t, Digest>>& raw);
+  // The keys with their namespaces' names.
+  std::vector<BlockKey> Named(const std::vector<std::pair<uint32_t, Digest>>& raw)
+      ABSL_LOCKS_EXCLUDED(ns_mu_);
 
   // Immutable after construction.
   const PoolOptions options_;

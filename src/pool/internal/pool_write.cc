@@ -91,7 +91,7 @@ uint64_t PoolImpl::ParentId(const BlockKey* parent) {
 absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::DoAllocate(const BlockKey& key,
                                                                    uint64_t size,
                                                                    const BlockKey* parent,
-                                                                   absl::Time deadline) {
+                                                                   absl::Duration ttl) {
   EMS_RETURN_IF_ERROR(ValidateSize(size, key.ToString()));
   auto b = std::make_unique<Block>();
   b->size = size;
@@ -106,13 +106,16 @@ absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::DoAllocate(const BlockKe
   }
   counters_.unsealed.fetch_add(1, std::memory_order_relaxed);
   Block* raw = b.release();  // owned by the index from here
-  const LeaseId lease = AddLease({raw, /*write=*/true, deadline, parent_id});
-  return std::make_pair(lease, InfoOf(raw));
+  // Read before the lease is visible: once it is, the sweeper may end it and free the block.
+  // The deadline runs from now, not from before an allocation that may have had to evict.
+  const BlockInfo info = InfoOf(raw);
+  const LeaseId lease = AddLease({raw, /*write=*/true, options_.clock->Now() + ttl, parent_id});
+  return std::make_pair(lease, info);
 }
 
 absl::StatusOr<WriteHandle> PoolImpl::Allocate(const BlockKey& key, uint64_t size,
                                                const BlockKey* parent) {
-  EMS_ASSIGN_OR_RETURN(auto grant, DoAllocate(key, size, parent, absl::InfiniteFuture()));
+  EMS_ASSIGN_OR_RETURN(auto grant, DoAllocate(key, size, parent, absl::InfiniteDuration()));
   return WriteHandle(this, grant.first, arena_->base() + grant.second.offset, grant.second);
 }
 
@@ -121,7 +124,7 @@ absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::AcquireWrite(const Block
                                                                      const BlockKey* parent,
                                                                      absl::Duration ttl) {
   if (ttl <= absl::ZeroDuration()) ttl = options_.default_lease;
-  return DoAllocate(key, size, parent, options_.clock->Now() + ttl);
+  return DoAllocate(key, size, parent, ttl);
 }
 
 absl::Status PoolImpl::DoSeal(LeaseId lease_id, uint64_t expected_checksum) {
@@ -195,10 +198,11 @@ absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::AcquireBlank(uint64_t si
   b->state = BlockState::kBlank;
   EMS_RETURN_IF_ERROR(ReserveSpace(b.get()));
   counters_.blanks.fetch_add(1, std::memory_order_relaxed);
-  Block* raw = b.release();  // owned by the lease until it is sealed or ends
+  Block* raw = b.release();            // owned by the lease until it is sealed or ends
+  const BlockInfo info = InfoOf(raw);  // before the lease is visible (DoAllocate)
   const LeaseId lease =
       AddLease({raw, /*write=*/true, options_.clock->Now() + ttl, 0, /*blank=*/true});
-  return std::make_pair(lease, InfoOf(raw));
+  return std::make_pair(lease, info);
 }
 
 absl::Status PoolImpl::SealBlank(LeaseId lease_id, const BlockKey& key, const BlockKey* parent,
