@@ -50,6 +50,21 @@ class LocalPathTest : public ::testing::Test {
     return false;
   }
 
+  // Kills the node and starts another on the same socket and port: a new arena behind the
+  // same addresses, as when a DaemonSet pod restarts. remote_ is connected to the new one.
+  void RestartOnTheSameSocket() {
+    const std::string address = node_->Value("LISTENING");
+    node_->Signal(SIGKILL);
+    node_->Wait();
+    auto again = testing::StartNode(
+        {"--huge_page_num=32", "--local_socket=" + socket_, "--listen=" + address});
+    ASSERT_TRUE(again.ok()) << again.status();
+    node_ = *std::move(again);
+    auto remote = Client::Connect({.address = address, .use_local = false});
+    ASSERT_TRUE(remote.ok()) << remote.status();
+    remote_ = *std::move(remote);
+  }
+
   std::string socket_;
   std::unique_ptr<testing::Process> node_;
   std::unique_ptr<Client> remote_;
@@ -501,6 +516,52 @@ TEST_F(LocalPathTest, MalformedBlankSealsAreRefusedAndLeakNothing) {
     return s.blank_blocks() == 0 && s.used_bytes() == baseline;
   })) << Stats().blank_blocks()
       << " blanks still held";
+}
+
+TEST_F(LocalPathTest, AChannelNeverWritesOrReadsTheArenaOfANodeThatRestarted) {
+  // Without a directory there is no watcher: only the next connection's hello can tell that
+  // the node behind the socket is another one. Grants from it name offsets in its new arena.
+  auto local = client::LocalChannel::Connect({.socket_path = socket_, .use_directory = false});
+  ASSERT_TRUE(local.ok()) << local.status();
+  ASSERT_TRUE((*local)->Put(TestKey(1), TestValue(1, 8192)).ok());
+  RestartOnTheSameSocket();
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    absl::Status put = (*local)->Put(TestKey(2), TestValue(2, 8192));
+    EXPECT_TRUE(absl::IsUnavailable(put)) << put;  // never OK: the bytes would land nowhere
+  }
+  EXPECT_FALSE((*local)->node_alive());
+  ASSERT_TRUE(remote_->Put(TestKey(3), TestValue(3, 8192)).ok());
+  std::vector<uint8_t> out(8192);
+  EXPECT_TRUE(absl::IsUnavailable((*local)->Get(TestKey(3), absl::MakeSpan(out)).status()));
+  EXPECT_TRUE(absl::IsNotFound(remote_->Get(TestKey(2), absl::MakeSpan(out)).status()));
+}
+
+TEST_F(LocalPathTest, TheClientReconnectsItsLocalPathToANodeThatRestarted) {
+  auto client = Client::Connect({.address = node_->Value("LISTENING"), .local_socket = socket_});
+  ASSERT_TRUE(client.ok()) << client.status();
+  ASSERT_TRUE((*client)->Put(TestKey(10), TestValue(10, 8192)).ok());
+  RestartOnTheSameSocket();
+  ASSERT_TRUE(remote_->Put(TestKey(11), TestValue(11, 8192)).ok());
+  // The first call may fail (the old connection is gone); then the client maps the new arena.
+  // What it reports as stored must be stored, byte for byte, and what it reads must be right.
+  int stored = 0, read = 0;
+  for (int attempt = 0; attempt < 20 && (stored == 0 || read == 0); ++attempt) {
+    if ((*client)->Put(TestKey(12), TestValue(12, 8192)).ok()) {
+      std::vector<uint8_t> out(8192);
+      ASSERT_TRUE(remote_->Get(TestKey(12), absl::MakeSpan(out)).ok());
+      ASSERT_EQ(out, TestValue(12, 8192));
+      ++stored;
+    }
+    std::vector<uint8_t> out(8192);
+    if ((*client)->Get(TestKey(11), absl::MakeSpan(out)).ok()) {
+      ASSERT_EQ(out, TestValue(11, 8192));
+      ++read;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_GT(stored, 0);
+  EXPECT_GT(read, 0);
+  EXPECT_EQ(*(*client)->MatchPrefix({TestKey(11), TestKey(12), TestKey(10)}), 2u);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -65,6 +66,35 @@ absl::StatusOr<std::unique_ptr<LocalChannel::Conn>> LocalChannel::Dial(
   return std::make_unique<Conn>(fd);
 }
 
+absl::StatusOr<LocalChannel::ArenaId> LocalChannel::IdOf(int arena_fd) {
+  struct stat st;
+  if (fstat(arena_fd, &st) != 0) {
+    return absl::InternalError(absl::StrCat("fstat of the node's arena: ", std::strerror(errno)));
+  }
+  return ArenaId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+}
+
+absl::Status LocalChannel::GoneError() const {
+  return absl::UnavailableError(
+      absl::StrCat("local path: the node that served ", socket_path_,
+                   " has exited (its arena, which this channel maps, is gone)"));
+}
+
+absl::Status LocalChannel::CheckSameArena(Conn& c) {
+  v1::LocalRequest hello;
+  hello.mutable_hello();
+  std::vector<int> fds;
+  auto resp = RoundTrip(c, hello, &fds);
+  absl::StatusOr<ArenaId> id = fds.empty() ? absl::InternalError("no arena passed") : IdOf(fds[0]);
+  for (int fd : fds) close(fd);
+  if (!resp.ok()) return resp.status();
+  if (id.ok() && *id == arena_id_) return absl::OkStatus();
+  // Another arena behind the same socket: the node restarted. Grants from it name offsets in
+  // an arena this channel does not map; copying at them would write a dead node's memory.
+  node_gone_.store(true, std::memory_order_relaxed);
+  return GoneError();
+}
+
 absl::StatusOr<std::unique_ptr<LocalChannel>> LocalChannel::Connect(const Options& options) {
   if (options.max_connections < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -90,6 +120,11 @@ absl::StatusOr<std::unique_ptr<LocalChannel>> LocalChannel::Connect(const Option
     return absl::InternalError(
         absl::StrCat("node at ", options.socket_path, " did not pass its arena"));
   }
+  absl::StatusOr<ArenaId> arena_id = IdOf(arena_fd);
+  if (!arena_id.ok()) {
+    close_fds();
+    return arena_id.status();
+  }
   // MAP_POPULATE maps the node's (prefaulted) pages now instead of faulting on each first
   // touch on the data path.
   void* base = mmap(nullptr, resp->arena_bytes(), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
@@ -112,14 +147,15 @@ absl::StatusOr<std::unique_ptr<LocalChannel>> LocalChannel::Connect(const Option
   close_fds();
   return std::unique_ptr<LocalChannel>(
       new LocalChannel(*std::move(conn), static_cast<uint8_t*>(base), resp->arena_bytes(),
-                       resp->node_id(), std::move(dir), options));
+                       *arena_id, resp->node_id(), std::move(dir), options));
 }
 
 LocalChannel::LocalChannel(std::unique_ptr<Conn> first, uint8_t* base, uint64_t bytes,
-                           std::string node_id, std::unique_ptr<directory::Reader> directory,
-                           const Options& options)
+                           ArenaId arena_id, std::string node_id,
+                           std::unique_ptr<directory::Reader> directory, const Options& options)
     : base_(base),
       arena_bytes_(bytes),
+      arena_id_(arena_id),
       node_id_(std::move(node_id)),
       socket_path_(options.socket_path),
       verify_(options.verify_checksums),
@@ -186,6 +222,7 @@ LocalChannel::Counters LocalChannel::counters() const {
 }
 
 absl::StatusOr<LocalChannel::Borrowed> LocalChannel::Borrow() {
+  if (!node_alive()) return GoneError();
   {
     absl::MutexLock lock(&mu_);
     auto usable = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -200,10 +237,11 @@ absl::StatusOr<LocalChannel::Borrowed> LocalChannel::Borrow() {
     ++open_;  // a slot for the connection dialled below
   }
   auto c = Dial(socket_path_);
-  if (!c.ok()) {
+  absl::Status same = c.ok() ? CheckSameArena(**c) : c.status();
+  if (!same.ok()) {
     absl::MutexLock lock(&mu_);
     --open_;
-    return c.status();
+    return same;
   }
   return Borrowed(this, *std::move(c));
 }

@@ -94,12 +94,16 @@ class LocalChannel {
   // Control connections open now (idle or in use).
   int open_connections() const;
   bool has_directory() const { return directory_ != nullptr; }
-  // False once the node's process is gone (its sockets hung up): the directory and arena this
-  // channel maps are then a dead node's, so reads go to the node instead and fail.
+  // False once the node's process is gone (its sockets hung up, or a new connection reached
+  // another arena: the node restarted on the same socket). The directory and arena this
+  // channel maps are then a dead node's, so every call fails (UNAVAILABLE) and the owner
+  // should connect a new channel.
   bool node_alive() const { return !node_gone_.load(std::memory_order_relaxed); }
   Counters counters() const;
 
  private:
+  // Which arena a memfd is (device, inode): a restarted node creates a new one.
+  using ArenaId = std::pair<uint64_t, uint64_t>;
   // A blank granted on a connection: `blank_size` bytes at `offset`, checked inside the arena.
   struct Blank {
     uint64_t lease;
@@ -136,9 +140,15 @@ class LocalChannel {
   // What reading one block through the directory came to.
   enum class DirectoryRead { kRead, kMiss, kFailed, kAsk };
 
-  LocalChannel(std::unique_ptr<Conn> first, uint8_t* base, uint64_t bytes, std::string node_id,
-               std::unique_ptr<directory::Reader> directory, const Options& options);
+  LocalChannel(std::unique_ptr<Conn> first, uint8_t* base, uint64_t bytes, ArenaId arena_id,
+               std::string node_id, std::unique_ptr<directory::Reader> directory,
+               const Options& options);
   static absl::StatusOr<std::unique_ptr<Conn>> Dial(const std::string& socket_path);
+  static absl::StatusOr<ArenaId> IdOf(int arena_fd);
+  // A new connection's hello: UNAVAILABLE (and the channel marked gone) unless the node
+  // behind it passes the arena this channel maps.
+  absl::Status CheckSameArena(Conn& c);
+  absl::Status GoneError() const;
   // A grant's or lease's outcome as the node reported it.
   static absl::Status GrantStatus(const v1::LocalGrant& g);
   absl::StatusOr<Borrowed> Borrow();
@@ -187,6 +197,7 @@ class LocalChannel {
 
   uint8_t* const base_;
   const uint64_t arena_bytes_;
+  const ArenaId arena_id_;
   const std::string node_id_;
   const std::string socket_path_;
   const bool verify_;

@@ -198,8 +198,11 @@ std::optional<bool> LocalChannel::Contains(const BlockKey& key) const {
 absl::StatusOr<size_t> LocalChannel::MatchPrefix(absl::Span<const BlockKey> keys) {
   if (directory_ != nullptr && node_alive() && directory_->complete()) {
     size_t matched = 0;
-    while (matched < keys.size() && *Contains(keys[matched])) ++matched;
-    return matched;
+    // Contains can stop vouching mid-walk (the node died, the directory filled up): then the
+    // node answers the whole prompt instead.
+    std::optional<bool> present;
+    while (matched < keys.size() && (present = Contains(keys[matched])) && *present) ++matched;
+    if (present.has_value() || matched == keys.size()) return matched;
   }
   auto conn = Borrow();
   if (!conn.ok()) return conn.status();

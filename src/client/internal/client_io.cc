@@ -56,8 +56,8 @@ std::vector<absl::StatusOr<size_t>> ClientImpl::BatchGet(absl::Span<const GetIte
     std::vector<std::unique_ptr<Call>> calls;
     std::vector<BulkGroup> bulk;
     for (auto& [conn, idx] : groups) {
-      if (conn->local() != nullptr) {
-        GetLocal(conn->local(), items, idx, results, outcomes);
+      if (std::shared_ptr<LocalChannel> local = conn->local()) {
+        GetLocal(local.get(), items, idx, results, outcomes);
         continue;
       }
       if (BulkChannel* channel = conn->bulk()) {
@@ -209,13 +209,14 @@ std::vector<absl::Status> ClientImpl::BatchPut(absl::Span<const PutItem> items) 
     std::vector<std::unique_ptr<Call>> calls;
     std::vector<BulkGroup> bulk;
     for (auto& [conn, idx] : groups) {
-      if (conn->local() == nullptr && conn->bulk() != nullptr) {
+      std::shared_ptr<LocalChannel> local = conn->local();
+      if (local == nullptr && conn->bulk() != nullptr) {
         auto call = std::make_unique<BulkCall>(conn->bulk(), bulk::Op::kPut, r.epoch);
         for (size_t i : idx) call->AddPut(&items[i].key, items[i].value, sums[i], items[i].parent);
         bulk.push_back({conn, idx, std::move(call)});
         continue;
       }
-      if (LocalChannel* local = conn->local()) {
+      if (local != nullptr) {
         std::vector<client::LocalPutItem> local_items;
         for (size_t i : idx) local_items.push_back({items[i].key, items[i].value, items[i].parent});
         auto st = local->BatchPut(local_items);

@@ -10,31 +10,44 @@
 namespace ems::client::internal {
 
 namespace {
-// What a node's directory or mirror says of `key`; nullopt if the node must be asked.
-std::optional<bool> PresentWithoutRoundTrip(NodeConnection* conn, const BlockKey& key) {
-  if (LocalChannel* local = conn->local()) return local->Contains(key);
+// What a node's directory (through its local channel, if it has one) or mirror says of `key`;
+// nullopt if the node must be asked.
+std::optional<bool> PresentWithoutRoundTrip(NodeConnection* conn, LocalChannel* local,
+                                            const BlockKey& key) {
+  if (local != nullptr) return local->Contains(key);
   if (KeyMirror* mirror = conn->mirror()) return mirror->Contains(key);
   return std::nullopt;
 }
+
+struct Owner {
+  const v1::NodeInfo* node;
+  NodeConnection* conn;
+  std::shared_ptr<LocalChannel> local;  // held for the walk
+};
 }  // namespace
 
 size_t ClientImpl::MatchWithoutRoundTrips(const Routing& r, absl::Span<const BlockKey> keys,
                                           bool* done) {
   *done = false;
-  // Owners resolved once per node, not per key: a prompt has a few owners and many keys.
-  std::vector<std::pair<const v1::NodeInfo*, NodeConnection*>> seen;
+  // Owners (and their local channels) resolved once per node, not per key: a prompt has a
+  // few owners and many keys.
+  std::vector<Owner> seen;
+  const Owner single = r.view == nullptr ? Owner{nullptr, single_.get(), single_->local()}
+                                         : Owner{nullptr, nullptr, nullptr};
   for (size_t i = 0; i < keys.size(); ++i) {
-    NodeConnection* conn = nullptr;
-    if (r.view == nullptr) {
-      conn = single_.get();
-    } else {
+    const Owner* owner = &single;
+    if (r.view != nullptr) {
       const v1::NodeInfo* node = r.view->PrimaryOwner(keys[i]);
       if (node == nullptr) return i;
-      auto it = std::find_if(seen.begin(), seen.end(), [&](auto& s) { return s.first == node; });
-      if (it == seen.end()) it = seen.insert(seen.end(), {node, Conn(*node).get()});
-      conn = it->second;
+      auto it = std::find_if(seen.begin(), seen.end(), [&](auto& s) { return s.node == node; });
+      if (it == seen.end()) {
+        NodeConnection* conn = Conn(*node).get();
+        it = seen.insert(seen.end(), {node, conn, conn->local()});
+      }
+      owner = &*it;
     }
-    const std::optional<bool> present = PresentWithoutRoundTrip(conn, keys[i]);
+    const std::optional<bool> present =
+        PresentWithoutRoundTrip(owner->conn, owner->local.get(), keys[i]);
     if (!present.has_value()) return i;  // this owner must be asked: the rest goes to them
     if (!*present) {
       *done = true;  // the first miss ends the prefix
@@ -72,13 +85,14 @@ absl::StatusOr<size_t> ClientImpl::MatchPrefix(absl::Span<const BlockKey> all_ke
     std::vector<BulkGroup> bulk;
     absl::Status error;
     for (auto& [conn, idx] : groups) {
-      if (conn->local() == nullptr && conn->bulk() != nullptr) {
+      std::shared_ptr<LocalChannel> local = conn->local();
+      if (local == nullptr && conn->bulk() != nullptr) {
         auto call = std::make_unique<BulkCall>(conn->bulk(), bulk::Op::kMatchPrefix, r.epoch);
         for (size_t i : idx) call->AddKey(&keys[i]);
         bulk.push_back({conn, idx, std::move(call)});
         continue;
       }
-      if (LocalChannel* local = conn->local()) {
+      if (local != nullptr) {
         std::vector<BlockKey> sub;
         for (size_t i : idx) sub.push_back(keys[i]);
         auto m = local->MatchPrefix(sub);

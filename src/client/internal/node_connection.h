@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/synchronization/mutex.h"
 #include "client/bulk_channel.h"
 #include "client/client.h"
 #include "client/key_mirror.h"
@@ -27,8 +28,11 @@ class NodeConnection {
   const std::string& id() const { return id_; }
   const std::string& address() const { return address_; }
   v1::DataPlane::Stub* stub() { return stub_.get(); }
-  // nullptr when the node is remote or its socket could not be used.
-  LocalChannel* local() { return local_.get(); }
+  // nullptr when the node is remote or its socket could not be used. A channel whose node
+  // exited (LocalChannel::node_alive) is replaced by a new one to the node now serving the
+  // socket, tried at most once a second; until then nullptr, and calls go over the network.
+  // Hold the pointer for the call: a replaced channel lives until its last user is done.
+  std::shared_ptr<LocalChannel> local();
   // nullptr when the node has no bulk channel or the client does not use it.
   BulkChannel* bulk() { return bulk_.get(); }
   int bulk_port() const { return bulk_port_; }
@@ -41,12 +45,18 @@ class NodeConnection {
   static void Prepare(grpc::ClientContext* ctx, const ClientOptions& options, uint64_t epoch);
 
  private:
+  // A channel to the node serving local_socket_, or nullptr (logged) if it cannot be had.
+  std::shared_ptr<LocalChannel> ConnectLocal();
+
   const std::string id_;
   const std::string address_;
   const ClientOptions options_;
   const int bulk_port_;
   std::unique_ptr<v1::DataPlane::Stub> stub_;
-  std::unique_ptr<LocalChannel> local_;
+  const std::string local_socket_;
+  absl::Mutex local_mu_;
+  std::shared_ptr<LocalChannel> local_ ABSL_GUARDED_BY(local_mu_);
+  absl::Time local_retry_ ABSL_GUARDED_BY(local_mu_) = absl::InfinitePast();
   std::unique_ptr<BulkChannel> bulk_;
   std::unique_ptr<KeyMirror> mirror_;  // declared after bulk_: it uses bulk_ until it stops
 };
