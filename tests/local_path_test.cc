@@ -564,5 +564,55 @@ TEST_F(LocalPathTest, TheClientReconnectsItsLocalPathToANodeThatRestarted) {
   EXPECT_EQ(*(*client)->MatchPrefix({TestKey(11), TestKey(12), TestKey(10)}), 2u);
 }
 
+TEST_F(LocalPathTest, BatchesLargerThanOneSocketMessageAreSplitNotDropped) {
+  // A SOCK_SEQPACKET message must fit the sender's socket buffer (about 208 KiB): 4,096 misses
+  // answered at once, or 3,000 puts with parents asked at once, did not, and the connection
+  // dropped (every item UNAVAILABLE).
+  auto local = client::LocalChannel::Connect({.socket_path = socket_, .use_directory = false});
+  ASSERT_TRUE(local.ok()) << local.status();
+  constexpr int kItems = 4096;
+  std::vector<BlockKey> keys;
+  std::vector<std::vector<uint8_t>> bufs(kItems, std::vector<uint8_t>(4096));
+  std::vector<absl::Span<uint8_t>> spans;
+  for (int i = 0; i < kItems; ++i) {
+    keys.push_back(TestKey(900000 + i));
+    spans.push_back(absl::MakeSpan(bufs[i]));
+  }
+  for (const auto& got : (*local)->BatchGet(keys, spans)) {
+    EXPECT_TRUE(absl::IsNotFound(got.status())) << got.status();
+  }
+  constexpr int kPuts = 3000;
+  std::vector<std::vector<uint8_t>> values;
+  for (int i = 0; i < kPuts; ++i) values.push_back(TestValue(900000 + i, 4096));
+  std::vector<client::LocalPutItem> items;
+  for (int i = 0; i < kPuts; ++i) {
+    items.push_back({keys[i], values[i], i > 0 ? &keys[i - 1] : nullptr});
+  }
+  for (const absl::Status& s : (*local)->BatchPut(items)) ASSERT_TRUE(s.ok()) << s;
+  for (int i = 0; i < kPuts; ++i) {
+    auto got = (*local)->BatchGet({keys[i]}, {spans[i]})[0];
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(bufs[i], values[i]);
+  }
+  EXPECT_EQ(*(*local)->MatchPrefix(keys), static_cast<size_t>(kPuts));
+  EXPECT_TRUE(WaitForStats([](const v1::StatsResponse& s) { return s.pinned_blocks() == 0; }));
+}
+
+TEST_F(LocalPathTest, MoreWriteAheadThanTheNodeGrantsIsTakenAsItsLimit) {
+  // The node grants at most 64 blanks per seal and refuses a seal asking for more: with 100,
+  // every put failed, and its write lease kept the key "being written", so a retried put was
+  // told the key was stored when it was not.
+  auto local = client::LocalChannel::Connect(
+      {.socket_path = socket_, .max_connections = 1, .write_ahead_blocks = 100});
+  ASSERT_TRUE(local.ok()) << local.status();
+  for (uint64_t k = 700; k < 710; ++k) {
+    ASSERT_TRUE((*local)->Put(TestKey(k), TestValue(k, 4096)).ok());
+    std::vector<uint8_t> out(4096);
+    ASSERT_TRUE(remote_->Get(TestKey(k), absl::MakeSpan(out)).ok()) << k;
+    ASSERT_EQ(out, TestValue(k, 4096));
+  }
+  EXPECT_EQ(Stats().unsealed_blocks(), 0u);
+}
+
 }  // namespace
 }  // namespace ems

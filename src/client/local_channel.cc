@@ -160,7 +160,7 @@ LocalChannel::LocalChannel(std::unique_ptr<Conn> first, uint8_t* base, uint64_t 
       socket_path_(options.socket_path),
       verify_(options.verify_checksums),
       max_connections_(options.max_connections),
-      write_ahead_blocks_(std::max(options.write_ahead_blocks, 0)),
+      write_ahead_blocks_(std::clamp(options.write_ahead_blocks, 0, kMaxWriteAhead)),
       directory_(std::move(directory)) {
   {
     absl::MutexLock lock(&mu_);
@@ -355,21 +355,26 @@ uint64_t LocalChannel::CopyIn(uint8_t* dst, absl::Span<const uint8_t> value) con
   return 0;
 }
 
-std::vector<absl::Status> LocalChannel::BatchPut(absl::Span<const LocalPutItem> items) {
-  std::vector<absl::Status> out(items.size());
+std::vector<absl::Status> LocalChannel::BatchPut(absl::Span<const LocalPutItem> all) {
+  std::vector<absl::Status> out(all.size());
   auto conn = Borrow();
   if (!conn.ok()) {
     for (auto& o : out) o = conn.status();
     return out;
   }
   Conn& c = **conn;
-  std::vector<size_t> rest;
-  if (FitsBlanks(c, items)) {
-    PutIntoBlanks(c, items, out, rest);
-  } else {
-    for (size_t i = 0; i < items.size(); ++i) rest.push_back(i);
+  for (size_t first = 0; first < all.size(); first += kItemsPerRequest) {
+    const absl::Span<const LocalPutItem> items = all.subspan(first, kItemsPerRequest);
+    std::vector<absl::Status> part(items.size());
+    std::vector<size_t> rest;
+    if (FitsBlanks(c, items)) {
+      PutIntoBlanks(c, items, part, rest);
+    } else {
+      for (size_t i = 0; i < items.size(); ++i) rest.push_back(i);
+    }
+    if (!rest.empty()) PutWithGrants(c, items, rest, part);
+    std::move(part.begin(), part.end(), out.begin() + static_cast<ptrdiff_t>(first));
   }
-  if (!rest.empty()) PutWithGrants(c, items, rest, out);
   return out;
 }
 
@@ -405,6 +410,9 @@ void LocalChannel::PutIntoBlanks(Conn& c, absl::Span<const LocalPutItem> items,
   }
   if (!resp.ok()) {
     for (auto& o : out) o = resp.status();
+    // Refused whole: give the blanks back now, not when their leases run out. (A broken
+    // connection ends them on the node as it closes.)
+    if (!c.broken) ReleaseLeases(c, {seal->leases().begin(), seal->leases().end()});
     return;
   }
   counters_.blank_puts.fetch_add(items.size(), std::memory_order_relaxed);
@@ -451,6 +459,11 @@ void LocalChannel::PutWithGrants(Conn& c, absl::Span<const LocalPutItem> items,
   if (sealed_items.empty()) return;
   AskForBlanks(c, items[sealed_items.front()].value.size(), seal.mutable_seal());
   auto sealed = CountedRoundTrip(c, seal);
+  if (!sealed.ok() && !c.broken) {
+    // Refused whole: end the write leases now. Held, they would keep the keys "being
+    // written", and a retried put of one would be told it is stored when it is not.
+    ReleaseLeases(c, {seal.seal().leases().begin(), seal.seal().leases().end()});
+  }
   for (size_t j = 0; j < sealed_items.size(); ++j) {
     absl::Status s = !sealed.ok() ? sealed.status()
                      : j < static_cast<size_t>(sealed->grants_size())

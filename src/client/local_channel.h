@@ -54,7 +54,8 @@ class LocalChannel {
     // Blanks (arena space granted ahead, for no key yet) each connection keeps for its next
     // puts: a put of new blocks then copies into blanks and seals them with their keys in one
     // round trip, where asking for space first takes two. The channel holds at most 1/64 of
-    // the arena in blanks, split over `max_connections`; 0 = always ask first.
+    // the arena in blanks, split over `max_connections`; 0 = always ask first. At most 64
+    // (what the node grants per seal); more is taken as 64.
     int write_ahead_blocks = 16;
   };
 
@@ -102,6 +103,13 @@ class LocalChannel {
   Counters counters() const;
 
  private:
+  // Items per request, and so per answer. A SOCK_SEQPACKET message goes whole or not at all,
+  // and the sender's socket buffer bounds it (net.core.wmem_default: 208 KiB on Debian; 1 MiB
+  // for the node's receive buffer does not help). 256 items with the longest keys (256-byte
+  // namespaces, with parents) take under 150 KiB, and so do their grants with error messages.
+  static constexpr size_t kItemsPerRequest = 256;
+  // Blanks a seal may ask for: the node grants no more (local_server.cc).
+  static constexpr int kMaxWriteAhead = 64;
   // Which arena a memfd is (device, inode): a restarted node creates a new one.
   using ArenaId = std::pair<uint64_t, uint64_t>;
   // A blank granted on a connection: `blank_size` bytes at `offset`, checked inside the arena.
@@ -160,9 +168,13 @@ class LocalChannel {
   // Copies `key`'s block into `buf` if the directory vouches for it; sets `*result` unless kAsk.
   DirectoryRead ReadThroughDirectory(const BlockKey& key, absl::Span<uint8_t> buf,
                                      absl::StatusOr<size_t>* result) const;
-  // Reads items `idx` under leases, one round trip.
+  // Reads items `idx` under leases, one round trip per kItemsPerRequest.
   void GetLeased(absl::Span<const BlockKey> keys, absl::Span<const absl::Span<uint8_t>> buffers,
                  const std::vector<size_t>& idx, std::vector<absl::StatusOr<size_t>>& out);
+  // One request of GetLeased: at most kItemsPerRequest of `idx`.
+  void ReadLeased(Conn& c, absl::Span<const BlockKey> keys,
+                  absl::Span<const absl::Span<uint8_t>> buffers, absl::Span<const size_t> idx,
+                  std::vector<absl::StatusOr<size_t>>& out);
   // Tells the node about reads served by the directory; sends, never waits.
   void QueueReads(const std::vector<const BlockKey*>& hits, uint64_t misses);
   // Takes the reads not yet reported (false if there are none).

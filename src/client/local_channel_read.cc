@@ -145,7 +145,16 @@ void LocalChannel::GetLeased(absl::Span<const BlockKey> keys,
     for (size_t i : idx) out[i] = conn.status();
     return;
   }
-  Conn& c = **conn;
+  for (size_t first = 0; first < idx.size(); first += kItemsPerRequest) {
+    ReadLeased(**conn, keys, buffers, absl::MakeConstSpan(idx).subspan(first, kItemsPerRequest),
+               out);
+  }
+}
+
+void LocalChannel::ReadLeased(Conn& c, absl::Span<const BlockKey> keys,
+                              absl::Span<const absl::Span<uint8_t>> buffers,
+                              absl::Span<const size_t> idx,
+                              std::vector<absl::StatusOr<size_t>>& out) {
   v1::LocalRequest req;
   for (size_t i : idx) ToProto(keys[i], req.mutable_read()->add_keys());
   auto resp = CountedRoundTrip(c, req);
@@ -206,11 +215,17 @@ absl::StatusOr<size_t> LocalChannel::MatchPrefix(absl::Span<const BlockKey> keys
   }
   auto conn = Borrow();
   if (!conn.ok()) return conn.status();
-  v1::LocalRequest req;
-  for (const BlockKey& k : keys) ToProto(k, req.mutable_match_prefix()->add_keys());
-  auto resp = CountedRoundTrip(**conn, req);
-  if (!resp.ok()) return resp.status();
-  return static_cast<size_t>(resp->matched());
+  size_t matched = 0;
+  for (size_t first = 0; first < keys.size(); first += kItemsPerRequest) {
+    const absl::Span<const BlockKey> part = keys.subspan(first, kItemsPerRequest);
+    v1::LocalRequest req;
+    for (const BlockKey& k : part) ToProto(k, req.mutable_match_prefix()->add_keys());
+    auto resp = CountedRoundTrip(**conn, req);
+    if (!resp.ok()) return resp.status();
+    matched += std::min<size_t>(resp->matched(), part.size());
+    if (resp->matched() < part.size()) break;  // the prefix ends in this part
+  }
+  return matched;
 }
 
 }  // namespace ems::client
