@@ -14,8 +14,27 @@
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14; older headers lack it
+#endif
+
 namespace ems::pool::internal {
 namespace {
+
+// Allocates and maps every page of [base, base + bytes) now, where the NUMA policy and the
+// huge-page advice already set put them.
+absl::Status Prefault(uint8_t* base, uint64_t bytes) {
+  if (madvise(base, bytes, MADV_POPULATE_WRITE) == 0) return absl::OkStatus();
+  if (errno != EINVAL) {  // EINVAL: a kernel before 5.14; anything else is out of memory
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot fault in an arena of ", bytes, " bytes: ", std::strerror(errno)));
+  }
+  const long page = sysconf(_SC_PAGESIZE);
+  for (uint64_t off = 0; off < bytes; off += static_cast<uint64_t>(page)) {
+    reinterpret_cast<volatile uint8_t*>(base)[off] = 0;
+  }
+  return absl::OkStatus();
+}
 
 // First number in a file, or 0 when the file is absent or says "max".
 uint64_t ReadNumber(const std::string& path) {
@@ -101,10 +120,10 @@ absl::StatusOr<std::unique_ptr<Arena>> Arena::Create(const ArenaOptions& options
     close(fd);
     return s;
   }
-  // MAP_POPULATE allocates and maps every page now (prefault); hugetlb pages are reserved at
-  // mmap time either way.
-  void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                    MAP_SHARED | (options.prefault ? MAP_POPULATE : 0), fd, 0);
+  // Hugetlb pages are reserved here; every page is faulted in only below, after the huge-page
+  // advice and the NUMA binding, which do not move pages already there (with MAP_POPULATE
+  // the arena stayed on the node the process started on, whatever --numa_node said).
+  void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) {
     absl::Status s = absl::ResourceExhaustedError(
         absl::StrCat("cannot map an arena of ", bytes, " bytes: ", std::strerror(errno)));
@@ -121,6 +140,13 @@ absl::StatusOr<std::unique_ptr<Arena>> Arena::Create(const ArenaOptions& options
         options.page_num, options.page_mb, FreeHugepages(options.page_mb));
   }
   if (options.numa_node >= 0) numa_tonode_memory(base, bytes, options.numa_node);
+  if (options.prefault) {
+    if (absl::Status s = Prefault(static_cast<uint8_t*>(base), bytes); !s.ok()) {
+      munmap(base, bytes);
+      close(fd);
+      return s;
+    }
+  }
   spdlog::info("arena: {} MiB on {}", bytes >> 20, hugetlb ? "hugetlb pages" : "THP");
   return std::unique_ptr<Arena>(new Arena(fd, static_cast<uint8_t*>(base), bytes, hugetlb));
 }

@@ -2,6 +2,7 @@
 
 #include <bit>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
@@ -37,12 +38,15 @@ PoolImpl::~PoolImpl() {
     absl::MutexLock lock(&shards_[i].mu);
     for (auto& [key, block] : shards_[i].index) delete block;
   }
-  for (size_t i = 0; i < kLeaseShards; ++i) {  // blanks are in no index
+  // In no index: blanks, and removed blocks that read leases still pin (maybe several each).
+  absl::flat_hash_set<Block*> unindexed;
+  for (size_t i = 0; i < kLeaseShards; ++i) {
     absl::MutexLock lock(&lease_shards_[i].mu);
     for (auto& [id, lease] : lease_shards_[i].leases) {
-      if (lease.blank) delete lease.block;
+      if (lease.blank || lease.block->state == BlockState::kRemoved) unindexed.insert(lease.block);
     }
   }
+  for (Block* b : unindexed) delete b;
 }
 
 int64_t PoolImpl::NamespaceId(const std::string& ns, bool create) {
