@@ -614,5 +614,30 @@ TEST_F(LocalPathTest, MoreWriteAheadThanTheNodeGrantsIsTakenAsItsLimit) {
   EXPECT_EQ(Stats().unsealed_blocks(), 0u);
 }
 
+TEST_F(LocalPathTest, AStandaloneClientFindsTheBulkChannelOfANodeThatRestarted) {
+  // --bulk_port=0 gives a restarted node another bulk port: the client connected before kept
+  // calling the old one, and every call failed in transport for good.
+  auto client = Client::Connect({.address = node_->Value("LISTENING"), .use_local = false});
+  ASSERT_TRUE(client.ok()) << client.status();
+  ASSERT_TRUE((*client)->Put(TestKey(20), TestValue(20, 8192)).ok());
+  RestartOnTheSameSocket();
+  ASSERT_TRUE(remote_->Put(TestKey(21), TestValue(21, 8192)).ok());
+  bool stored = false, read = false;
+  for (int attempt = 0; attempt < 40 && !(stored && read); ++attempt) {
+    stored = stored || (*client)->Put(TestKey(22), TestValue(22, 8192)).ok();
+    std::vector<uint8_t> out(8192);
+    if ((*client)->Get(TestKey(21), absl::MakeSpan(out)).ok()) {
+      ASSERT_EQ(out, TestValue(21, 8192));
+      read = true;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(stored);
+  EXPECT_TRUE(read);
+  std::vector<uint8_t> out(8192);
+  ASSERT_TRUE(remote_->Get(TestKey(22), absl::MakeSpan(out)).ok());
+  EXPECT_EQ(out, TestValue(22, 8192));
+}
+
 }  // namespace
 }  // namespace ems

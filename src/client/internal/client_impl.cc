@@ -35,19 +35,12 @@ absl::Status ClientImpl::Init() {
     }
     // Health says whether the node answers and where its bulk channel is; the connection
     // (which maps the arena when the node is local) is built once, knowing both.
-    auto probe = v1::DataPlane::NewStub(
-        grpc::CreateChannel(options_.address, grpc::InsecureChannelCredentials()));
-    grpc::ClientContext ctx;
-    NodeConnection::Prepare(&ctx, options_, 0);
-    v1::HealthResponse resp;
-    grpc::Status s = probe->Health(&ctx, v1::HealthRequest(), &resp);
-    if (!s.ok()) {
-      return absl::UnavailableError(
-          absl::StrCat("ems-node at ", options_.address, " does not answer: ", s.error_message()));
-    }
-    single_ =
-        std::make_shared<NodeConnection>(options_.address, options_.address, options_.local_socket,
-                                         static_cast<int>(resp.bulk_port()), options_);
+    absl::StatusOr<int> bulk_port = ProbeBulkPort();
+    if (!bulk_port.ok()) return bulk_port.status();
+    auto single = std::make_shared<NodeConnection>(options_.address, options_.address,
+                                                   options_.local_socket, *bulk_port, options_);
+    absl::MutexLock lock(&mu_);
+    routing_.single = std::move(single);
     return absl::OkStatus();
   }
   membership_ = v1::Membership::NewStub(
@@ -55,6 +48,39 @@ absl::Status ClientImpl::Init() {
   if (absl::Status s = RefreshMap(); !s.ok()) return s;
   refresher_ = std::thread([this] { RefreshLoop(); });
   return absl::OkStatus();
+}
+
+absl::StatusOr<int> ClientImpl::ProbeBulkPort() const {
+  auto probe = v1::DataPlane::NewStub(
+      grpc::CreateChannel(options_.address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  NodeConnection::Prepare(&ctx, options_, 0);
+  v1::HealthResponse resp;
+  grpc::Status s = probe->Health(&ctx, v1::HealthRequest(), &resp);
+  if (!s.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("ems-node at ", options_.address, " does not answer: ", s.error_message()));
+  }
+  return static_cast<int>(resp.bulk_port());
+}
+
+void ClientImpl::RecheckSingle() {
+  ConnPtr old;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = absl::Now();
+    if (cluster_ || now < single_recheck_) return;
+    single_recheck_ = now + absl::Seconds(1);
+    old = routing_.single;
+  }
+  absl::StatusOr<int> bulk_port = ProbeBulkPort();
+  if (!bulk_port.ok() || *bulk_port == old->bulk_port()) return;
+  spdlog::info("client: ems-node at {} moved its bulk channel to port {}; reconnecting",
+               options_.address, *bulk_port);
+  auto fresh = std::make_shared<NodeConnection>(options_.address, options_.address,
+                                                options_.local_socket, *bulk_port, options_);
+  absl::MutexLock lock(&mu_);
+  if (routing_.single == old) routing_.single = std::move(fresh);
 }
 
 absl::Status ClientImpl::RefreshMap() {
@@ -123,7 +149,7 @@ ClientImpl::ConnPtr ClientImpl::Conn(const v1::NodeInfo& node) {
 
 std::vector<ClientImpl::ConnPtr> ClientImpl::Candidates(const Routing& r, const BlockKey& key,
                                                         bool write) {
-  if (r.view == nullptr) return {single_};
+  if (r.view == nullptr) return {r.single};
   std::vector<ConnPtr> out;
   for (const v1::NodeInfo* n : write ? r.view->WriteOwners(key) : r.view->ReadOwners(key)) {
     out.push_back(Conn(*n));
@@ -135,7 +161,7 @@ absl::StatusOr<v1::StatsResponse> ClientImpl::Stats() {
   std::vector<ConnPtr> nodes;
   Routing r = Current();
   if (r.view == nullptr) {
-    nodes.push_back(single_);
+    nodes.push_back(r.single);
   } else {
     for (const v1::NodeInfo& n : r.view->map().nodes()) {
       if (n.state() != v1::DOWN) nodes.push_back(Conn(n));

@@ -45,6 +45,7 @@ class ClientImpl final : public Client {
   struct Routing {
     std::shared_ptr<const ClusterView> view;  // nullptr in standalone mode
     uint64_t epoch = 0;
+    std::shared_ptr<NodeConnection> single;  // standalone mode: the one node
   };
 
   Routing Current() const;
@@ -65,14 +66,22 @@ class ClientImpl final : public Client {
                        const std::vector<size_t>& idx, std::vector<absl::StatusOr<size_t>>& results,
                        std::vector<Outcome>& outcomes);
 
+  // Standalone: the node's bulk port, from its Health.
+  absl::StatusOr<int> ProbeBulkPort() const;
+  // Standalone, after a call failed in transport: the node may have restarted on another bulk
+  // port (--bulk_port=0 picks a free one at each start). Asks its Health again, at most once a
+  // second, and connects anew if the port moved; a client would otherwise fail every call.
+  void RecheckSingle();
+  absl::StatusOr<size_t> MatchPrefixOnce(absl::Span<const BlockKey> keys);
+
   const ClientOptions options_;
   const bool cluster_;
-  ConnPtr single_;  // standalone mode
   std::unique_ptr<v1::Membership::Stub> membership_;
   std::string hostname_;
 
   mutable absl::Mutex mu_;
   Routing routing_ ABSL_GUARDED_BY(mu_);
+  absl::Time single_recheck_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::flat_hash_map<std::string, ConnPtr> conns_ ABSL_GUARDED_BY(mu_);  // by node id
 
   struct Counters {

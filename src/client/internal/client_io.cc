@@ -170,6 +170,10 @@ std::vector<absl::StatusOr<size_t>> ClientImpl::BatchGet(absl::Span<const GetIte
       results[i] = absl::NotFoundError(absl::StrCat("key ", items[i].key.ToString(), " not found"));
     }
   }
+  if (!cluster_ && std::any_of(results.begin(), results.end(),
+                               [](const auto& r) { return IsTransport(r.status()); })) {
+    RecheckSingle();
+  }
   return results;
 }
 
@@ -321,6 +325,10 @@ std::vector<absl::Status> ClientImpl::BatchPut(absl::Span<const PutItem> items) 
                r.view->WriteOwners(items[i].key).empty()) {
       counters_.put_drops.fetch_add(1, std::memory_order_relaxed);  // no node is UP
     }
+  }
+  if (!cluster_ &&
+      std::any_of(out.begin(), out.end(), [](const absl::Status& s) { return IsTransport(s); })) {
+    RecheckSingle();
   }
   return out;
 }

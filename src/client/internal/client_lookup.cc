@@ -32,7 +32,7 @@ size_t ClientImpl::MatchWithoutRoundTrips(const Routing& r, absl::Span<const Blo
   // Owners (and their local channels) resolved once per node, not per key: a prompt has a
   // few owners and many keys.
   std::vector<Owner> seen;
-  const Owner single = r.view == nullptr ? Owner{nullptr, single_.get(), single_->local()}
+  const Owner single = r.view == nullptr ? Owner{nullptr, r.single.get(), r.single->local()}
                                          : Owner{nullptr, nullptr, nullptr};
   for (size_t i = 0; i < keys.size(); ++i) {
     const Owner* owner = &single;
@@ -58,7 +58,13 @@ size_t ClientImpl::MatchWithoutRoundTrips(const Routing& r, absl::Span<const Blo
   return keys.size();
 }
 
-absl::StatusOr<size_t> ClientImpl::MatchPrefix(absl::Span<const BlockKey> all_keys) {
+absl::StatusOr<size_t> ClientImpl::MatchPrefix(absl::Span<const BlockKey> keys) {
+  absl::StatusOr<size_t> matched = MatchPrefixOnce(keys);
+  if (!cluster_ && IsTransport(matched.status())) RecheckSingle();
+  return matched;
+}
+
+absl::StatusOr<size_t> ClientImpl::MatchPrefixOnce(absl::Span<const BlockKey> all_keys) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     Routing r = Current();
     // Owners on this host answer from their block directories, and mirrored ones from their
