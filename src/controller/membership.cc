@@ -61,15 +61,20 @@ absl::StatusOr<v1::ClusterMap> Membership::Register(const std::string& cluster,
   if (cluster.empty()) return absl::InvalidArgumentError("register: cluster name is empty");
   if (node.id().empty()) return absl::InvalidArgumentError("register: node id is empty");
   if (node.address().empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("register: node ", node.id(), " has no address"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("register: node ", node.id(), " has no address"));
   }
   absl::MutexLock lock(&mu_);
   Cluster& c = GetOrCreate(cluster);
   c.last_seen[node.id()] = options_.clock->Now();
   v1::NodeInfo* existing = FindNode(c.map, node.id());
   v1::NodeInfo wanted = node;
-  // A node re-registering while DRAINING stays DRAINING: only the controller ends a drain.
-  wanted.set_state(existing && existing->state() == v1::DRAINING ? v1::DRAINING : v1::UP);
+  // A node re-registering while the controller drains it stays DRAINING: only the controller
+  // ends a drain it started. One that drained itself (a pod stopping) and registers again is a
+  // new process, holding nothing, that nobody asked to leave: it is UP.
+  const bool draining = existing && existing->state() == v1::DRAINING && !existing->leaving();
+  wanted.set_state(draining ? v1::DRAINING : v1::UP);
+  wanted.set_leaving(false);
   if (existing != nullptr && existing->SerializeAsString() == wanted.SerializeAsString()) {
     return c.map;
   }
@@ -96,7 +101,9 @@ absl::StatusOr<v1::HeartbeatResponse> Membership::Heartbeat(const std::string& c
   }
   Cluster& c = it->second;
   c.last_seen[node_id] = options_.clock->Now();
-  if (node->state() == v1::DOWN) {
+  // DOWN for silence: back UP. DOWN by its own report that it drained: a heartbeat sent before
+  // that report, arriving after it, must not put a node that is exiting back in the ring.
+  if (node->state() == v1::DOWN && !node->leaving()) {
     node->set_state(v1::UP);
     EMS_RETURN_IF_ERROR(Commit(c));
     spdlog::info("membership: {} is back UP (epoch {})", node_id, c.map.epoch());
@@ -118,7 +125,7 @@ absl::StatusOr<v1::ClusterMap> Membership::GetMap(const std::string& cluster) {
 
 absl::StatusOr<v1::ClusterMap> Membership::SetNodeState(const std::string& cluster,
                                                         const std::string& node_id,
-                                                        v1::NodeState state) {
+                                                        v1::NodeState state, bool by_node) {
   if (state == v1::NODE_STATE_UNSPECIFIED) {
     return absl::InvalidArgumentError("set node state: state is unspecified");
   }
@@ -128,8 +135,10 @@ absl::StatusOr<v1::ClusterMap> Membership::SetNodeState(const std::string& clust
   if (node == nullptr) {
     return absl::NotFoundError(absl::StrCat("node ", node_id, " is not in cluster ", cluster));
   }
-  if (node->state() != state) {
+  const bool leaving = by_node && (state == v1::DRAINING || state == v1::DOWN);
+  if (node->state() != state || node->leaving() != leaving) {
     node->set_state(state);
+    node->set_leaving(leaving);
     EMS_RETURN_IF_ERROR(Commit(it->second));
     spdlog::info("membership: {} is now {} (epoch {})", node_id, v1::NodeState_Name(state),
                  it->second.map.epoch());

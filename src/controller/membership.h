@@ -39,16 +39,16 @@ class Membership {
   // Records a heartbeat. NOT_FOUND if the node is unknown (it should Register). A DOWN node
   // that heartbeats again is UP again (new epoch).
   absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const std::string& cluster,
-                                                  const std::string& node_id,
-                                                  uint64_t known_epoch);
+                                                  const std::string& node_id, uint64_t known_epoch);
   // NOT_FOUND if the cluster has no map.
   absl::StatusOr<v1::ClusterMap> GetMap(const std::string& cluster);
-  // Sets a node's state (UP, DRAINING, DOWN). NOT_FOUND for an unknown node.
+  // Sets a node's state (UP, DRAINING, DOWN). NOT_FOUND for an unknown node. `by_node`: the
+  // node asked itself (the membership RPC); the reconciler's shrinks are the controller's.
   absl::StatusOr<v1::ClusterMap> SetNodeState(const std::string& cluster,
-                                              const std::string& node_id, v1::NodeState state);
+                                              const std::string& node_id, v1::NodeState state,
+                                              bool by_node = false);
   // Forgets a node entirely (after a shrink has drained it).
-  absl::StatusOr<v1::ClusterMap> RemoveNode(const std::string& cluster,
-                                            const std::string& node_id);
+  absl::StatusOr<v1::ClusterMap> RemoveNode(const std::string& cluster, const std::string& node_id);
   // Waits until the map's epoch exceeds `known_epoch` or `timeout` passes. True and fills
   // `out` if a newer map exists.
   bool WaitForNewer(const std::string& cluster, uint64_t known_epoch, absl::Duration timeout,

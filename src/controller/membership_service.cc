@@ -9,8 +9,8 @@ grpc::Status MembershipService::Register(grpc::ServerContext*, const v1::Registe
   auto map = membership_->Register(req->cluster(), req->node());
   if (!map.ok()) return ToGrpcStatus(map.status());
   *resp->mutable_map() = *std::move(map);
-  resp->set_heartbeat_interval_ms(static_cast<uint32_t>(
-      absl::ToInt64Milliseconds(membership_->options().heartbeat_interval)));
+  resp->set_heartbeat_interval_ms(
+      static_cast<uint32_t>(absl::ToInt64Milliseconds(membership_->options().heartbeat_interval)));
   return grpc::Status::OK;
 }
 
@@ -50,7 +50,8 @@ grpc::Status MembershipService::WatchClusterMap(grpc::ServerContext* ctx,
 grpc::Status MembershipService::SetNodeState(grpc::ServerContext*,
                                              const v1::SetNodeStateRequest* req,
                                              v1::SetNodeStateResponse* resp) {
-  auto map = membership_->SetNodeState(req->cluster(), req->node_id(), req->state());
+  auto map = membership_->SetNodeState(req->cluster(), req->node_id(), req->state(),
+                                       /*by_node=*/true);
   if (!map.ok()) return ToGrpcStatus(map.status());
   *resp->mutable_map() = *std::move(map);
   return grpc::Status::OK;

@@ -104,6 +104,34 @@ TEST_F(MembershipTest, MapSurvivesRestart) {
   EXPECT_EQ(membership_->Register("c", Node("n2", "a:2"))->nodes(1).state(), v1::DRAINING);
 }
 
+TEST_F(MembershipTest, ANodeThatDrainedItselfAndRegistersAgainIsUpAndAShrinkSurvivesIt) {
+  ASSERT_TRUE(membership_->Register("c", Node("n1", "a:1")).ok());
+  ASSERT_TRUE(membership_->Register("c", Node("n2", "a:2")).ok());
+  // n1 drains itself (its pod is stopping) and is killed before it finishes; its replacement
+  // registers under the same id, holding nothing. It used to stay DRAINING, report itself
+  // drained at once and leave the ring for good.
+  ASSERT_TRUE(membership_->SetNodeState("c", "n1", v1::DRAINING, /*by_node=*/true).ok());
+  Reopen();  // the flag is in the stored map
+  auto back = membership_->Register("c", Node("n1", "a:1"));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->nodes(0).state(), v1::UP);
+  EXPECT_FALSE(back->nodes(0).leaving());
+  // A drain the controller started (a shrink) still survives a re-register.
+  ASSERT_TRUE(membership_->SetNodeState("c", "n2", v1::DRAINING).ok());
+  EXPECT_EQ(membership_->Register("c", Node("n2", "a:2"))->nodes(1).state(), v1::DRAINING);
+}
+
+TEST_F(MembershipTest, AHeartbeatSentBeforeANodesDrainedReportDoesNotBringItBack) {
+  ASSERT_TRUE(membership_->Register("c", Node("n1", "a:1")).ok());
+  ASSERT_TRUE(membership_->SetNodeState("c", "n1", v1::DRAINING).ok());
+  ASSERT_TRUE(membership_->SetNodeState("c", "n1", v1::DOWN, /*by_node=*/true).ok());
+  auto hb = membership_->Heartbeat("c", "n1", 0);  // in flight while it reported
+  ASSERT_TRUE(hb.ok());
+  EXPECT_EQ(membership_->GetMap("c")->nodes(0).state(), v1::DOWN);
+  // A new process under that id does come back.
+  EXPECT_EQ(membership_->Register("c", Node("n1", "a:1"))->nodes(0).state(), v1::UP);
+}
+
 TEST_F(MembershipTest, WaitForNewerSeesTheNextEpoch) {
   ASSERT_TRUE(membership_->Register("c", Node("n1", "a:1")).ok());
   v1::ClusterMap out;
