@@ -247,12 +247,14 @@ void Node::Shutdown(absl::Duration grace) {
   // flag), then the agent's, and only then free the migrator. Freeing it first raced with a
   // map arriving during shutdown (found by ThreadSanitizer).
   if (migrator_) migrator_->Stop();
+  // The bulk and local servers' threads read the agent's map for every request: stop them
+  // before the agent goes (one could load the agent's pointer just before it was cleared).
+  local_.reset();
+  bulk_.reset();
   // No call is in flight any more, so nothing reads the agent.
   agent_raw_.store(nullptr, std::memory_order_release);
   agent_.reset();
   migrator_.reset();
-  local_.reset();
-  bulk_.reset();
   if (sweeper_.joinable()) sweeper_.join();
 }
 
