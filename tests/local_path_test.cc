@@ -50,6 +50,7 @@ class LocalPathTest : public ::testing::Test {
     return false;
   }
 
+ public:
   // Kills the node and starts another on the same socket and port: a new arena behind the
   // same addresses, as when a DaemonSet pod restarts. remote_ is connected to the new one.
   void RestartOnTheSameSocket() {
@@ -64,7 +65,9 @@ class LocalPathTest : public ::testing::Test {
     ASSERT_TRUE(remote.ok()) << remote.status();
     remote_ = *std::move(remote);
   }
+  Client& remote() { return *remote_; }
 
+ protected:
   std::string socket_;
   std::unique_ptr<testing::Process> node_;
   std::unique_ptr<Client> remote_;
@@ -536,32 +539,43 @@ TEST_F(LocalPathTest, AChannelNeverWritesOrReadsTheArenaOfANodeThatRestarted) {
   EXPECT_TRUE(absl::IsNotFound(remote_->Get(TestKey(2), absl::MakeSpan(out)).status()));
 }
 
-TEST_F(LocalPathTest, TheClientReconnectsItsLocalPathToANodeThatRestarted) {
-  auto client = Client::Connect({.address = node_->Value("LISTENING"), .local_socket = socket_});
+// Connects a client with `options`, restarts the node under it, and checks that the client
+// stores and reads again within a few seconds, every byte right. The first call may fail: the
+// old connections are gone.
+void ExpectAClientToRecoverFromARestart(LocalPathTest& t, ClientOptions options, uint64_t k) {
+  auto client = Client::Connect(options);
   ASSERT_TRUE(client.ok()) << client.status();
-  ASSERT_TRUE((*client)->Put(TestKey(10), TestValue(10, 8192)).ok());
-  RestartOnTheSameSocket();
-  ASSERT_TRUE(remote_->Put(TestKey(11), TestValue(11, 8192)).ok());
-  // The first call may fail (the old connection is gone); then the client maps the new arena.
-  // What it reports as stored must be stored, byte for byte, and what it reads must be right.
-  int stored = 0, read = 0;
-  for (int attempt = 0; attempt < 20 && (stored == 0 || read == 0); ++attempt) {
-    if ((*client)->Put(TestKey(12), TestValue(12, 8192)).ok()) {
-      std::vector<uint8_t> out(8192);
-      ASSERT_TRUE(remote_->Get(TestKey(12), absl::MakeSpan(out)).ok());
-      ASSERT_EQ(out, TestValue(12, 8192));
-      ++stored;
-    }
+  ASSERT_TRUE((*client)->Put(TestKey(k), TestValue(k, 8192)).ok());
+  t.RestartOnTheSameSocket();
+  ASSERT_TRUE(t.remote().Put(TestKey(k + 1), TestValue(k + 1, 8192)).ok());
+  bool stored = false, read = false;
+  for (int attempt = 0; attempt < 40 && !(stored && read); ++attempt) {
+    stored = stored || (*client)->Put(TestKey(k + 2), TestValue(k + 2, 8192)).ok();
     std::vector<uint8_t> out(8192);
-    if ((*client)->Get(TestKey(11), absl::MakeSpan(out)).ok()) {
-      ASSERT_EQ(out, TestValue(11, 8192));
-      ++read;
+    if ((*client)->Get(TestKey(k + 1), absl::MakeSpan(out)).ok()) {
+      ASSERT_EQ(out, TestValue(k + 1, 8192));
+      read = true;
     }
     absl::SleepFor(absl::Milliseconds(100));
   }
-  EXPECT_GT(stored, 0);
-  EXPECT_GT(read, 0);
-  EXPECT_EQ(*(*client)->MatchPrefix({TestKey(11), TestKey(12), TestKey(10)}), 2u);
+  EXPECT_TRUE(stored);
+  EXPECT_TRUE(read);
+  std::vector<uint8_t> out(8192);
+  ASSERT_TRUE(t.remote().Get(TestKey(k + 2), absl::MakeSpan(out)).ok());  // stored means stored
+  EXPECT_EQ(out, TestValue(k + 2, 8192));
+  EXPECT_EQ(*(*client)->MatchPrefix({TestKey(k + 1), TestKey(k + 2), TestKey(k)}), 2u);
+}
+
+TEST_F(LocalPathTest, TheClientReconnectsItsLocalPathToANodeThatRestarted) {
+  ExpectAClientToRecoverFromARestart(
+      *this, {.address = node_->Value("LISTENING"), .local_socket = socket_}, 10);
+}
+
+TEST_F(LocalPathTest, AStandaloneClientFindsTheBulkChannelOfANodeThatRestarted) {
+  // --bulk_port=0 gives a restarted node another bulk port: the client connected before kept
+  // calling the old one, and every call failed in transport for good.
+  ExpectAClientToRecoverFromARestart(
+      *this, {.address = node_->Value("LISTENING"), .use_local = false}, 20);
 }
 
 TEST_F(LocalPathTest, BatchesLargerThanOneSocketMessageAreSplitNotDropped) {
@@ -612,31 +626,6 @@ TEST_F(LocalPathTest, MoreWriteAheadThanTheNodeGrantsIsTakenAsItsLimit) {
     ASSERT_EQ(out, TestValue(k, 4096));
   }
   EXPECT_EQ(Stats().unsealed_blocks(), 0u);
-}
-
-TEST_F(LocalPathTest, AStandaloneClientFindsTheBulkChannelOfANodeThatRestarted) {
-  // --bulk_port=0 gives a restarted node another bulk port: the client connected before kept
-  // calling the old one, and every call failed in transport for good.
-  auto client = Client::Connect({.address = node_->Value("LISTENING"), .use_local = false});
-  ASSERT_TRUE(client.ok()) << client.status();
-  ASSERT_TRUE((*client)->Put(TestKey(20), TestValue(20, 8192)).ok());
-  RestartOnTheSameSocket();
-  ASSERT_TRUE(remote_->Put(TestKey(21), TestValue(21, 8192)).ok());
-  bool stored = false, read = false;
-  for (int attempt = 0; attempt < 40 && !(stored && read); ++attempt) {
-    stored = stored || (*client)->Put(TestKey(22), TestValue(22, 8192)).ok();
-    std::vector<uint8_t> out(8192);
-    if ((*client)->Get(TestKey(21), absl::MakeSpan(out)).ok()) {
-      ASSERT_EQ(out, TestValue(21, 8192));
-      read = true;
-    }
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  EXPECT_TRUE(stored);
-  EXPECT_TRUE(read);
-  std::vector<uint8_t> out(8192);
-  ASSERT_TRUE(remote_->Get(TestKey(22), absl::MakeSpan(out)).ok());
-  EXPECT_EQ(out, TestValue(22, 8192));
 }
 
 }  // namespace
