@@ -8,10 +8,12 @@
 #include <thread>
 
 #include "client/client.h"
+#include "common/key_proto.h"
 #include "ems/v1/data.pb.h"
 #include "gtest/gtest.h"
 #include "testing/blocks.h"
 #include "testing/cluster_client.h"
+#include "testing/local_raw.h"
 
 namespace ems {
 namespace {
@@ -200,6 +202,43 @@ TEST(ClusterTest, ExpandHandsOverEveryRangeOfANodeHoldingMoreKeysThanOnePage) {
   }
   EXPECT_EQ(held[0] + held[1], static_cast<uint64_t>(kBlocks)) << "a block lost or copied twice";
   EXPECT_GT(held[1], static_cast<uint64_t>(kBlocks) / 4) << "the new node got its share";
+}
+
+TEST(ClusterTest, MigrationKeepsItsCopyOfABlockAnotherPutIsStillWritingThere) {
+  // A put of a key that another put is still writing counts as done for a cache, but the
+  // block is not stored until that writer seals it. The migrator freed its copy on that answer,
+  // and when the writer gave up the block was gone from both nodes.
+  auto cluster = testing::Cluster::Start({.nodes = 1, .local_sockets = true});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto client = ClusterClient(**cluster, {.use_local = false});
+  ASSERT_NE(client, nullptr);
+  constexpr int kBlocks = 200;
+  PutAll(*client, kBlocks);
+  ASSERT_TRUE((*cluster)->AddNode().ok());  // node-1: UP at once, it owns about half the keys
+  {
+    // A writer on node-1 holds every key, unsealed, while node-0 migrates its half there.
+    testing::RawLocal writer((*cluster)->local_socket(1));
+    ASSERT_TRUE(writer.ok());
+    v1::LocalRequest req;
+    req.set_id(1);
+    for (int i = 0; i < kBlocks; ++i) {
+      v1::LocalWrite* w = req.mutable_write()->add_items();
+      ToProto(TestKey(i), w->mutable_key());
+      w->set_size(kBlockBytes);
+    }
+    req.mutable_write()->set_lease_ms(60000);
+    v1::LocalResponse resp;
+    ASSERT_TRUE(writer.Call(req, &resp));
+    ASSERT_EQ(resp.grants_size(), kBlocks);
+    ASSERT_TRUE((*cluster)->WaitForUp(2, absl::Seconds(10)));
+    absl::SleepFor(absl::Seconds(3));  // passes run and are answered "being written"
+  }                                    // the writer dies without sealing: node-1 ends its leases
+  int readable = 0;
+  for (int attempt = 0; attempt < 50 && readable < kBlocks; ++attempt) {
+    absl::SleepFor(absl::Milliseconds(200));
+    readable = CountReadable(*client, kBlocks);
+  }
+  EXPECT_EQ(readable, kBlocks) << "blocks lost to an unfinished write on the new owner";
 }
 
 TEST(ClusterTest, ExpandThenShrinkUnderLoadKeepsTheWorkingSet) {

@@ -78,6 +78,7 @@ absl::Status DataService::PutOne(const v1::PutRequest& req, v1::PutResponse* res
   if (!handle.ok()) {
     if (pool::StoredAlready(handle.status())) {
       resp->set_existed(true);  // immutable and already there: a no-op success
+      resp->set_being_written(pool::BeingWritten(handle.status()));
       return absl::OkStatus();
     }
     return handle.status();
@@ -128,11 +129,12 @@ grpc::ServerUnaryReactor* DataService::BatchPut(grpc::CallbackServerContext* ctx
   for (const auto& item : req->items()) *keys.Add() = item.key();
   if (absl::Status s = Admit(ctx, &keys); !s.ok()) return Done(ctx, s);
   for (const v1::PutRequest& item : req->items()) {
-    v1::PutResponse ignored;
-    absl::Status s = PutOne(item, &ignored);
+    v1::PutResponse put;
+    absl::Status s = PutOne(item, &put);
     v1::ItemStatus* st = resp->add_statuses();
     st->set_code(static_cast<int>(s.code()));
     st->set_message(std::string(s.message()));
+    st->set_being_written(put.being_written());
   }
   return Done(ctx, absl::OkStatus());
 }

@@ -183,7 +183,10 @@ void Migrator::PushPage(const ClusterView& view, const std::vector<BlockKey>& ke
         break;  // keep the local copies; the next pass retries
       }
       for (int j = 0; j < resp.statuses_size() && j < static_cast<int>(sent.size()); ++j) {
-        if (resp.statuses(j).code() == 0) ++acked[sent[j]];
+        // A block another put is still writing there is not stored yet: keep this copy, and
+        // the next pass offers it again.
+        const v1::ItemStatus& st = resp.statuses(j);
+        if (st.code() == 0 && !st.being_written()) ++acked[sent[j]];
       }
       pace.sent_bytes += bytes;
       if (options_.rate_mbps > 0) {  // pace to the configured rate

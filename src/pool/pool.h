@@ -99,6 +99,10 @@ class Pool;
 // The ALREADY_EXISTS of Allocate and SealBlank that callers take as success: the key is stored
 // (or being written) with the size this write has.
 bool StoredAlready(const absl::Status& s);
+// Of those, the ones where another write of the key has not sealed it yet: it is not stored
+// until that writer seals it, and is not if the writer fails. Enough for a cache's put; not
+// for a migration, which frees its own copy only once the block is stored.
+bool BeingWritten(const absl::Status& s);
 namespace internal {
 class PoolImpl;
 }  // namespace internal

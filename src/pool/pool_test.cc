@@ -95,6 +95,8 @@ TEST_F(PoolTest, RePutSemantics) {
   auto same = pool->Allocate(Key(1), 10000);
   EXPECT_EQ(same.status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_TRUE(absl::StrContains(same.status().message(), "same size"));
+  EXPECT_TRUE(StoredAlready(same.status()));
+  EXPECT_FALSE(BeingWritten(same.status())) << "sealed: stored";
   auto other = pool->Allocate(Key(1), 20000);
   EXPECT_EQ(other.status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_TRUE(absl::StrContains(other.status().message(), "10000"));
@@ -102,8 +104,12 @@ TEST_F(PoolTest, RePutSemantics) {
   // A key being written is taken too.
   auto w = pool->Allocate(Key(2), 5000);
   ASSERT_TRUE(w.ok());
-  EXPECT_EQ(pool->Allocate(Key(2), 5000).status().code(), absl::StatusCode::kAlreadyExists);
+  const absl::Status writing = pool->Allocate(Key(2), 5000).status();
+  EXPECT_TRUE(StoredAlready(writing)) << writing;  // a cache's put is done
+  EXPECT_TRUE(BeingWritten(writing)) << writing;   // but the block is not stored yet
   EXPECT_FALSE(pool->Contains(Key(2))) << "unsealed blocks are invisible";
+  ASSERT_TRUE(pool->Seal(*std::move(w)).ok());
+  EXPECT_FALSE(BeingWritten(pool->Allocate(Key(2), 5000).status()));
 }
 
 TEST_F(PoolTest, BadInputGetsInvalidArgument) {

@@ -82,6 +82,10 @@ class Cluster {
 
   std::string controller_address() const { return controller_->Value("MEMBERSHIP"); }
   Process& node(int i) { return *nodes_[i]; }
+  // Node i's local socket (ClusterOptions::local_sockets).
+  std::string local_socket(int i) const {
+    return (dir_ / absl::StrCat("node-", i, ".sock")).string();
+  }
   Process& controller() { return *controller_; }
 
   absl::StatusOr<v1::ClusterMap> Map() {

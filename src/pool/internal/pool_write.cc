@@ -9,10 +9,15 @@
 namespace ems::pool {
 namespace {
 constexpr absl::string_view kSameSize = "already stored with the same size";
+constexpr absl::string_view kBeingWritten = "(being written)";
 }  // namespace
 
 bool StoredAlready(const absl::Status& s) {
   return absl::IsAlreadyExists(s) && absl::StrContains(s.message(), kSameSize);
+}
+
+bool BeingWritten(const absl::Status& s) {
+  return StoredAlready(s) && absl::StrContains(s.message(), kBeingWritten);
 }
 
 namespace internal {
@@ -46,6 +51,7 @@ absl::Status PoolImpl::IndexAs(Block* b, const BlockKey& key) {
   b->ns = ns;
   if (directory_ != nullptr) b->ns_hash = directory::NamespaceHash(key.ns);
   uint64_t sealed_id = 0;
+  bool writing = false;
   {
     Shard& shard = ShardFor(ikey);
     absl::MutexLock lock(&shard.mu);
@@ -57,11 +63,13 @@ absl::Status PoolImpl::IndexAs(Block* b, const BlockKey& key) {
     const uint64_t have = it->second->size;
     if (have != b->size) return SizeError(key, have, b->size);
     if (it->second->state == BlockState::kSealed) sealed_id = it->second->id;
+    writing = it->second->state == BlockState::kWriting;
   }
   // A writer offering a block again has just recomputed it: it is in use, like a hit.
   // (Outside the shard lock: the lock order is space_mu_ before shard.mu.)
   if (sealed_id != 0) Touch({sealed_id});
-  return absl::AlreadyExistsError(absl::StrCat("key ", key.ToString(), " is ", kSameSize));
+  return absl::AlreadyExistsError(absl::StrCat("key ", key.ToString(), " is ", kSameSize,
+                                               writing ? " " : "", writing ? kBeingWritten : ""));
 }
 
 absl::Status PoolImpl::ReserveSpace(Block* b) {
