@@ -40,7 +40,8 @@ ABSL_FLAG(int, metrics_port, 0,
           "HTTP port for /metrics (Prometheus text) and /healthz; 0 picks a free port (printed "
           "as 'METRICS port'); -1 disables");
 ABSL_FLAG(std::string, metrics_host, "0.0.0.0", "address the metrics endpoint binds to");
-ABSL_FLAG(std::string, node_id, "", "this node's id in the cluster map; default hostname:port (hostname-pid with port 0)");
+ABSL_FLAG(std::string, node_id, "",
+          "this node's id in the cluster map; default hostname:port (hostname-pid with port 0)");
 ABSL_FLAG(std::string, local_socket, "",
           "Unix socket path for same-machine clients (shared-memory path); empty disables");
 ABSL_FLAG(int, bulk_port, 0,

@@ -37,8 +37,7 @@ absl::Status ClientImpl::Init() {
     // (which maps the arena when the node is local) is built once, knowing both.
     absl::StatusOr<int> bulk_port = ProbeBulkPort();
     if (!bulk_port.ok()) return bulk_port.status();
-    auto single = std::make_shared<NodeConnection>(options_.address, options_.address,
-                                                   options_.local_socket, *bulk_port, options_);
+    ConnPtr single = SingleConn(*bulk_port);
     absl::MutexLock lock(&mu_);
     routing_.single = std::move(single);
     return absl::OkStatus();
@@ -48,6 +47,11 @@ absl::Status ClientImpl::Init() {
   if (absl::Status s = RefreshMap(); !s.ok()) return s;
   refresher_ = std::thread([this] { RefreshLoop(); });
   return absl::OkStatus();
+}
+
+ClientImpl::ConnPtr ClientImpl::SingleConn(int bulk_port) const {
+  return std::make_shared<NodeConnection>(options_.address, options_.address, options_.local_socket,
+                                          bulk_port, options_);
 }
 
 absl::StatusOr<int> ClientImpl::ProbeBulkPort() const {
@@ -77,8 +81,7 @@ void ClientImpl::RecheckSingle() {
   if (!bulk_port.ok() || *bulk_port == old->bulk_port()) return;
   spdlog::info("client: ems-node at {} moved its bulk channel to port {}; reconnecting",
                options_.address, *bulk_port);
-  auto fresh = std::make_shared<NodeConnection>(options_.address, options_.address,
-                                                options_.local_socket, *bulk_port, options_);
+  ConnPtr fresh = SingleConn(*bulk_port);
   absl::MutexLock lock(&mu_);
   if (routing_.single == old) routing_.single = std::move(fresh);
 }

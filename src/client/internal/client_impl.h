@@ -68,6 +68,8 @@ class ClientImpl final : public Client {
 
   // Standalone: the node's bulk port, from its Health.
   absl::StatusOr<int> ProbeBulkPort() const;
+  // Standalone: the one node's connection, its bulk channel at `bulk_port`.
+  ConnPtr SingleConn(int bulk_port) const;
   // Standalone, after a call failed in transport: the node may have restarted on another bulk
   // port (--bulk_port=0 picks a free one at each start). Asks its Health again, at most once a
   // second, and connects anew if the port moved; a client would otherwise fail every call.
