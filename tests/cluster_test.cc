@@ -81,6 +81,32 @@ TEST(ClusterTest, CoLocatedNodesAnswerLookupsFromTheirDirectoriesExactlyAsOverTh
   EXPECT_EQ(CountReadable(**local, 200), 199);
 }
 
+TEST(ClusterTest, AClientMapsTheArenaOfANodeRestartedOnTheSameAddressAgain) {
+  // A node restarted on its ports keeps its place in the map, so nothing else tells the
+  // client to build a new connection: the lost local path must. Before, lookups of the
+  // node's keys went over the network from then on.
+  auto cluster = testing::Cluster::Start({.nodes = 2, .local_sockets = true});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto client = ClusterClient(**cluster);
+  ASSERT_NE(client, nullptr);
+  constexpr int kBlocks = 64;
+  PutAll(*client, kBlocks);
+  ASSERT_TRUE((*cluster)->RestartNode(1).ok());
+  std::vector<BlockKey> prompt;
+  for (int i = 0; i < kBlocks; ++i) prompt.push_back(TestKey(i));
+  bool local_again = false;
+  for (int attempt = 0; attempt < 100 && !local_again; ++attempt) {
+    absl::SleepFor(absl::Milliseconds(100));
+    PutAll(*client, kBlocks);  // node-1's share died with it; puts succeed either way
+    const uint64_t before = client->counters().lookups_without_round_trip;
+    auto matched = client->MatchPrefix(prompt);
+    ASSERT_TRUE(matched.ok()) << matched.status();
+    local_again = *matched == kBlocks && client->counters().lookups_without_round_trip > before;
+  }
+  EXPECT_TRUE(local_again);
+  EXPECT_EQ(CountReadable(*client, kBlocks), kBlocks);
+}
+
 TEST(ClusterTest, SigkillOfANodeUnderLoadGivesMissesNeverWrongBytes) {
   auto cluster = testing::Cluster::Start({.nodes = 3});
   ASSERT_TRUE(cluster.ok()) << cluster.status();

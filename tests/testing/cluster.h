@@ -3,6 +3,8 @@
 #ifndef EMS_TESTS_TESTING_CLUSTER_H_
 #define EMS_TESTS_TESTING_CLUSTER_H_
 
+#include <signal.h>
+
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -77,6 +79,27 @@ class Cluster {
     auto node = StartNode(flags);
     if (!node.ok()) return node.status();
     nodes_.push_back(*std::move(node));
+    flags_.push_back(std::move(flags));
+    return absl::OkStatus();
+  }
+
+  // Kills node i (SIGKILL) and starts it again as the same node: its id, socket, gRPC address
+  // and bulk port, as a DaemonSet pod restarted on its host ports. Its blocks are gone.
+  absl::Status RestartNode(int i) {
+    auto map = Map();
+    if (!map.ok()) return map.status();
+    const std::string id = absl::StrCat("node-", i);
+    const v1::NodeInfo* info = nullptr;
+    for (const v1::NodeInfo& n : map->nodes()) info = n.id() == id ? &n : info;
+    if (info == nullptr) return absl::NotFoundError(absl::StrCat(id, " is not in the map"));
+    std::vector<std::string> flags = flags_[i];
+    flags.push_back("--listen=" + info->address());
+    flags.push_back(absl::StrCat("--bulk_port=", info->bulk_port()));
+    nodes_[i]->Signal(SIGKILL);
+    nodes_[i]->Wait();
+    auto node = StartNode(flags);
+    if (!node.ok()) return node.status();
+    nodes_[i] = *std::move(node);
     return absl::OkStatus();
   }
 
@@ -136,6 +159,7 @@ class Cluster {
   std::unique_ptr<Process> controller_;
   std::unique_ptr<v1::Membership::Stub> membership_;
   std::vector<std::unique_ptr<Process>> nodes_;
+  std::vector<std::vector<std::string>> flags_;  // each node's, as started by AddNode
 };
 
 }  // namespace ems::testing

@@ -37,7 +37,7 @@ absl::Status ClientImpl::Init() {
     // (which maps the arena when the node is local) is built once, knowing both.
     absl::StatusOr<int> bulk_port = ProbeBulkPort();
     if (!bulk_port.ok()) return bulk_port.status();
-    ConnPtr single = SingleConn(*bulk_port);
+    ConnPtr single = SingleConn(*bulk_port, false);
     absl::MutexLock lock(&mu_);
     routing_.single = std::move(single);
     return absl::OkStatus();
@@ -49,9 +49,9 @@ absl::Status ClientImpl::Init() {
   return absl::OkStatus();
 }
 
-ClientImpl::ConnPtr ClientImpl::SingleConn(int bulk_port) const {
+ClientImpl::ConnPtr ClientImpl::SingleConn(int bulk_port, bool replaces_lost_local) const {
   return std::make_shared<NodeConnection>(options_.address, options_.address, options_.local_socket,
-                                          bulk_port, options_);
+                                          bulk_port, options_, replaces_lost_local);
 }
 
 absl::StatusOr<int> ClientImpl::ProbeBulkPort() const {
@@ -78,10 +78,14 @@ void ClientImpl::RecheckSingle() {
     old = routing_.single;
   }
   absl::StatusOr<int> bulk_port = ProbeBulkPort();
-  if (!bulk_port.ok() || *bulk_port == old->bulk_port()) return;
-  spdlog::info("client: ems-node at {} moved its bulk channel to port {}; reconnecting",
-               options_.address, *bulk_port);
-  ConnPtr fresh = SingleConn(*bulk_port);
+  if (!bulk_port.ok()) return;  // not back yet
+  const bool moved = *bulk_port != old->bulk_port();
+  if (!moved && !old->local_lost()) return;
+  if (moved) {
+    spdlog::info("client: ems-node at {} moved its bulk channel to port {}; reconnecting",
+                 options_.address, *bulk_port);
+  }
+  ConnPtr fresh = SingleConn(*bulk_port, old->local_lost());
   absl::MutexLock lock(&mu_);
   if (routing_.single == old) routing_.single = std::move(fresh);
 }
@@ -125,6 +129,15 @@ ClientImpl::Routing ClientImpl::Current() const {
   return routing_;
 }
 
+ClientImpl::Routing ClientImpl::Route() {
+  Routing r = Current();
+  if (r.single != nullptr && r.single->local_lost()) {
+    RecheckSingle();
+    r = Current();
+  }
+  return r;
+}
+
 uint64_t ClientImpl::epoch() const { return Current().epoch; }
 
 ClientCounters ClientImpl::counters() const {
@@ -138,14 +151,18 @@ ClientCounters ClientImpl::counters() const {
 ClientImpl::ConnPtr ClientImpl::Conn(const v1::NodeInfo& node) {
   absl::MutexLock lock(&mu_);
   auto it = conns_.find(node.id());
+  bool lost_local = false;
   if (it != conns_.end() && it->second->address() == node.address() &&
       it->second->bulk_port() == static_cast<int>(node.bulk_port())) {
-    return it->second;
+    // A connection whose local path is lost is rebuilt, at most once a second; until then
+    // its calls go over the network.
+    lost_local = it->second->local_lost();
+    if (!lost_local || absl::Now() < it->second->created() + absl::Seconds(1)) return it->second;
   }
   const bool same_host = !node.host().empty() && node.host() == hostname_;
-  auto conn = std::make_shared<NodeConnection>(node.id(), node.address(),
-                                               same_host ? node.local_socket() : "",
-                                               static_cast<int>(node.bulk_port()), options_);
+  auto conn = std::make_shared<NodeConnection>(
+      node.id(), node.address(), same_host ? node.local_socket() : "",
+      static_cast<int>(node.bulk_port()), options_, lost_local);
   conns_[node.id()] = conn;
   return conn;
 }

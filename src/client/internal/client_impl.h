@@ -49,6 +49,9 @@ class ClientImpl final : public Client {
   };
 
   Routing Current() const;
+  // Current(), after (standalone) replacing a connection that lost its local path: the
+  // routing a call starts from. Cluster connections are replaced in Conn().
+  Routing Route();
   ConnPtr Conn(const v1::NodeInfo& node);
   // Candidate nodes for reading (all=false: write owners first then draining ones) or writing.
   std::vector<ConnPtr> Candidates(const Routing& r, const BlockKey& key, bool write);
@@ -69,10 +72,12 @@ class ClientImpl final : public Client {
   // Standalone: the node's bulk port, from its Health.
   absl::StatusOr<int> ProbeBulkPort() const;
   // Standalone: the one node's connection, its bulk channel at `bulk_port`.
-  ConnPtr SingleConn(int bulk_port) const;
-  // Standalone, after a call failed in transport: the node may have restarted on another bulk
-  // port (--bulk_port=0 picks a free one at each start). Asks its Health again, at most once a
-  // second, and connects anew if the port moved; a client would otherwise fail every call.
+  ConnPtr SingleConn(int bulk_port, bool replaces_lost_local) const;
+  // Standalone, after a call failed in transport or the local path was lost: the node may
+  // have restarted on another bulk port (--bulk_port=0 picks a free one at each start) or
+  // with a new arena. Asks its Health again, at most once a second, and connects anew if the
+  // port moved or the local path is lost; a client would otherwise fail every call, or send
+  // every call over the network.
   void RecheckSingle();
   absl::StatusOr<size_t> MatchPrefixOnce(absl::Span<const BlockKey> keys);
 

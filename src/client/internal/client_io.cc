@@ -41,7 +41,7 @@ std::vector<absl::StatusOr<size_t>> ClientImpl::BatchGet(absl::Span<const GetIte
   std::vector<Outcome> outcomes(n, Outcome::kMiss);
   std::vector<std::vector<ConnPtr>> candidates(n);
   std::vector<size_t> attempt(n, 0);
-  Routing r = Current();
+  Routing r = Route();
   for (size_t i = 0; i < n; ++i) candidates[i] = Candidates(r, items[i].key, false);
   std::vector<size_t> pending(n);
   for (size_t i = 0; i < n; ++i) pending[i] = i;
@@ -56,8 +56,8 @@ std::vector<absl::StatusOr<size_t>> ClientImpl::BatchGet(absl::Span<const GetIte
     std::vector<std::unique_ptr<Call>> calls;
     std::vector<BulkGroup> bulk;
     for (auto& [conn, idx] : groups) {
-      if (std::shared_ptr<LocalChannel> local = conn->local()) {
-        GetLocal(local.get(), items, idx, results, outcomes);
+      if (LocalChannel* local = conn->local()) {
+        GetLocal(local, items, idx, results, outcomes);
         continue;
       }
       if (BulkChannel* channel = conn->bulk()) {
@@ -194,7 +194,7 @@ std::vector<absl::Status> ClientImpl::BatchPut(absl::Span<const PutItem> items) 
   if (options_.verify_checksums) {
     for (size_t i = 0; i < n; ++i) sums[i] = Checksum(items[i].value.data(), items[i].value.size());
   }
-  Routing r = Current();
+  Routing r = Route();
   std::vector<size_t> pending(n);
   for (size_t i = 0; i < n; ++i) pending[i] = i;
 
@@ -213,7 +213,7 @@ std::vector<absl::Status> ClientImpl::BatchPut(absl::Span<const PutItem> items) 
     std::vector<std::unique_ptr<Call>> calls;
     std::vector<BulkGroup> bulk;
     for (auto& [conn, idx] : groups) {
-      std::shared_ptr<LocalChannel> local = conn->local();
+      LocalChannel* local = conn->local();
       if (local == nullptr && conn->bulk() != nullptr) {
         auto call = std::make_unique<BulkCall>(conn->bulk(), bulk::Op::kPut, r.epoch);
         for (size_t i : idx) call->AddPut(&items[i].key, items[i].value, sums[i], items[i].parent);

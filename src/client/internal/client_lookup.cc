@@ -21,8 +21,8 @@ std::optional<bool> PresentWithoutRoundTrip(NodeConnection* conn, LocalChannel* 
 
 struct Owner {
   const v1::NodeInfo* node;
-  NodeConnection* conn;
-  std::shared_ptr<LocalChannel> local;  // held for the walk
+  std::shared_ptr<NodeConnection> conn;  // held for the walk: Conn() may replace it
+  LocalChannel* local;
 };
 }  // namespace
 
@@ -32,7 +32,7 @@ size_t ClientImpl::MatchWithoutRoundTrips(const Routing& r, absl::Span<const Blo
   // Owners (and their local channels) resolved once per node, not per key: a prompt has a
   // few owners and many keys.
   std::vector<Owner> seen;
-  const Owner single = r.view == nullptr ? Owner{nullptr, r.single.get(), r.single->local()}
+  const Owner single = r.view == nullptr ? Owner{nullptr, r.single, r.single->local()}
                                          : Owner{nullptr, nullptr, nullptr};
   for (size_t i = 0; i < keys.size(); ++i) {
     const Owner* owner = &single;
@@ -41,13 +41,14 @@ size_t ClientImpl::MatchWithoutRoundTrips(const Routing& r, absl::Span<const Blo
       if (node == nullptr) return i;
       auto it = std::find_if(seen.begin(), seen.end(), [&](auto& s) { return s.node == node; });
       if (it == seen.end()) {
-        NodeConnection* conn = Conn(*node).get();
-        it = seen.insert(seen.end(), {node, conn, conn->local()});
+        ConnPtr conn = Conn(*node);
+        LocalChannel* local = conn->local();
+        it = seen.insert(seen.end(), {node, std::move(conn), local});
       }
       owner = &*it;
     }
     const std::optional<bool> present =
-        PresentWithoutRoundTrip(owner->conn, owner->local.get(), keys[i]);
+        PresentWithoutRoundTrip(owner->conn.get(), owner->local, keys[i]);
     if (!present.has_value()) return i;  // this owner must be asked: the rest goes to them
     if (!*present) {
       *done = true;  // the first miss ends the prefix
@@ -66,7 +67,7 @@ absl::StatusOr<size_t> ClientImpl::MatchPrefix(absl::Span<const BlockKey> keys) 
 
 absl::StatusOr<size_t> ClientImpl::MatchPrefixOnce(absl::Span<const BlockKey> all_keys) {
   for (int attempt = 0; attempt < 2; ++attempt) {
-    Routing r = Current();
+    Routing r = Route();
     // Owners on this host answer from their block directories, and mirrored ones from their
     // key mirrors, in prompt order and with no round trip, as far as they can; only the rest
     // of the prompt goes out to its owners.
@@ -91,7 +92,7 @@ absl::StatusOr<size_t> ClientImpl::MatchPrefixOnce(absl::Span<const BlockKey> al
     std::vector<BulkGroup> bulk;
     absl::Status error;
     for (auto& [conn, idx] : groups) {
-      std::shared_ptr<LocalChannel> local = conn->local();
+      LocalChannel* local = conn->local();
       if (local == nullptr && conn->bulk() != nullptr) {
         auto call = std::make_unique<BulkCall>(conn->bulk(), bulk::Op::kMatchPrefix, r.epoch);
         for (size_t i : idx) call->AddKey(&keys[i]);
@@ -168,7 +169,7 @@ absl::StatusOr<size_t> ClientImpl::MatchPrefixOnce(absl::Span<const BlockKey> al
 }
 
 absl::StatusOr<std::vector<bool>> ClientImpl::Exists(absl::Span<const BlockKey> keys) {
-  Routing r = Current();
+  Routing r = Route();
   std::vector<bool> present(keys.size(), false);
   std::vector<size_t> all(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) all[i] = i;
@@ -205,7 +206,7 @@ absl::StatusOr<std::vector<bool>> ClientImpl::Exists(absl::Span<const BlockKey> 
 }
 
 absl::StatusOr<size_t> ClientImpl::Remove(absl::Span<const BlockKey> keys) {
-  Routing r = Current();
+  Routing r = Route();
   absl::flat_hash_map<NodeConnection*, size_t> where;
   std::vector<std::pair<ConnPtr, std::vector<size_t>>> groups;
   for (size_t i = 0; i < keys.size(); ++i) {

@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "client/bulk_channel.h"
 #include "client/client.h"
 #include "client/key_mirror.h"
@@ -22,17 +22,30 @@ class NodeConnection {
  public:
   // `local_socket` non-empty: try the shared-memory path (falls back to gRPC on failure).
   // `bulk_port` > 0: the node's bulk data channel, on the host of `address`.
+  // `replaces_lost_local`: this connection replaces one whose local path was lost
+  // (local_lost()), so failing to map the channel again leaves it lost too, to be retried.
   NodeConnection(std::string id, std::string address, const std::string& local_socket,
-                 int bulk_port, const ClientOptions& options);
+                 int bulk_port, const ClientOptions& options, bool replaces_lost_local = false);
 
   const std::string& id() const { return id_; }
   const std::string& address() const { return address_; }
   v1::DataPlane::Stub* stub() { return stub_.get(); }
-  // nullptr when the node is remote or its socket could not be used. A channel whose node
-  // exited (LocalChannel::node_alive) is replaced by a new one to the node now serving the
-  // socket, tried at most once a second; until then nullptr, and calls go over the network.
-  // Hold the pointer for the call: a replaced channel lives until its last user is done.
-  std::shared_ptr<LocalChannel> local();
+  // nullptr when the node is remote, its socket could not be used, or the node behind the
+  // channel exited (LocalChannel::node_alive): calls then go over the network. Valid while
+  // the caller holds this connection. A plain load: lookups call it once per owner node.
+  LocalChannel* local() const {
+    return local_ != nullptr && local_->node_alive() ? local_.get() : nullptr;
+  }
+  // The shared-memory path was wanted and is lost: the node behind the channel exited, or a
+  // connection built to replace such a one could not map a channel either. The channel maps
+  // the arena of a node that is gone, which a restarted node does not grant in, so the client
+  // replaces the whole connection (at most once a second: created()); the channel is unmapped
+  // when its last caller lets go of the old connection.
+  bool local_lost() const {
+    if (!wants_local_) return false;
+    return local_ == nullptr ? replaces_lost_local_ : !local_->node_alive();
+  }
+  absl::Time created() const { return created_; }
   // nullptr when the node has no bulk channel or the client does not use it.
   BulkChannel* bulk() { return bulk_.get(); }
   int bulk_port() const { return bulk_port_; }
@@ -45,18 +58,15 @@ class NodeConnection {
   static void Prepare(grpc::ClientContext* ctx, const ClientOptions& options, uint64_t epoch);
 
  private:
-  // A channel to the node serving local_socket_, or nullptr (logged) if it cannot be had.
-  std::shared_ptr<LocalChannel> ConnectLocal();
-
   const std::string id_;
   const std::string address_;
   const ClientOptions options_;
   const int bulk_port_;
   std::unique_ptr<v1::DataPlane::Stub> stub_;
-  const std::string local_socket_;
-  absl::Mutex local_mu_;
-  std::shared_ptr<LocalChannel> local_ ABSL_GUARDED_BY(local_mu_);
-  absl::Time local_retry_ ABSL_GUARDED_BY(local_mu_) = absl::InfinitePast();
+  const bool wants_local_;
+  const bool replaces_lost_local_;
+  const absl::Time created_ = absl::Now();
+  std::unique_ptr<LocalChannel> local_;
   std::unique_ptr<BulkChannel> bulk_;
   std::unique_ptr<KeyMirror> mirror_;  // declared after bulk_: it uses bulk_ until it stops
 };
