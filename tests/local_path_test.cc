@@ -1,5 +1,6 @@
 // The same-machine shared-memory path against a real ems-node process.
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -246,6 +247,61 @@ TEST_F(LocalPathTest, ClientKilledMidWriteLeaksNothing) {
   EXPECT_GE(Stats().reclaimed_writes(), 1u);
   // The key is free for a real writer.
   EXPECT_TRUE(remote_->Put(TestKey(42), TestValue(42, 4 << 20)).ok());
+}
+
+TEST_F(LocalPathTest, AStalledClientNeverWritesIntoAnotherBlock) {
+  // A client holding a grant can be stopped for any time (paused, swapping) and then copy
+  // into it: the space must still be its own. With a deadline on the lease (30 s by default,
+  // here asked for 200 ms), the node freed the space, gave it to other blocks, and the client
+  // wrote over them.
+  testing::RawLocal raw(socket_);
+  ASSERT_TRUE(raw.ok());
+  v1::LocalRequest hello;
+  hello.mutable_hello();
+  v1::LocalResponse welcome;
+  std::vector<int> fds;
+  ASSERT_TRUE(raw.Call(hello, &welcome, &fds));
+  ASSERT_FALSE(fds.empty());
+  void* arena = mmap(nullptr, welcome.arena_bytes(), PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+  for (int fd : fds) close(fd);
+  ASSERT_NE(arena, MAP_FAILED);
+  constexpr size_t kStalled = 1 << 20, kOther = 2 << 20;
+  v1::LocalRequest write;
+  write.mutable_write()->set_lease_ms(200);
+  auto* item = write.mutable_write()->add_items();
+  ToProto(TestKey(500), item->mutable_key());
+  item->set_size(kStalled);
+  v1::LocalResponse granted;
+  ASSERT_TRUE(raw.Call(write, &granted));
+  ASSERT_EQ(granted.grants(0).code(), 0) << granted.grants(0).message();
+
+  absl::SleepFor(absl::Milliseconds(1500));  // the client stalls past the lease it asked for
+  constexpr int kOthers = 60;                // 120 MiB through a 64 MiB arena: space is reused
+  for (int k = 600; k < 600 + kOthers; ++k) {
+    ASSERT_TRUE(remote_->Put(TestKey(k), TestValue(k, kOther)).ok()) << k;
+  }
+  const std::vector<uint8_t> mine = TestValue(500, kStalled);  // and now it copies
+  std::memcpy(static_cast<uint8_t*>(arena) + granted.grants(0).offset(), mine.data(), kStalled);
+  munmap(arena, welcome.arena_bytes());
+  v1::LocalRequest seal;
+  seal.mutable_seal()->add_leases(granted.grants(0).lease());
+  v1::LocalResponse sealed;
+  ASSERT_TRUE(raw.Call(seal, &sealed));
+  EXPECT_EQ(sealed.grants(0).code(), 0) << sealed.grants(0).message();
+
+  std::vector<uint8_t> out(kOther);
+  auto got = remote_->Get(TestKey(500), absl::MakeSpan(out));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(std::equal(mine.begin(), mine.end(), out.begin()));
+  int intact = 0;
+  for (int k = 600; k < 600 + kOthers; ++k) {
+    auto other = remote_->Get(TestKey(k), absl::MakeSpan(out));
+    if (absl::IsNotFound(other.status())) continue;  // evicted
+    ASSERT_TRUE(other.ok()) << k << ": " << other.status();
+    ASSERT_EQ(out, TestValue(k, kOther)) << "block " << k << " was written over";
+    ++intact;
+  }
+  EXPECT_GT(intact, 10);
 }
 
 TEST_F(LocalPathTest, ClientKilledMidReadLeaksNothing) {

@@ -23,6 +23,13 @@ namespace {
 constexpr size_t kMaxMessageBytes = 1 << 20;
 // Blanks one seal may ask for: a client keeps a few for its next puts, not a share of the pool.
 constexpr uint32_t kMaxBlanksPerSeal = 64;
+// A connection's leases end when it seals or releases them, or when it closes (its client
+// exited, or dropped it), and never on a deadline (the requests' lease_ms are ignored): the
+// client maps the arena, so while it is connected it may still be copying into or out of a
+// granted block. A deadline gave a stalled client's space (a paused or swapping process) to
+// another block, which the client then wrote over or read as its own. A client that dies
+// closes its socket, and that ends every lease it held at once.
+constexpr absl::Duration kConnectionLease = absl::InfiniteDuration();
 
 // A write's key and, if it names one, its parent; the first that is malformed is the error.
 struct WriteKeys {
@@ -160,9 +167,8 @@ absl::Status LocalServer::Seal(const v1::LocalSeal& seal,
       SetStatus(g, s);
     }
   }
-  const absl::Duration ttl = absl::Milliseconds(seal.blank_lease_ms());
   for (uint32_t i = 0; i < seal.blanks(); ++i) {
-    auto blank = pool_->AcquireBlank(seal.blank_size(), ttl);
+    auto blank = pool_->AcquireBlank(seal.blank_size(), kConnectionLease);
     if (!blank.ok()) break;  // fewer blanks only cost the client's next put a round trip
     leases.insert(blank->first);
     v1::LocalGrant* g = resp.add_blanks();
@@ -204,7 +210,6 @@ void LocalServer::Serve(int fd) {
           }
           break;
         case v1::LocalRequest::kWrite: {
-          const absl::Duration ttl = absl::Milliseconds(req.write().lease_ms());
           for (const v1::LocalWrite& item : req.write().items()) {
             v1::LocalGrant* g = resp.add_grants();
             auto keys = KeysOf(item);
@@ -212,7 +217,8 @@ void LocalServer::Serve(int fd) {
               SetStatus(g, keys.status());
               continue;
             }
-            auto grant = pool_->AcquireWrite(keys->key, item.size(), keys->parent_ptr(), ttl);
+            auto grant =
+                pool_->AcquireWrite(keys->key, item.size(), keys->parent_ptr(), kConnectionLease);
             if (!grant.ok()) {
               if (pool::StoredAlready(grant.status())) {
                 g->set_existed(true);  // already stored: nothing to write
@@ -235,7 +241,6 @@ void LocalServer::Serve(int fd) {
           }
           break;
         case v1::LocalRequest::kRead: {
-          const absl::Duration ttl = absl::Milliseconds(req.read().lease_ms());
           for (const v1::Key& k : req.read().keys()) {
             v1::LocalGrant* g = resp.add_grants();
             auto key = FromProto(k);
@@ -243,7 +248,7 @@ void LocalServer::Serve(int fd) {
               SetStatus(g, key.status());
               continue;
             }
-            auto grant = pool_->AcquireRead(*key, ttl);
+            auto grant = pool_->AcquireRead(*key, kConnectionLease);
             if (!grant.ok()) {
               SetStatus(g, grant.status());
               continue;

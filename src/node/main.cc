@@ -32,9 +32,6 @@ ABSL_FLAG(std::string, eviction_policy, "lru", "eviction policy: lru, s3fifo or 
 ABSL_FLAG(double, high_watermark, 0.95, "start evicting above this fraction of the arena");
 ABSL_FLAG(double, low_watermark, 0.85, "evict down to this fraction of the arena");
 ABSL_FLAG(uint64_t, max_value_bytes, 64ull << 20, "largest value accepted, in bytes");
-ABSL_FLAG(int, lease_seconds, 30,
-          "deadline of a lease held by a remote or local client; an unsealed write or read pin "
-          "older than this is reclaimed");
 ABSL_FLAG(int, index_shards, 64, "index shards (a power of two)");
 ABSL_FLAG(int, metrics_port, 0,
           "HTTP port for /metrics (Prometheus text) and /healthz; 0 picks a free port (printed "
@@ -104,7 +101,6 @@ int main(int argc, char** argv) {
   o.pool.high_watermark = absl::GetFlag(FLAGS_high_watermark);
   o.pool.low_watermark = absl::GetFlag(FLAGS_low_watermark);
   o.pool.max_value_bytes = absl::GetFlag(FLAGS_max_value_bytes);
-  o.pool.default_lease = absl::Seconds(absl::GetFlag(FLAGS_lease_seconds));
   o.pool.index_shards = absl::GetFlag(FLAGS_index_shards);
   o.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   o.metrics_host = absl::GetFlag(FLAGS_metrics_host);

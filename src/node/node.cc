@@ -100,14 +100,6 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
     EMS_ASSIGN_OR_RETURN(node->local_,
                          LocalServer::Start(node->pool_.get(), {o.local_socket, o.node_id}));
   }
-  node->sweeper_ = std::thread([raw] {
-    while (!raw->stop_.WaitForNotificationWithTimeout(raw->options_.lease_sweep)) {
-      if (size_t n = raw->pool_->ExpireLeases(); n > 0) {
-        spdlog::info("ems-node: ended {} expired leases", n);
-      }
-    }
-  });
-
   if (!o.controller.empty()) {
     MembershipAgentOptions aopts;
     aopts.controller = o.controller;
@@ -255,7 +247,6 @@ void Node::Shutdown(absl::Duration grace) {
   agent_raw_.store(nullptr, std::memory_order_release);
   agent_.reset();
   migrator_.reset();
-  if (sweeper_.joinable()) sweeper_.join();
 }
 
 Node::~Node() {

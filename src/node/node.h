@@ -45,8 +45,7 @@ struct NodeOptions {
   std::string controller;
   std::string cluster = "default";
   std::string zone;
-  std::string advertise;  // address others use; "" = 127.0.0.1:<port>
-  absl::Duration lease_sweep = absl::Seconds(1);
+  std::string advertise;                     // address others use; "" = 127.0.0.1:<port>
   double migration_mbps = 0;                 // push rate limit when blocks move; 0 = unlimited
   uint64_t max_message_bytes = 80ull << 20;  // above the 64 MiB max value plus framing
 };
@@ -84,7 +83,6 @@ class Node {
   std::unique_ptr<Migrator> migrator_;                // cluster mode only; created before agent_
   std::unique_ptr<httplib::Server> http_;
   std::thread http_thread_;
-  std::thread sweeper_;
   absl::Notification stop_;
   int port_ = 0;
   int metrics_port_ = -1;

@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "ems/v1/local.pb.h"
 
@@ -35,8 +36,9 @@ class RawLocal {
     std::string out = req.SerializeAsString();
     return send(fd_, out.data(), out.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(out.size());
   }
-  // Sends one request and reads its response (any passed fd is closed).
-  bool Call(const v1::LocalRequest& req, v1::LocalResponse* resp) {
+  // Sends one request and reads its response. Passed fds (the hello's arena and directory)
+  // go to `fds` if given, else are closed.
+  bool Call(const v1::LocalRequest& req, v1::LocalResponse* resp, std::vector<int>* fds = nullptr) {
     if (!Send(req)) return false;
     std::string buf(1 << 20, '\0');
     alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))];  // hello: arena and directory
@@ -52,7 +54,11 @@ class RawLocal {
       for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
         int fd;
         std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-        close(fd);
+        if (fds != nullptr) {
+          fds->push_back(fd);
+        } else {
+          close(fd);
+        }
       }
     }
     return resp->ParseFromArray(buf.data(), static_cast<int>(n));
