@@ -1,5 +1,7 @@
 #include "controller/membership.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
@@ -52,7 +54,14 @@ Membership::Cluster& Membership::GetOrCreate(const std::string& name) {
 }
 
 absl::Status Membership::Commit(Cluster& cluster) {
-  cluster.map.set_epoch(cluster.map.epoch() + 1);
+  // A cluster's first map takes its epoch from the clock (milliseconds since 1970); later
+  // ones count up by one. Nodes and clients ignore a map no newer than the one they hold, so
+  // a controller that lost its state (a state dir or volume gone, a cluster deleted and
+  // created again) must not start again at 1: from the clock it starts above every epoch its
+  // predecessor gave out, unless that one committed more maps than milliseconds went by.
+  const uint64_t first =
+      static_cast<uint64_t>(std::max<int64_t>(1, absl::ToUnixMillis(options_.clock->Now())));
+  cluster.map.set_epoch(cluster.map.epoch() == 0 ? first : cluster.map.epoch() + 1);
   return store_->Put(kMapKind, cluster.map.cluster(), cluster.map.SerializeAsString());
 }
 

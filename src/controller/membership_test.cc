@@ -49,11 +49,11 @@ class MembershipTest : public ::testing::Test {
 TEST_F(MembershipTest, RegisterBumpsEpochOnlyOnChange) {
   auto m1 = membership_->Register("c", Node("n1", "127.0.0.1:1"));
   ASSERT_TRUE(m1.ok()) << m1.status();
-  EXPECT_EQ(m1->epoch(), 1u);
+  const uint64_t first = m1->epoch();
   auto again = membership_->Register("c", Node("n1", "127.0.0.1:1"));
-  EXPECT_EQ(again->epoch(), 1u) << "an identical re-register is not a change";
+  EXPECT_EQ(again->epoch(), first) << "an identical re-register is not a change";
   auto m2 = membership_->Register("c", Node("n2", "127.0.0.1:2"));
-  EXPECT_EQ(m2->epoch(), 2u);
+  EXPECT_EQ(m2->epoch(), first + 1);
   ASSERT_EQ(m2->nodes_size(), 2);
   EXPECT_EQ(m2->nodes(1).state(), v1::UP);
 }
@@ -69,33 +69,33 @@ TEST_F(MembershipTest, RejectsIncompleteRegistrations) {
 }
 
 TEST_F(MembershipTest, SilentNodeGoesDownAfterThreeMissedHeartbeatsAndComesBack) {
-  ASSERT_TRUE(membership_->Register("c", Node("n1", "a:1")).ok());
+  const uint64_t first = membership_->Register("c", Node("n1", "a:1"))->epoch();
   ASSERT_TRUE(membership_->Register("c", Node("n2", "a:2")).ok());
   clock_.Advance(absl::Milliseconds(2500));
-  ASSERT_TRUE(membership_->Heartbeat("c", "n1", 2).ok());
+  ASSERT_TRUE(membership_->Heartbeat("c", "n1", first + 1).ok());
   EXPECT_EQ(membership_->MarkSilentNodesDown(), 0) << "2.5 s is under 3 intervals";
   clock_.Advance(absl::Milliseconds(600));
   EXPECT_EQ(membership_->MarkSilentNodesDown(), 1);
   auto map = membership_->GetMap("c");
-  EXPECT_EQ(map->epoch(), 3u);
+  EXPECT_EQ(map->epoch(), first + 2);
   EXPECT_EQ(map->nodes(0).state(), v1::UP);
   EXPECT_EQ(map->nodes(1).state(), v1::DOWN);
 
-  auto hb = membership_->Heartbeat("c", "n2", 3);
+  auto hb = membership_->Heartbeat("c", "n2", first + 2);
   ASSERT_TRUE(hb.ok());
-  EXPECT_EQ(hb->epoch(), 4u);
+  EXPECT_EQ(hb->epoch(), first + 3);
   EXPECT_TRUE(hb->has_map()) << "the caller's epoch is stale, so it gets the map";
   EXPECT_EQ(hb->map().nodes(1).state(), v1::UP);
 }
 
 TEST_F(MembershipTest, MapSurvivesRestart) {
-  ASSERT_TRUE(membership_->Register("c", Node("n1", "a:1")).ok());
+  const uint64_t first = membership_->Register("c", Node("n1", "a:1"))->epoch();
   ASSERT_TRUE(membership_->Register("c", Node("n2", "a:2")).ok());
   ASSERT_TRUE(membership_->SetNodeState("c", "n2", v1::DRAINING).ok());
   Reopen();
   auto map = membership_->GetMap("c");
   ASSERT_TRUE(map.ok()) << map.status();
-  EXPECT_EQ(map->epoch(), 3u);
+  EXPECT_EQ(map->epoch(), first + 2);
   ASSERT_EQ(map->nodes_size(), 2);
   EXPECT_EQ(map->nodes(1).state(), v1::DRAINING);
   // Restart gives nodes a full grace period before they can be marked DOWN.
@@ -136,11 +136,31 @@ TEST_F(MembershipTest, WaitForNewerSeesTheNextEpoch) {
   ASSERT_TRUE(membership_->Register("c", Node("n1", "a:1")).ok());
   v1::ClusterMap out;
   EXPECT_TRUE(membership_->WaitForNewer("c", 0, absl::ZeroDuration(), &out));
-  EXPECT_EQ(out.epoch(), 1u);
-  EXPECT_FALSE(membership_->WaitForNewer("c", 1, absl::Milliseconds(10), &out));
+  const uint64_t first = out.epoch();
+  EXPECT_FALSE(membership_->WaitForNewer("c", first, absl::Milliseconds(10), &out));
   ASSERT_TRUE(membership_->RemoveNode("c", "n1").ok());
-  EXPECT_TRUE(membership_->WaitForNewer("c", 1, absl::Milliseconds(10), &out));
+  EXPECT_TRUE(membership_->WaitForNewer("c", first, absl::Milliseconds(10), &out));
   EXPECT_EQ(out.nodes_size(), 0);
+}
+
+TEST_F(MembershipTest, AControllerThatLostItsStateStartsAboveEveryEpochGivenOut) {
+  // Nodes and clients ignore a map no newer than theirs. A controller whose state was lost
+  // started again at epoch 1, and its maps were ignored until it had made as many changes.
+  ASSERT_TRUE(membership_->Register("c", Node("n1", "a:1")).ok());
+  uint64_t last = 0;
+  for (int i = 0; i < 50; ++i) {  // a busy cluster: 50 map changes within the same second
+    ASSERT_TRUE(membership_->SetNodeState("c", "n1", i % 2 ? v1::UP : v1::DRAINING).ok());
+    last = membership_->GetMap("c")->epoch();
+  }
+  membership_.reset();
+  store_.reset();
+  std::filesystem::remove_all(dir_);  // the state is gone
+  std::filesystem::create_directories(dir_);
+  clock_.Advance(absl::Seconds(1));  // the new controller is up a second later
+  Reopen();
+  auto fresh = membership_->Register("c", Node("n1", "a:1"));
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_GT(fresh->epoch(), last);
 }
 
 }  // namespace
