@@ -134,7 +134,11 @@ absl::Status StateStore::Apply(const std::vector<Write>& writes) {
       return s;
     }
   }
-  return Exec("COMMIT");
+  absl::Status committed = Exec("COMMIT");
+  // A COMMIT that fails (disk full, I/O error) may leave the transaction open, and then every
+  // later BEGIN fails and every Put joins a transaction nobody commits.
+  if (!committed.ok() && sqlite3_get_autocommit(db_) == 0) Exec("ROLLBACK").IgnoreError();
+  return committed;
 }
 
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> StateStore::List(

@@ -356,6 +356,13 @@ TEST_F(ContractTest, EnrollClusterValidatesAndAdopts) {
   EXPECT_EQ(r2.body["cluster_id"], "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee");
   ExpectError(Call("POST", "/v1/clusters/enroll", token_, given_id.dump()), 400, "EMS.00004000",
               "cluster_id");
+  // Backends name a cluster's objects (its DaemonSet, ConfigMap, Secret) after the first 8
+  // characters of its id: an id sharing them would share, and on delete remove, those.
+  Json lookalike = given_id;
+  lookalike["name"] = "legacy-three";
+  lookalike["cluster_id"] = "aaaaaaaa-0000-4000-8000-000000000000";
+  ExpectError(Call("POST", "/v1/clusters/enroll", token_, lookalike.dump()), 400, "EMS.00004000",
+              "same 8 characters");
 
   Json no_ns = body;
   no_ns["k8s_cluster_specification"].erase("namespace");

@@ -185,6 +185,58 @@ TEST_F(JobsTest, ResizeJobsQueuePerClusterAndCancelRollsBack) {
   EXPECT_EQ(c["cluster_specification"]["k8s_cluster_specification"]["node_count"], 4);
 }
 
+TEST_F(JobsTest, AFailedExpandStopsTheNodesItStarted) {
+  // Only a cancelled expand was undone: a failed one left the nodes it had started running,
+  // in no cluster's list, until the cluster was deleted.
+  StopAll();
+  reconciler_options_.ready_timeout = absl::Milliseconds(300);
+  Start();
+  token_ = Token("proj-a");
+  const std::string id = RunningCluster("alpha");
+  backend_.SetUnstartable("node-4");  // node-3 starts, node-4 never does
+  Reply r = Call("POST", "/v1/clusters/" + id + "/expand", token_, Names(3, 5));
+  ASSERT_EQ(r.status, 202) << r.raw;
+  Json failed = WaitJob(token_, r.body["job_id"]);
+  EXPECT_EQ(failed["status"], "FAILED") << failed;
+  EXPECT_EQ(backend_.Running(id), (std::set<std::string>{"node-0", "node-1", "node-2"}));
+  EXPECT_EQ(Show(id)["cluster_specification"]["k8s_cluster_specification"]["node_count"], 3);
+}
+
+TEST_F(JobsTest, NodesRunningOutsideTheClusterAreStoppedOnceNoJobIsOpen) {
+  // What an expand whose undo failed (or a controller that died in between) leaves behind.
+  const std::string id = RunningCluster("alpha");
+  Cluster c;
+  c.id = id;
+  backend_.FailStartedNodes(true);  // cannot be listed: nothing is stopped on a guess
+  ASSERT_TRUE(backend_.StartNodes(c, {"node-7"}).ok());
+  absl::SleepFor(absl::Milliseconds(100));  // five resync passes
+  EXPECT_TRUE(backend_.Running(id).contains("node-7"));
+  backend_.FailStartedNodes(false);
+  for (int i = 0; i < 2000 && backend_.Running(id).contains("node-7"); ++i) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(backend_.Running(id), (std::set<std::string>{"node-0", "node-1", "node-2"}));
+}
+
+TEST_F(JobsTest, AShrinkQueuedBehindAnExpandThatDidNotRunIsCheckedAgain) {
+  // The shrink was accepted against 5 nodes (3 + the expand's 2); with the expand cancelled
+  // it would have left 1, under the minimum of 3.
+  const std::string id = RunningCluster("alpha");
+  backend_.HoldReady(true);
+  const std::string path = "/v1/clusters/" + id;
+  Reply expand = Call("POST", path + "/expand", token_, Names(3, 5));
+  Reply shrink = Call("POST", path + "/shrink", token_, Names(0, 2));
+  ASSERT_EQ(expand.status, 202) << expand.raw;
+  ASSERT_EQ(shrink.status, 202) << shrink.raw;
+  ASSERT_EQ(Call("POST", "/v1/jobs/cancel", token_, Ids({expand.body["job_id"]})).status, 200);
+  backend_.HoldReady(false);
+  EXPECT_EQ(WaitJob(token_, expand.body["job_id"])["status"], "STOPPED");
+  Json refused = WaitJob(token_, shrink.body["job_id"]);
+  EXPECT_EQ(refused["status"], "FAILED") << refused;
+  EXPECT_NE(refused.dump().find("leaves fewer than 3"), std::string::npos) << refused;
+  EXPECT_EQ(backend_.Running(id), (std::set<std::string>{"node-0", "node-1", "node-2"}));
+}
+
 TEST_F(JobsTest, CancelJobsContract) {
   const std::string id = RunningCluster("alpha");
   StopAll();  // no reconciler: jobs stay queued

@@ -39,6 +39,10 @@ class Backend {
   virtual absl::Status StartNodes(const Cluster& c, const std::vector<std::string>& names) = 0;
   // Stops the ems-node of cluster `c` on each named node.
   virtual absl::Status StopNodes(const Cluster& c, const std::vector<std::string>& names) = 0;
+  // The nodes an ems-node of cluster `c` was started on (StartNodes) and not stopped since,
+  // ready or not, listed by the cluster or not: the reconciler stops the ones it does not
+  // list (an expand that failed, or whose undo did).
+  virtual absl::StatusOr<std::vector<std::string>> StartedNodes(const Cluster& c) = 0;
   // One entry per name, in order.
   virtual absl::StatusOr<std::vector<NodeStatus>> Status(const Cluster& c,
                                                          const std::vector<std::string>& names) = 0;

@@ -36,6 +36,7 @@ class FakeBackend : public Backend {
   absl::Status StartNodes(const Cluster& c, const std::vector<std::string>& names) override {
     absl::MutexLock lock(&mu_);
     for (const auto& n : names) {
+      if (n == unstartable_) continue;  // as a node deleted from Kubernetes: the rest start
       if (!running_[c.id].contains(n)) ++starts_;
       running_[c.id].insert(n);
     }
@@ -45,6 +46,11 @@ class FakeBackend : public Backend {
     absl::MutexLock lock(&mu_);
     for (const auto& n : names) running_[c.id].erase(n);
     return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<std::string>> StartedNodes(const Cluster& c) override {
+    absl::MutexLock lock(&mu_);
+    if (fail_started_nodes_) return absl::UnavailableError("fake: StartedNodes fails");
+    return std::vector<std::string>(running_[c.id].begin(), running_[c.id].end());
   }
   absl::StatusOr<std::vector<NodeStatus>> Status(const Cluster& c,
                                                  const std::vector<std::string>& names) override {
@@ -77,6 +83,15 @@ class FakeBackend : public Backend {
   }
 
   // --- test controls ---
+  // StartNodes skips this node (and reports success for the rest); WaitReady then times out.
+  void SetUnstartable(std::string name) {
+    absl::MutexLock lock(&mu_);
+    unstartable_ = std::move(name);
+  }
+  void FailStartedNodes(bool fail) {
+    absl::MutexLock lock(&mu_);
+    fail_started_nodes_ = fail;
+  }
   void HoldReady(bool hold) {
     absl::MutexLock lock(&mu_);
     hold_ready_ = hold;
@@ -114,6 +129,8 @@ class FakeBackend : public Backend {
   std::map<std::string, std::vector<NodeLabel>> labels_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> discoverable_ ABSL_GUARDED_BY(mu_);
   bool hold_ready_ ABSL_GUARDED_BY(mu_) = false;
+  std::string unstartable_ ABSL_GUARDED_BY(mu_);
+  bool fail_started_nodes_ ABSL_GUARDED_BY(mu_) = false;
   int starts_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

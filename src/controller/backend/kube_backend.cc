@@ -111,6 +111,20 @@ absl::StatusOr<std::vector<std::string>> KubeBackend::DiscoverNodes(const Cluste
   auto nodes = ListNodes(c.spec.k8s.label.key + "=" + c.spec.k8s.label.value);
   if (!nodes.ok()) return nodes.status();
   std::vector<std::string> names;
+  for (const Json& n : *nodes) {
+    // A node another EMS cluster runs on is that cluster's: enrolling it would make this
+    // cluster wait on pods it does not have, and deleting this one would unlabel it.
+    const std::string owner = LabelOf(n, kClusterLabel);
+    if (owner.empty() || owner == c.id) names.push_back(NameOf(n));
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+absl::StatusOr<std::vector<std::string>> KubeBackend::StartedNodes(const Cluster& c) {
+  auto nodes = ListNodes(absl::StrCat(kClusterLabel, "=", c.id));
+  if (!nodes.ok()) return nodes.status();
+  std::vector<std::string> names;
   for (const Json& n : *nodes) names.push_back(NameOf(n));
   std::sort(names.begin(), names.end());
   return names;
@@ -224,23 +238,23 @@ absl::Status KubeBackend::Prepare(const Cluster& c) {
   return Apply(apps + "/daemonsets", apps + "/daemonsets/" + DaemonSetName(c), DaemonSetFor(c));
 }
 
-absl::Status KubeBackend::UpdateNodeLabel(const std::string& name, const std::string& key,
-                                          const std::string* value) {
+absl::Status KubeBackend::UpdateClusterLabel(const std::string& name, const std::string& id,
+                                             bool claim) {
   const std::string path = "/api/v1/nodes/" + name;
   for (int attempt = 0; attempt <= options_.conflict_retries; ++attempt) {
     auto node = client_.Get(path);
     if (!node.ok()) return node.status();
-    const Json& metadata = (*node)["metadata"];
-    const Json* labels = Labels(*node);
-    const bool has = labels != nullptr && labels->contains(key);
-    if (value != nullptr ? has && StrOr(*labels, key.c_str()) == *value : !has) {
-      return absl::OkStatus();
+    const std::string owner = LabelOf(*node, kClusterLabel);
+    if (claim ? owner == id : owner != id) return absl::OkStatus();  // nothing to change
+    if (claim && !owner.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "node ", name, " belongs to another EMS cluster (", kClusterLabel, "=", owner, ")"));
     }
     // A JSON merge patch of just this label (null removes it). The read's resourceVersion
     // rides along: a concurrent writer makes this a 409.
     Json patch = {{"metadata",
-                   {{"resourceVersion", StrOr(metadata, "resourceVersion")},
-                    {"labels", {{key, value != nullptr ? Json(*value) : Json(nullptr)}}}}}};
+                   {{"resourceVersion", StrOr((*node)["metadata"], "resourceVersion")},
+                    {"labels", {{kClusterLabel, claim ? Json(id) : Json(nullptr)}}}}}};
     auto patched = client_.MergePatch(path, patch);
     if (patched.ok()) return absl::OkStatus();
     if (!absl::IsAborted(patched.status())) return patched.status();
@@ -255,18 +269,24 @@ absl::Status KubeBackend::StartNodes(const Cluster& c, const std::vector<std::st
   // A credential created since Prepare reaches the pods this starts (kubelet refreshes the
   // file of a mounted Secret; ems-node re-reads it).
   if (absl::Status s = ApplyCdKeySecret(c); !s.ok()) return s;
+  // Every node is tried: one that fails (deleted from Kubernetes, claimed by another cluster)
+  // must not keep the rest from running. The first failure is the answer.
+  absl::Status first;
   for (const std::string& n : names) {
-    if (absl::Status s = UpdateNodeLabel(n, kClusterLabel, &c.id); !s.ok()) return s;
+    if (absl::Status s = UpdateClusterLabel(n, c.id, /*claim=*/true); !s.ok() && first.ok()) {
+      first = s;
+    }
   }
-  return absl::OkStatus();
+  return first;
 }
 
 absl::Status KubeBackend::StopNodes(const Cluster& c, const std::vector<std::string>& names) {
+  absl::Status first;
   for (const std::string& n : names) {
-    absl::Status s = UpdateNodeLabel(n, kClusterLabel, nullptr);
-    if (!s.ok() && !absl::IsNotFound(s)) return s;  // a node that is gone runs nothing
+    absl::Status s = UpdateClusterLabel(n, c.id, /*claim=*/false);
+    if (!s.ok() && !absl::IsNotFound(s) && first.ok()) first = s;  // a gone node runs nothing
   }
-  return absl::OkStatus();
+  return first;
 }
 
 absl::StatusOr<std::vector<NodeStatus>> KubeBackend::Status(const Cluster& c,

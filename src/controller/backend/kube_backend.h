@@ -53,6 +53,8 @@ class KubeBackend : public Backend {
   const char* name() const override { return "kubernetes"; }
   absl::StatusOr<std::vector<std::string>> PlanNodes(const Cluster& c) override;
   absl::StatusOr<std::vector<std::string>> DiscoverNodes(const Cluster& c) override;
+  // The nodes labelled kClusterLabel=<c.id>, which the DaemonSet runs on.
+  absl::StatusOr<std::vector<std::string>> StartedNodes(const Cluster& c) override;
   absl::Status Prepare(const Cluster& c) override;
   absl::Status StartNodes(const Cluster& c, const std::vector<std::string>& names) override;
   absl::Status StopNodes(const Cluster& c, const std::vector<std::string>& names) override;
@@ -70,9 +72,11 @@ class KubeBackend : public Backend {
   Json CdKeySecretFor(const Cluster& c) const;
 
  private:
-  // Sets (value != nullptr) or removes the label `key` of node `name`, retrying conflicts.
-  absl::Status UpdateNodeLabel(const std::string& name, const std::string& key,
-                               const std::string* value);
+  // Sets (claim) or removes the cluster label (kClusterLabel) of node `name` for cluster
+  // `id`, retrying conflicts. Another cluster's label is never touched: claiming a node it
+  // names is FAILED_PRECONDITION, and releasing such a node leaves it as it is. The read's
+  // resourceVersion rides along, so two clusters claiming one node cannot both win.
+  absl::Status UpdateClusterLabel(const std::string& name, const std::string& id, bool claim);
   // Creates or replaces the object at `path` (its collection is `collection`).
   absl::Status Apply(const std::string& collection, const std::string& path, Json object);
   // Creates or replaces the cluster's cdKey Secret with the project's current key.

@@ -213,6 +213,30 @@ TEST_F(KubeBackendTest, LabelUpdatesRetryResourceVersionConflicts) {
   EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
 }
 
+TEST_F(KubeBackendTest, ANodeOfAnotherClusterIsNeverRelabelledOrUnlabelled) {
+  // Two clusters planned at once (or an expand naming another cluster's node) used to take
+  // each other's nodes, and a delete removed the label whatever cluster it named: the other
+  // cluster's pods were evicted.
+  Cluster other = cluster_;
+  other.id = "d00dfeed-0000-4000-8000-000000000002";
+  ASSERT_TRUE(backend_->StartNodes(other, {"worker-0", "worker-1"}).ok());
+  absl::Status taken = backend_->StartNodes(cluster_, {"worker-1", "worker-2"});
+  EXPECT_EQ(taken.code(), absl::StatusCode::kFailedPrecondition) << taken;
+  EXPECT_NE(taken.message().find("worker-1 belongs to another EMS cluster"), std::string::npos)
+      << taken;
+  EXPECT_EQ(api_.NodeLabels("worker-1")[kClusterLabel], other.id);
+  EXPECT_EQ(api_.NodeLabels("worker-2")[kClusterLabel], cluster_.id)
+      << "the nodes after the refused one are still started";
+  ASSERT_TRUE(backend_->StopNodes(cluster_, {"worker-0", "worker-1", "worker-2"}).ok());
+  EXPECT_EQ(api_.NodeLabels("worker-0")[kClusterLabel], other.id);
+  EXPECT_EQ(api_.NodeLabels("worker-1")[kClusterLabel], other.id);
+  EXPECT_EQ(api_.NodeLabels("worker-2").count(kClusterLabel), 0u);
+  // Enrolling by label finds only nodes no other cluster runs on.
+  auto found = backend_->DiscoverNodes(cluster_);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(*found, (std::vector<std::string>{"worker-2", "worker-3", "worker-4", "worker-9"}));
+}
+
 TEST_F(KubeBackendTest, TooFewEligibleNodesFailsThePlan) {
   cluster_.spec.k8s.node_count = 6;  // 5 Ready + 1 NotReady carry ems=true
   auto plan = backend_->PlanNodes(cluster_);

@@ -141,6 +141,9 @@ absl::Status LocalBackend::Spawn(const Cluster& c, const std::string& node,
   argv.push_back(nullptr);
   const std::string out = (fs::path(dir) / "stdout.log").string();
   const std::string err = (fs::path(dir) / "stderr.log").string();
+  // A node started again in the same directory must not look ready from its predecessor's
+  // LISTENING line before the child truncates the file.
+  fs::remove(out, ec);
 
   const pid_t pid = fork();
   if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", strerror(errno)));

@@ -41,6 +41,10 @@ class LocalBackend : public Backend {
   absl::Status Prepare(const Cluster& c) override;
   absl::Status StartNodes(const Cluster& c, const std::vector<std::string>& names) override;
   absl::Status StopNodes(const Cluster& c, const std::vector<std::string>& names) override;
+  // The node directories of `c` with a live process (as DiscoverNodes).
+  absl::StatusOr<std::vector<std::string>> StartedNodes(const Cluster& c) override {
+    return DiscoverNodes(c);
+  }
   absl::StatusOr<std::vector<NodeStatus>> Status(const Cluster& c,
                                                  const std::vector<std::string>& names) override;
   absl::Status Release(const Cluster& c) override;

@@ -121,7 +121,16 @@ void Reconciler::RunJob(Job job, int64_t runner) {
         RollBack(job);
         ended = true;
       } else if (!s.ok()) {
-        Finish(job, absl::Status(s.code(), absl::StrCat("task ", step, ": ", s.message())));
+        absl::Status failure(s.code(), absl::StrCat("task ", step, ": ", s.message()));
+        if (job.kind == JobKind::kExpand) {
+          // The nodes it started are in no cluster's list, so nothing else would stop them.
+          // If this fails too, Resync stops them once no job of the cluster is open.
+          if (absl::Status undo = UndoExpand(job); !undo.ok()) {
+            failure = absl::Status(failure.code(),
+                                   absl::StrCat(failure.message(), "; undo: ", undo.message()));
+          }
+        }
+        Finish(job, failure);
         ended = true;
       } else {
         s = registry_->MutateJob(job.id, [&](Job& j) {

@@ -54,6 +54,8 @@ class Reconciler {
   absl::Status WaitReady(const Job& job, int step, const std::vector<std::string>& names);
   absl::Status Drain(const Job& job, int step, const std::vector<std::string>& names);
   absl::Status StopAndForget(const Cluster& c, const std::vector<std::string>& names);
+  // Drains and stops the nodes expand `job` started (not in the cluster's list yet).
+  absl::Status UndoExpand(const Job& job);
   // Undoes a cancelled expand/shrink and marks the job STOPPED.
   void RollBack(const Job& job);
   void Finish(const Job& job, const absl::Status& status);
@@ -63,6 +65,10 @@ class Reconciler {
   absl::StatusOr<int> CountReady(const Cluster& c, const std::vector<std::string>& names,
                                  std::string* detail);
   void Resync();
+  // Stops the nodes of `c` that run but that it does not list (an expand that failed and
+  // whose undo failed too, or a controller that died between the two). Only between jobs:
+  // a running or resumable expand has its nodes out of the list on purpose.
+  void StopStrays(const Cluster& c);
   bool CancelRequested(const std::string& job_id);
 
   Registry* const registry_;

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "controller/api/errors.h"
+#include "controller/api/validation.h"
 #include "controller/jobs/reconciler.h"
 #include "spdlog/spdlog.h"
 
@@ -44,6 +45,23 @@ void DropNodes(Cluster& c, const std::vector<std::string>& names) {
   c.spec.k8s.node_count = static_cast<int>(c.nodes.size());
 }
 
+// Whether shrinking `c` by `names` is still what its request was accepted as: every node a
+// member, and at least kMinNodeCount left.
+absl::Status CheckShrink(const Cluster& c, const std::vector<std::string>& names) {
+  for (const std::string& n : names) {
+    if (std::find(c.nodes.begin(), c.nodes.end(), n) == c.nodes.end()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "node ", n, " is not in the cluster (an expand queued before this shrink did not run)"));
+    }
+  }
+  if (c.nodes.size() < names.size() + api::kMinNodeCount) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "shrinking ", c.nodes.size(), " nodes by ", names.size(), " leaves fewer than ",
+        api::kMinNodeCount, " (an expand queued before this shrink did not run)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status Reconciler::RunStep(const Job& job, int step) {
@@ -81,7 +99,12 @@ absl::Status Reconciler::RunStep(const Job& job, int step) {
       if (step == 1) return WaitReady(job, step, names);
       return registry_->MutateCluster(c.id, [&](Cluster& cl) { AddNodes(cl, names); });
     case JobKind::kShrink:
-      if (step == 0) return Drain(job, step, names);
+      if (step == 0) {
+        // Accepted against the nodes the cluster would have after the jobs queued before it;
+        // one of those may have failed or been cancelled since.
+        if (absl::Status s = CheckShrink(c, names); !s.ok()) return s;
+        return Drain(job, step, names);
+      }
       if (step == 1) return backend_->StopNodes(c, names);
       if (membership_ != nullptr) {
         for (const std::string& name : names) {
@@ -94,13 +117,20 @@ absl::Status Reconciler::RunStep(const Job& job, int step) {
   return absl::InternalError("unknown job kind");
 }
 
+absl::Status Reconciler::UndoExpand(const Job& job) {
+  auto c = registry_->GetClusterById(job.cluster_id);
+  if (!c.ok()) return c.status();
+  // New nodes may already hold blocks: drain them like a shrink would, then stop them.
+  absl::Status undo = Drain(job, /*step=*/-1, job.node_names);
+  if (undo.ok()) undo = StopAndForget(*c, job.node_names);
+  return undo;
+}
+
 void Reconciler::RollBack(const Job& job) {
   auto c = registry_->GetClusterById(job.cluster_id);
   absl::Status undo;
   if (c.ok() && job.kind == JobKind::kExpand) {
-    // New nodes may already hold blocks: drain them like a shrink would, then stop them.
-    undo = Drain(job, /*step=*/-1, job.node_names);
-    if (undo.ok()) undo = StopAndForget(*c, job.node_names);
+    undo = UndoExpand(job);
   } else if (c.ok() && job.kind == JobKind::kShrink && membership_ != nullptr) {
     for (const std::string& name : job.node_names) {
       auto back = membership_->SetNodeState(job.cluster_id, name, v1::UP);
@@ -208,6 +238,29 @@ void Reconciler::Resync() {
       registry_->MutateCluster(c.id, [&](Cluster& cl) { cl.available_node_count = *ready; })
           .IgnoreError();  // retried next pass
     }
+    StopStrays(c);
+  }
+}
+
+void Reconciler::StopStrays(const Cluster& c) {
+  if (registry_->HasOpenJobs(c.id)) return;
+  auto started = backend_->StartedNodes(c);
+  if (!started.ok()) {
+    spdlog::warn("cluster {}: cannot list its started nodes: {}", c.id,
+                 started.status().ToString());
+    return;
+  }
+  std::vector<std::string> strays;
+  for (const std::string& n : *started) {
+    if (std::find(c.nodes.begin(), c.nodes.end(), n) == c.nodes.end()) strays.push_back(n);
+  }
+  if (strays.empty()) return;
+  // Not drained: a stray may serve blocks, but a cache loses only hits by dropping them,
+  // and a drain would hold this loop (and every other cluster's resync) for minutes.
+  spdlog::warn("cluster {}: stopping {}, which run but are not its nodes", c.id,
+               absl::StrJoin(strays, ","));
+  if (absl::Status s = StopAndForget(c, strays); !s.ok()) {
+    spdlog::warn("cluster {}: stop {}: {}", c.id, absl::StrJoin(strays, ","), s.ToString());
   }
 }
 

@@ -83,6 +83,13 @@ bool Registry::NameTaken(const std::string& project, const std::string& name) co
   return false;
 }
 
+bool Registry::ShortIdTaken(const std::string& id) const {
+  for (const auto& [other, c] : clusters_) {
+    if (c.status != kDeleted && other.compare(0, 8, id, 0, 8) == 0) return true;
+  }
+  return false;
+}
+
 absl::StatusOr<Cluster*> Registry::FindCluster(const std::string& project, const std::string& id) {
   auto it = clusters_.find(id);
   if (it == clusters_.end() || it->second.project_id != project) return api::ClusterNotFound(id);
@@ -93,7 +100,9 @@ absl::StatusOr<Registry::Accepted> Registry::CreateCluster(const std::string& pr
                                                            ClusterSpec spec) {
   absl::MutexLock lock(&mu_);
   Cluster c;
-  c.id = NewUuid();
+  do {
+    c.id = NewUuid();
+  } while (ShortIdTaken(c.id));
   if (spec.name.empty()) spec.name = "ems-" + c.id.substr(0, 8);
   if (NameTaken(project, spec.name)) {
     return api::ApiError(
@@ -122,6 +131,10 @@ absl::StatusOr<Registry::Accepted> Registry::EnrollCluster(const std::string& pr
   c.id = request.cluster_id.empty() ? NewUuid() : request.cluster_id;
   if (clusters_.contains(c.id)) {
     return api::InvalidParameter(absl::StrCat("cluster_id ", c.id, " is already in use"));
+  }
+  if (ShortIdTaken(c.id)) {
+    return api::InvalidParameter(absl::StrCat("cluster_id ", c.id, " starts with the same 8 ",
+                                              "characters as a cluster already in use"));
   }
   if (NameTaken(project, request.spec.name)) {
     return api::ApiError(absl::StatusCode::kAlreadyExists, api::kCodeNameExists,
@@ -414,6 +427,14 @@ bool Registry::IsBusy(const std::string& cluster_id) {
   absl::MutexLock lock(&mu_);
   for (const std::string& id : claimed_) {
     if (jobs_[id].cluster_id == cluster_id) return true;
+  }
+  return false;
+}
+
+bool Registry::HasOpenJobs(const std::string& cluster_id) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, j] : jobs_) {
+    if (j.cluster_id == cluster_id && !IsTerminal(j.status)) return true;
   }
   return false;
 }

@@ -77,6 +77,8 @@ class Registry {
                                    const std::function<void(Job&, Cluster&)>& fn);
   // True while a runner holds a claimed job of the cluster.
   bool IsBusy(const std::string& cluster_id);
+  // True while the cluster has a job not yet ended (queued, running, or to resume).
+  bool HasOpenJobs(const std::string& cluster_id);
   Clock* clock() const { return clock_; }
   // Blocks until a job is queued or cancelled, or `timeout` passes.
   void WaitForWork(absl::Duration timeout);
@@ -92,6 +94,10 @@ class Registry {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool NameTaken(const std::string& project, const std::string& name) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether a cluster not yet deleted, in any project, has an id starting with the same 8
+  // characters as `id`: backends name a cluster's objects after them (the Kubernetes
+  // DaemonSet, ConfigMap and Secret), so two such clusters would share, and delete, them.
+  bool ShortIdTaken(const std::string& id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The cluster's node names after every unfinished job of it has run.
   std::vector<std::string> ProjectedNodes(const Cluster& c) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
