@@ -2,18 +2,24 @@
 // with no node on its host answers lookups from mirrors of the nodes' keys, exactly as the
 // nodes would over the wire once the mirrors have caught up, its own writes at once, and
 // never from the mirror of a node that died or froze.
+#include "client/key_mirror.h"
+
 #include <signal.h>
 
 #include "client/client.h"
+#include "common/key_proto.h"
+#include "ems/v1/local.pb.h"
 #include "gtest/gtest.h"
 #include "testing/blocks.h"
 #include "testing/cluster.h"
 #include "testing/cluster_client.h"
+#include "testing/local_raw.h"
 
 namespace ems {
 namespace {
 
 using testing::ClusterClient;
+using testing::kBlockBytes;
 using testing::PutAll;
 using testing::TestKey;
 
@@ -73,6 +79,35 @@ TEST(KeyMirrorTest, RemoteClientsAnswerLookupsFromMirrorsExactlyAsOverTheWire) {
   const size_t over_wire = *wire->MatchPrefix(early);
   EXPECT_LT(over_wire, 64u) << "the fill evicted nothing";
   EXPECT_TRUE(Converges(*mirrored, early, over_wire));
+}
+
+TEST(KeyMirrorTest, AnOwnPutTheNodeNeverSealsIsNotClaimedForLong) {
+  // A put of a block another writer is still writing is answered OK (a cache's put of it
+  // counts as done), and this client's mirror took the key at once. If that writer gives up,
+  // the block is never sealed, the stream never says so, and the mirror claimed it for good.
+  auto cluster = testing::Cluster::Start({.nodes = 1, .local_sockets = true});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto mirrored = ClusterClient(**cluster, {.use_local = false, .mirror_remote_keys = true});
+  ASSERT_NE(mirrored, nullptr);
+  PutAll(*mirrored, 10);
+  ASSERT_TRUE(Converges(*mirrored, Prompt(0, 10), 10));
+  testing::RawLocal writer((*cluster)->local_socket(0));
+  ASSERT_TRUE(writer.ok());
+  v1::LocalRequest grant;
+  v1::LocalWrite* w = grant.mutable_write()->add_items();
+  ToProto(TestKey(500), w->mutable_key());
+  w->set_size(kBlockBytes);
+  v1::LocalResponse granted;
+  ASSERT_TRUE(writer.Call(grant, &granted));
+  ASSERT_EQ(granted.grants(0).code(), 0) << granted.grants(0).message();
+  PutAll(*mirrored, 1, 500);  // answered OK: being written
+  v1::LocalRequest release;
+  release.mutable_release()->add_leases(granted.grants(0).lease());
+  v1::LocalResponse released;
+  ASSERT_TRUE(writer.Call(release, &released));  // the other writer gives up
+  absl::SleepFor(client::KeyMirror::kStaleAfter + absl::Milliseconds(500));
+  EXPECT_EQ(Lookup(*mirrored, Prompt(500, 1)), std::make_pair(size_t{0}, true));
+  EXPECT_EQ(Lookup(*mirrored, Prompt(0, 10)), std::make_pair(size_t{10}, true));
 }
 
 TEST(KeyMirrorTest, TheMirrorOfADeadOrFrozenNodeIsNeverTrusted) {

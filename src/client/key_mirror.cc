@@ -32,17 +32,21 @@ KeyMirror::~KeyMirror() {
 std::optional<bool> KeyMirror::Contains(const BlockKey& key) const {
   absl::ReaderMutexLock lock(&mu_);
   if (!synced_) return std::nullopt;
-  return keys_.contains(key);
+  if (keys_.contains(key)) return true;
+  if (noted_.empty()) return false;
+  auto it = noted_.find(key);
+  return it != noted_.end() && absl::Now() < it->second;
 }
 
 void KeyMirror::NoteStored(const BlockKey& key) {
   absl::MutexLock lock(&mu_);
-  if (synced_) keys_.insert(key);
+  if (synced_) noted_[key] = absl::Now() + kStaleAfter;
 }
 
 void KeyMirror::NoteRemoved(const BlockKey& key) {
   absl::MutexLock lock(&mu_);
   keys_.erase(key);
+  noted_.erase(key);
 }
 
 void KeyMirror::Run() {
@@ -73,6 +77,7 @@ void KeyMirror::Run() {
       if (synced_) retry = kFirstRetry;
       synced_ = false;
       keys_.clear();
+      noted_.clear();
       if (stop_) return;
       spdlog::debug("key mirror of {}: {}; again in {}", peer, s.ToString(),
                     absl::FormatDuration(retry));
@@ -129,6 +134,7 @@ absl::Status KeyMirror::Follow(int fd) {
         if (!synced) return absl::DataLossError("key stream: a change before kSynced");
         absl::MutexLock lock(&mu_);
         for (BlockKey& k : keys) {
+          noted_.erase(k);
           if (added) {
             keys_.insert(std::move(k));
           } else {
@@ -141,6 +147,13 @@ absl::Status KeyMirror::Follow(int fd) {
         break;
       default:
         return absl::DataLossError(absl::StrCat("key stream: frame kind ", f.kind));
+    }
+    // Notes the stream never confirmed lapse: drop them now and then.
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = absl::Now();
+    if (!noted_.empty() && now - noted_swept_ >= kStaleAfter) {
+      absl::erase_if(noted_, [now](const auto& n) { return n.second <= now; });
+      noted_swept_ = now;
     }
   }
 }

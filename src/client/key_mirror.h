@@ -7,7 +7,10 @@
 // the node evicted a moment ago can still be claimed (the Get that follows misses, as when a
 // block is evicted between a lookup and its read); a block another client stored a moment ago
 // can be missed (it is recomputed). This client's own puts and removes apply at once, so it
-// reads its own writes. Disconnected, or silent for longer than kStaleAfter (the node sends
+// reads its own writes; a put is claimed on its own only until the stream could have
+// confirmed it (kStaleAfter), since the stream may have removed the key already (evicted at
+// once), or never add it (the put was answered OK for a block another writer had not sealed,
+// and that writer gave up). Disconnected, or silent for longer than kStaleAfter (the node sends
 // something every kWatchIdleInterval), the mirror answers nothing and lookups go to the node.
 #ifndef EMS_CLIENT_KEY_MIRROR_H_
 #define EMS_CLIENT_KEY_MIRROR_H_
@@ -17,6 +20,7 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
@@ -52,6 +56,9 @@ class KeyMirror {
   BulkChannel* const channel_;
   mutable absl::Mutex mu_;
   absl::flat_hash_set<BlockKey> keys_ ABSL_GUARDED_BY(mu_);
+  // Keys this client stored that the stream has not added yet, and until when they count.
+  absl::flat_hash_map<BlockKey, absl::Time> noted_ ABSL_GUARDED_BY(mu_);
+  absl::Time noted_swept_ ABSL_GUARDED_BY(mu_);
   bool synced_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   int fd_ ABSL_GUARDED_BY(mu_) = -1;  // the stream's socket, for the destructor to shut down
