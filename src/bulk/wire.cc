@@ -135,6 +135,14 @@ void TuneSocket(int fd, absl::Duration io_timeout) {
   struct timeval tv = absl::ToTimeval(io_timeout);
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  // A node waits for a pooled connection's next request with no timeout: a client host that
+  // vanished without closing (a crash, a partition) would hold the node's thread and one of
+  // its connection slots for good. Keepalive probes end such a connection in about a minute.
+  const int idle_s = 30, interval_s = 10, probes = 3;
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof(idle_s));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof(interval_s));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes));
 }
 
 }  // namespace ems::bulk

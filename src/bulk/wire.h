@@ -139,7 +139,8 @@ class Reader {
   size_t end_ = 0;
 };
 
-// TCP_NODELAY, socket buffers sized for MiB values, and the I/O timeout on both directions.
+// TCP_NODELAY, socket buffers sized for MiB values, the I/O timeout on both directions, and
+// keepalive (a peer gone without closing is noticed in about a minute).
 void TuneSocket(int fd, absl::Duration io_timeout);
 
 }  // namespace ems::bulk
