@@ -37,7 +37,7 @@ absl::Status ClientImpl::Init() {
     // (which maps the arena when the node is local) is built once, knowing both.
     absl::StatusOr<int> bulk_port = ProbeBulkPort();
     if (!bulk_port.ok()) return bulk_port.status();
-    ConnPtr single = SingleConn(*bulk_port, false);
+    ConnPtr single = SingleConn(*bulk_port, /*replaces_lost_local=*/false);
     absl::MutexLock lock(&mu_);
     routing_.single = std::move(single);
     return absl::OkStatus();
