@@ -132,6 +132,17 @@ def test_bad_input_is_named():
         ems.PrefixHasher(4).keys("", range(4))
 
 
+def test_a_refused_token_leaves_the_array_resizable():
+    # The buffer export taken to read the tokens must end when a token is refused: one left
+    # behind pins the array for good, and resizing it raises BufferError.
+    for tokens in (array.array("i", [-1]), array.array("q", [2**32])):
+        with pytest.raises(ems.InvalidArgumentError, match=r"tokens\[0\]"):
+            ems.PrefixHasher(4).hash(tokens)
+        tokens.append(1)
+        tokens.extend([2, 3, 4])
+        assert len(tokens) == 5
+
+
 def test_checksum_is_xxh3_64():
     data = bytes(range(256)) * 100
     assert ems.checksum(data) == ems.checksum(np.frombuffer(data, np.uint8))
