@@ -42,9 +42,17 @@ std::vector<absl::StatusOr<size_t>> ClientImpl::BatchGet(absl::Span<const GetIte
   std::vector<std::vector<ConnPtr>> candidates(n);
   std::vector<size_t> attempt(n, 0);
   Routing r = Route();
-  for (size_t i = 0; i < n; ++i) candidates[i] = Candidates(r, items[i].key, false);
-  std::vector<size_t> pending(n);
-  for (size_t i = 0; i < n; ++i) pending[i] = i;
+  std::vector<size_t> pending;
+  pending.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (absl::Status bad = CheckKey(items[i].key); !bad.ok()) {
+      results[i] = std::move(bad);
+      outcomes[i] = Outcome::kDone;
+      continue;
+    }
+    candidates[i] = Candidates(r, items[i].key, false);
+    pending.push_back(i);
+  }
   bool refreshed = false;
 
   while (!pending.empty()) {
@@ -195,8 +203,17 @@ std::vector<absl::Status> ClientImpl::BatchPut(absl::Span<const PutItem> items) 
     for (size_t i = 0; i < n; ++i) sums[i] = Checksum(items[i].value.data(), items[i].value.size());
   }
   Routing r = Route();
-  std::vector<size_t> pending(n);
-  for (size_t i = 0; i < n; ++i) pending[i] = i;
+  std::vector<size_t> pending;
+  pending.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    error[i] = CheckKey(items[i].key);
+    if (error[i].ok() && items[i].parent != nullptr) {
+      if (absl::Status bad = CheckKey(*items[i].parent); !bad.ok()) {
+        error[i] = absl::InvalidArgumentError(absl::StrCat("parent: ", bad.message()));
+      }
+    }
+    if (error[i].ok()) pending.push_back(i);
+  }
 
   for (int round = 0; round < 2 && !pending.empty(); ++round) {
     // An item goes to each of its owners: one (conn, items) group per node.

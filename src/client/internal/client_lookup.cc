@@ -60,6 +60,11 @@ size_t ClientImpl::MatchWithoutRoundTrips(const Routing& r, absl::Span<const Blo
 }
 
 absl::StatusOr<size_t> ClientImpl::MatchPrefix(absl::Span<const BlockKey> keys) {
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (absl::Status bad = CheckKey(keys[i]); !bad.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("keys[", i, "]: ", bad.message()));
+    }
+  }
   absl::StatusOr<size_t> matched = MatchPrefixOnce(keys);
   if (!cluster_ && IsTransport(matched.status())) RecheckSingle();
   return matched;

@@ -15,6 +15,7 @@
 #include "absl/synchronization/blocking_counter.h"
 #include "client/bulk_channel.h"
 #include "client/internal/node_connection.h"
+#include "common/key.h"
 #include "common/key_proto.h"
 #include "ems/v1/data.pb.h"
 
@@ -64,6 +65,12 @@ inline void RunBulk(std::vector<BulkGroup>& groups) {
   for (BulkGroup& g : groups) g.call->Send();
   for (BulkGroup& g : groups) g.call->Finish();
 }
+
+// OK if `key` may go to a node; INVALID_ARGUMENT naming what is wrong otherwise. Checked
+// before anything is sent, whatever the transport: the bulk channel writes a namespace's length
+// in 16 bits, so a longer one would put the stream out of step (the node would read its tail
+// as the next request).
+inline absl::Status CheckKey(const BlockKey& key) { return ValidateNamespace(key.ns); }
 
 inline bool IsTransport(grpc::StatusCode c) {
   return c == grpc::StatusCode::UNAVAILABLE || c == grpc::StatusCode::DEADLINE_EXCEEDED ||
