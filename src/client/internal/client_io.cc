@@ -68,10 +68,10 @@ std::vector<absl::StatusOr<size_t>> ClientImpl::BatchGet(absl::Span<const GetIte
         GetLocal(local, items, idx, results, outcomes);
         continue;
       }
-      if (BulkChannel* channel = conn->bulk()) {
-        auto call = std::make_unique<BulkCall>(channel, bulk::Op::kGet, r.epoch);
-        for (size_t i : idx) call->AddGet(&items[i].key, items[i].buffer);
-        bulk.push_back({conn, idx, std::move(call)});
+      if (conn->bulk() != nullptr) {
+        AddBulkCalls(
+            conn, bulk::Op::kGet, r.epoch, idx,
+            [&](BulkCall& call, size_t i) { call.AddGet(&items[i].key, items[i].buffer); }, bulk);
         continue;
       }
       auto call = std::make_unique<Call>();
@@ -232,9 +232,12 @@ std::vector<absl::Status> ClientImpl::BatchPut(absl::Span<const PutItem> items) 
     for (auto& [conn, idx] : groups) {
       LocalChannel* local = conn->local();
       if (local == nullptr && conn->bulk() != nullptr) {
-        auto call = std::make_unique<BulkCall>(conn->bulk(), bulk::Op::kPut, r.epoch);
-        for (size_t i : idx) call->AddPut(&items[i].key, items[i].value, sums[i], items[i].parent);
-        bulk.push_back({conn, idx, std::move(call)});
+        AddBulkCalls(
+            conn, bulk::Op::kPut, r.epoch, idx,
+            [&](BulkCall& call, size_t i) {
+              call.AddPut(&items[i].key, items[i].value, sums[i], items[i].parent);
+            },
+            bulk);
         continue;
       }
       if (local != nullptr) {

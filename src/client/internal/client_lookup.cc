@@ -99,9 +99,11 @@ absl::StatusOr<size_t> ClientImpl::MatchPrefixOnce(absl::Span<const BlockKey> al
     for (auto& [conn, idx] : groups) {
       LocalChannel* local = conn->local();
       if (local == nullptr && conn->bulk() != nullptr) {
-        auto call = std::make_unique<BulkCall>(conn->bulk(), bulk::Op::kMatchPrefix, r.epoch);
-        for (size_t i : idx) call->AddKey(&keys[i]);
-        bulk.push_back({conn, idx, std::move(call)});
+        // A split prompt's parts each answer their own leading run; the first miss over all
+        // of them is the same.
+        AddBulkCalls(
+            conn, bulk::Op::kMatchPrefix, r.epoch, idx,
+            [&](BulkCall& call, size_t i) { call.AddKey(&keys[i]); }, bulk);
         continue;
       }
       if (local != nullptr) {

@@ -6,6 +6,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -59,6 +61,22 @@ struct BulkGroup {
   std::vector<size_t> items;
   std::unique_ptr<client::BulkCall> call;
 };
+
+// Adds the requests for items `idx` to one node to `groups`: a BulkCall per bulk::kMaxItems
+// items, the most a node takes in one request (it answers more with an error and closes the
+// connection unread, which the client saw as a transport failure). `add(call, i)` adds item i.
+// Each call takes its own pooled connection, so the parts travel in parallel.
+template <typename Add>
+void AddBulkCalls(const std::shared_ptr<NodeConnection>& conn, bulk::Op op, uint64_t epoch,
+                  const std::vector<size_t>& idx, Add add, std::vector<BulkGroup>& groups) {
+  for (size_t begin = 0; begin < idx.size(); begin += bulk::kMaxItems) {
+    const size_t end = std::min(idx.size(), begin + size_t{bulk::kMaxItems});
+    auto call = std::make_unique<client::BulkCall>(conn->bulk(), op, epoch);
+    std::vector<size_t> part(idx.begin() + begin, idx.begin() + end);
+    for (size_t i : part) add(*call, i);
+    groups.push_back({conn, std::move(part), std::move(call)});
+  }
+}
 
 // Sends every request, then reads every answer: the nodes work in parallel without threads.
 inline void RunBulk(std::vector<BulkGroup>& groups) {
