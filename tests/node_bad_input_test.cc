@@ -99,6 +99,42 @@ TEST_F(NodeBadInputTest, MalformedKeysAreInvalidArgument) {
   EXPECT_TRUE(absl::StrContains(s.error_message(), "keys[1]")) << s.error_message();
 }
 
+// A key with a namespace over 256 bytes is refused before anything is sent. Over 64 KiB its
+// length does not fit the bulk channel's 16 bits: this one (65536 + 20 bytes) went out as a
+// valid 20-byte namespace followed by 64 KiB that the node read as the next request, and the
+// client's next call on that pooled connection got the answer to that garbage.
+TEST_F(NodeBadInputTest, AnOverlongNamespaceIsRefusedBeforeItIsSent) {
+  BlockKey bad = TestKey(5);
+  bad.ns = std::string(65536 + 20, 'n');
+  const auto value = TestValue(5, 1000);
+  std::vector<uint8_t> out(value.size());
+  // A message may quote the 64 KiB namespace: print its start only.
+  auto head = [](const absl::Status& s) { return s.ToString().substr(0, 200); };
+
+  auto got = client_->Get(bad, absl::MakeSpan(out));
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument) << head(got.status());
+  EXPECT_TRUE(absl::StrContains(got.status().message(), "namespace is 65556 bytes"))
+      << head(got.status());
+  auto matched = client_->MatchPrefix({TestKey(1), bad});
+  EXPECT_EQ(matched.status().code(), absl::StatusCode::kInvalidArgument) << head(matched.status());
+  EXPECT_TRUE(absl::StrContains(matched.status().message(), "keys[1]")) << head(matched.status());
+  absl::Status put = client_->Put(bad, value);
+  EXPECT_EQ(put.code(), absl::StatusCode::kInvalidArgument) << head(put);
+  EXPECT_TRUE(absl::StrContains(put.message(), "namespace is 65556 bytes")) << head(put);
+  put = client_->Put(TestKey(5), value, &bad);
+  EXPECT_EQ(put.code(), absl::StatusCode::kInvalidArgument) << head(put);
+  EXPECT_TRUE(absl::StrContains(put.message(), "parent")) << head(put);
+
+  // The client's connections are in step: normal calls work (and TearDown reads the keeper).
+  matched = client_->MatchPrefix({TestKey(1)});
+  ASSERT_TRUE(matched.ok()) << head(matched.status());
+  EXPECT_EQ(*matched, 1u);
+  ASSERT_TRUE(client_->Put(TestKey(5), value).ok());
+  got = client_->Get(TestKey(5), absl::MakeSpan(out));
+  ASSERT_TRUE(got.ok()) << head(got.status());
+  EXPECT_EQ(out, value);
+}
+
 TEST_F(NodeBadInputTest, OversizeValuesAreRefused) {
   const std::vector<uint8_t> over_max(33554432 + 1, 'x');
   absl::Status s = client_->Put(TestKey(2), over_max);

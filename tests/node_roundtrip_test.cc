@@ -1,6 +1,7 @@
 // Round trips through a real ems-node process with ems::Client, over the bulk data channel and
 // over gRPC messages; every byte is verified.
 #include "absl/strings/numbers.h"
+#include "bulk/wire.h"
 #include "client/client.h"
 #include "ems/v1/data.pb.h"
 #include "gtest/gtest.h"
@@ -121,6 +122,44 @@ TEST_P(NodeRoundTripTest, ValuesTravelOverTheChosenTransport) {
   const std::string expected =
       GetParam() ? "\nems_bulk_connections 1\n" : "\nems_bulk_connections 0\n";
   EXPECT_NE(res->body.find(expected), std::string::npos) << res->body;
+}
+
+// A node reads at most bulk::kMaxItems items in one request; a bigger batch to one node goes
+// as several. Sent whole, the node refused it and closed the connection without reading it,
+// and the client reported a transport failure for every item (in a cluster, silently dropped
+// puts).
+TEST(NodeBulkBatchTest, ABatchOverTheItemLimitIsSplit) {
+  // 64-byte values in 4 KiB granules: 70,000 blocks take 274 MiB of arena.
+  auto node = testing::StartNode({"--huge_page_num=160"});
+  ASSERT_TRUE(node.ok()) << node.status();
+  auto client = Client::Connect(
+      {.address = (*node)->Value("LISTENING"), .use_local = false, .use_bulk = true});
+  ASSERT_TRUE(client.ok()) << client.status();
+  constexpr size_t kBlocks = 70000;
+  static_assert(kBlocks > bulk::kMaxItems);
+  std::vector<BlockKey> keys;
+  std::vector<std::vector<uint8_t>> values;
+  std::vector<PutItem> puts;
+  for (size_t i = 0; i < kBlocks; ++i) {
+    keys.push_back(TestKey(i));
+    values.push_back(TestValue(i, 64));
+  }
+  for (size_t i = 0; i < kBlocks; ++i) puts.push_back({keys[i], values[i], nullptr});
+  std::vector<absl::Status> put = (*client)->BatchPut(puts);
+  for (size_t i = 0; i < kBlocks; ++i) ASSERT_TRUE(put[i].ok()) << i << ": " << put[i];
+
+  std::vector<std::vector<uint8_t>> bufs(kBlocks, std::vector<uint8_t>(64));
+  std::vector<GetItem> gets;
+  for (size_t i = 0; i < kBlocks; ++i) gets.push_back({keys[i], absl::MakeSpan(bufs[i])});
+  auto got = (*client)->BatchGet(gets);
+  for (size_t i = 0; i < kBlocks; ++i) {
+    ASSERT_TRUE(got[i].ok()) << i << ": " << got[i].status();
+    ASSERT_EQ(*got[i], 64u) << i;
+    ASSERT_EQ(bufs[i], values[i]) << i;
+  }
+  auto matched = (*client)->MatchPrefix(keys);
+  ASSERT_TRUE(matched.ok()) << matched.status();
+  EXPECT_EQ(*matched, kBlocks);
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, NodeRoundTripTest, ::testing::Bool(),

@@ -38,6 +38,18 @@ void Convert(const void* data, size_t n, std::vector<uint32_t>& out) {
   }
 }
 
+// Releases a Py_buffer that GetBuffer filled when the scope ends. REQUIRES: the GIL.
+class ReleaseOnExit {
+ public:
+  explicit ReleaseOnExit(Py_buffer* buffer) : buffer_(buffer) {}
+  ReleaseOnExit(const ReleaseOnExit&) = delete;
+  ReleaseOnExit& operator=(const ReleaseOnExit&) = delete;
+  ~ReleaseOnExit() { PyBuffer_Release(buffer_); }
+
+ private:
+  Py_buffer* const buffer_;
+};
+
 }  // namespace
 
 BufferView::BufferView(py::handle obj, bool writable, const std::string& what) {
@@ -83,17 +95,18 @@ Tokens::Tokens(py::handle obj) {
       PyErr_Clear();
       Raise(absl::InvalidArgumentError("tokens: the buffer is not C-contiguous"));
     }
+    // Released on every path, the throwing ones too (a bad token raises): an export never
+    // released pins the object for good (a bytearray or array.array then refuses to resize).
+    const ReleaseOnExit release(&probe);
     char code = 0;
     const bool integer = IntegerFormat(probe.format, &code);
     const size_t n = probe.itemsize > 0 ? static_cast<size_t>(probe.len / probe.itemsize) : 0;
     if (!integer) {
-      const std::string format = probe.format != nullptr ? probe.format : "B";
-      PyBuffer_Release(&probe);
-      Raise(absl::InvalidArgumentError(
-          absl::StrCat("tokens: buffer of format '", format, "' is not an integer array")));
+      Raise(absl::InvalidArgumentError(absl::StrCat("tokens: buffer of format '",
+                                                    probe.format != nullptr ? probe.format : "B",
+                                                    "' is not an integer array")));
     }
     if ((code == 'I' || code == 'L' || code == 'N') && probe.itemsize == 4) {
-      PyBuffer_Release(&probe);
       view_ = std::make_unique<BufferView>(obj, false, "tokens");
       span_ = {reinterpret_cast<const uint32_t*>(view_->bytes().data()), n};
       return;
@@ -124,7 +137,6 @@ Tokens::Tokens(py::handle obj) {
       default:
         break;
     }
-    PyBuffer_Release(&probe);
     span_ = owned_;
     return;
   }

@@ -59,7 +59,16 @@ void RegisterKey(py::module_& m) {
             return py::make_tuple(k.ns, py::bytes(k.digest.AsBytes().data(), kDigestBytes));
           },
           [](const py::tuple& t) {
-            return BlockKey{t[0].cast<std::string>(), DigestFrom(t[1], "digest")};
+            // A pickle is input like any other: a key built from it is checked as Key() checks.
+            if (t.size() != 2) {
+              Raise(absl::InvalidArgumentError(
+                  absl::StrCat("Key state: expected (ns, digest), got ", t.size(), " items")));
+            }
+            std::string ns = t[0].cast<std::string>();
+            if (absl::Status s = ValidateNamespace(ns); !s.ok()) {
+              Raise(absl::InvalidArgumentError(absl::StrCat("ns: ", s.message())));
+            }
+            return BlockKey{std::move(ns), DigestFrom(t[1], "digest")};
           }));
 }
 

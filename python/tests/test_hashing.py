@@ -5,6 +5,7 @@ token container."""
 import array
 import hashlib
 import pathlib
+import pickle
 import re
 import shutil
 import struct
@@ -108,9 +109,23 @@ def test_partial_blocks_chains_and_keys():
     assert keys[0] == ems.Key("llama/bf16", keys[0].digest)
     assert keys[0] == ems.Key.from_hex("llama/bf16", keys[0].hex())
     assert len({keys[0], ems.Key("llama/bf16", keys[0].digest)}) == 1
-    import pickle
-
     assert pickle.loads(pickle.dumps(keys[1])) == keys[1]
+
+
+def test_an_unpickled_key_is_checked_like_a_new_one():
+    # A pickle is input: one made elsewhere (here, a real key's with its namespace swapped)
+    # must not give a Key that Key() would refuse.
+    def forged(ns):
+        data = pickle.dumps(ems.Key("ok/ns", bytes(16)), protocol=2)
+        field = b"X" + struct.pack("<I", 5) + b"ok/ns"  # BINUNICODE "ok/ns"
+        assert data.count(field) == 1
+        return data.replace(field, b"X" + struct.pack("<I", len(ns)) + ns.encode())
+
+    assert pickle.loads(forged("ok/ns")) == ems.Key("ok/ns", bytes(16))
+    with pytest.raises(ems.InvalidArgumentError, match="namespace is 70000 bytes"):
+        pickle.loads(forged("n" * 70000))
+    with pytest.raises(ems.InvalidArgumentError, match="non-printable"):
+        pickle.loads(forged("bad ns"))
 
 
 def test_bad_input_is_named():
@@ -130,6 +145,17 @@ def test_bad_input_is_named():
         ems.PrefixHasher(4).hash_from(b"short", range(4))
     with pytest.raises(ems.InvalidArgumentError):
         ems.PrefixHasher(4).keys("", range(4))
+
+
+def test_a_refused_token_leaves_the_array_resizable():
+    # The buffer export taken to read the tokens must end when a token is refused: one left
+    # behind pins the array for good, and resizing it raises BufferError.
+    for tokens in (array.array("i", [-1]), array.array("q", [2**32])):
+        with pytest.raises(ems.InvalidArgumentError, match=r"tokens\[0\]"):
+            ems.PrefixHasher(4).hash(tokens)
+        tokens.append(1)
+        tokens.extend([2, 3, 4])
+        assert len(tokens) == 5
 
 
 def test_checksum_is_xxh3_64():

@@ -7,10 +7,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
 
 namespace ems::bulk {
 namespace {
@@ -29,6 +31,7 @@ constexpr int kSocketBufferBytes = 4 << 20;
 }  // namespace
 
 void AppendKey(const BlockKey& key, std::string* out) {
+  EMS_DCHECK(key.ns.size() <= UINT16_MAX, "a namespace too long for the wire");
   const uint16_t n = static_cast<uint16_t>(key.ns.size());
   out->append(reinterpret_cast<const char*>(&n), sizeof(n));
   out->append(key.ns);

@@ -107,7 +107,9 @@ inline constexpr uint32_t kMaxItems = 65536;
 inline constexpr uint32_t kMaxMessageBytes = 4096;
 inline constexpr uint32_t kMaxCdKeyBytes = 4096;
 
-// Appends a key's encoding to `out`.
+// Appends a key's encoding to `out`. REQUIRES: key.ns is at most 65535 bytes (the length goes
+// out in 16 bits; a longer one would put the stream out of step). Callers check keys with
+// ValidateNamespace before they build a request.
 void AppendKey(const BlockKey& key, std::string* out);
 
 // Blocking socket I/O. Errors: UNAVAILABLE when the peer closed or the socket failed,

@@ -8,6 +8,8 @@
  *   On success *errmsg is left untouched.
  * - Values move between EMS and the caller's memory: no call keeps a pointer after it returns.
  * - An ems_client is thread-safe: share one between threads.
+ * - No call lets a C++ exception out: one (memory ran out, a size no container can hold)
+ *   becomes EMS_RESOURCE_EXHAUSTED, or EMS_INTERNAL for anything else.
  */
 #ifndef EMS_CAPI_EMS_C_H_
 #define EMS_CAPI_EMS_C_H_

@@ -1,10 +1,12 @@
 // The C API against a real ems-node on loopback; every byte read back is verified.
 #include "capi/ems_c.h"
 
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "testing/blocks.h"
 #include "testing/process.h"
@@ -98,6 +100,54 @@ TEST_F(CApiTest, BadArgumentsNameWhatWasWrong) {
   const auto v = testing::TestValue(1, 100);
   ASSERT_EQ(ems_put(client_, &key, v.data(), v.size(), nullptr, nullptr), EMS_OK);
   EXPECT_EQ(ems_put(client_, &key, v.data(), 50, nullptr, nullptr), EMS_ALREADY_EXISTS);
+}
+
+// ns_len is checked before the namespace is copied: a wrong one is an error naming the length,
+// not a std::length_error thrown into a C caller (nor a read past the string).
+TEST_F(CApiTest, NamespaceLengthIsCheckedBeforeTheCopy) {
+  const std::string long_ns(300, 'n');
+  for (size_t ns_len : {size_t{257}, SIZE_MAX}) {
+    SCOPED_TRACE(ns_len);
+    ems_key key = CKey(1);
+    key.ns = long_ns.c_str();
+    key.ns_len = ns_len;
+    const uint8_t byte = 1;
+    char* err = nullptr;
+    EXPECT_EQ(ems_put(client_, &key, &byte, 1, nullptr, &err), EMS_INVALID_ARGUMENT);
+    std::string msg = Take(err);
+    EXPECT_NE(
+        msg.find(absl::StrCat("key: key namespace is ", ns_len, " bytes; the maximum is 256")),
+        std::string::npos)
+        << msg;
+    err = nullptr;
+    size_t matched = 0;
+    EXPECT_EQ(ems_match_prefix(client_, &key, 1, &matched, &err), EMS_INVALID_ARGUMENT);
+    msg = Take(err);
+    EXPECT_NE(msg.find("keys[0]"), std::string::npos) << msg;
+  }
+  // The client is unharmed.
+  const ems_key key = CKey(1);
+  const auto v = testing::TestValue(1, 100);
+  EXPECT_EQ(ems_put(client_, &key, v.data(), v.size(), nullptr, nullptr), EMS_OK);
+}
+
+// No exception reaches a C caller (it would terminate the host): a batch larger than any
+// container can hold is an error code.
+TEST_F(CApiTest, AnExceptionBecomesAnErrorCode) {
+  const auto v = testing::TestValue(2, 100);
+  ems_put_item put{CKey(2), v.data(), v.size(), nullptr};
+  char* err = nullptr;
+  EXPECT_EQ(ems_batch_put(client_, &put, SIZE_MAX / 2, nullptr, &err), EMS_RESOURCE_EXHAUSTED);
+  EXPECT_FALSE(Take(err).empty());
+  std::vector<uint8_t> buf(100);
+  ems_get_item get{CKey(2), buf.data(), buf.size(), 0, EMS_OK};
+  err = nullptr;
+  EXPECT_EQ(ems_batch_get(client_, &get, SIZE_MAX / 2, &err), EMS_RESOURCE_EXHAUSTED);
+  EXPECT_FALSE(Take(err).empty());
+  // The client is unharmed.
+  ASSERT_EQ(ems_batch_put(client_, &put, 1, nullptr, nullptr), EMS_OK);
+  ASSERT_EQ(ems_batch_get(client_, &get, 1, nullptr), EMS_OK);
+  EXPECT_EQ(buf, v);
 }
 
 TEST_F(CApiTest, BatchPutGetMatchPrefixRemove) {

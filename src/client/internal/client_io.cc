@@ -42,9 +42,17 @@ std::vector<absl::StatusOr<size_t>> ClientImpl::BatchGet(absl::Span<const GetIte
   std::vector<std::vector<ConnPtr>> candidates(n);
   std::vector<size_t> attempt(n, 0);
   Routing r = Route();
-  for (size_t i = 0; i < n; ++i) candidates[i] = Candidates(r, items[i].key, false);
-  std::vector<size_t> pending(n);
-  for (size_t i = 0; i < n; ++i) pending[i] = i;
+  std::vector<size_t> pending;
+  pending.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (absl::Status bad = CheckKey(items[i].key); !bad.ok()) {
+      results[i] = std::move(bad);
+      outcomes[i] = Outcome::kDone;
+      continue;
+    }
+    candidates[i] = Candidates(r, items[i].key, false);
+    pending.push_back(i);
+  }
   bool refreshed = false;
 
   while (!pending.empty()) {
@@ -60,10 +68,10 @@ std::vector<absl::StatusOr<size_t>> ClientImpl::BatchGet(absl::Span<const GetIte
         GetLocal(local, items, idx, results, outcomes);
         continue;
       }
-      if (BulkChannel* channel = conn->bulk()) {
-        auto call = std::make_unique<BulkCall>(channel, bulk::Op::kGet, r.epoch);
-        for (size_t i : idx) call->AddGet(&items[i].key, items[i].buffer);
-        bulk.push_back({conn, idx, std::move(call)});
+      if (conn->bulk() != nullptr) {
+        AddBulkCalls(
+            conn, bulk::Op::kGet, r.epoch, idx,
+            [&](BulkCall& call, size_t i) { call.AddGet(&items[i].key, items[i].buffer); }, bulk);
         continue;
       }
       auto call = std::make_unique<Call>();
@@ -195,8 +203,17 @@ std::vector<absl::Status> ClientImpl::BatchPut(absl::Span<const PutItem> items) 
     for (size_t i = 0; i < n; ++i) sums[i] = Checksum(items[i].value.data(), items[i].value.size());
   }
   Routing r = Route();
-  std::vector<size_t> pending(n);
-  for (size_t i = 0; i < n; ++i) pending[i] = i;
+  std::vector<size_t> pending;
+  pending.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    error[i] = CheckKey(items[i].key);
+    if (error[i].ok() && items[i].parent != nullptr) {
+      if (absl::Status bad = CheckKey(*items[i].parent); !bad.ok()) {
+        error[i] = absl::InvalidArgumentError(absl::StrCat("parent: ", bad.message()));
+      }
+    }
+    if (error[i].ok()) pending.push_back(i);
+  }
 
   for (int round = 0; round < 2 && !pending.empty(); ++round) {
     // An item goes to each of its owners: one (conn, items) group per node.
@@ -215,9 +232,12 @@ std::vector<absl::Status> ClientImpl::BatchPut(absl::Span<const PutItem> items) 
     for (auto& [conn, idx] : groups) {
       LocalChannel* local = conn->local();
       if (local == nullptr && conn->bulk() != nullptr) {
-        auto call = std::make_unique<BulkCall>(conn->bulk(), bulk::Op::kPut, r.epoch);
-        for (size_t i : idx) call->AddPut(&items[i].key, items[i].value, sums[i], items[i].parent);
-        bulk.push_back({conn, idx, std::move(call)});
+        AddBulkCalls(
+            conn, bulk::Op::kPut, r.epoch, idx,
+            [&](BulkCall& call, size_t i) {
+              call.AddPut(&items[i].key, items[i].value, sums[i], items[i].parent);
+            },
+            bulk);
         continue;
       }
       if (local != nullptr) {

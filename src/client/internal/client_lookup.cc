@@ -60,6 +60,11 @@ size_t ClientImpl::MatchWithoutRoundTrips(const Routing& r, absl::Span<const Blo
 }
 
 absl::StatusOr<size_t> ClientImpl::MatchPrefix(absl::Span<const BlockKey> keys) {
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (absl::Status bad = CheckKey(keys[i]); !bad.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("keys[", i, "]: ", bad.message()));
+    }
+  }
   absl::StatusOr<size_t> matched = MatchPrefixOnce(keys);
   if (!cluster_ && IsTransport(matched.status())) RecheckSingle();
   return matched;
@@ -94,9 +99,11 @@ absl::StatusOr<size_t> ClientImpl::MatchPrefixOnce(absl::Span<const BlockKey> al
     for (auto& [conn, idx] : groups) {
       LocalChannel* local = conn->local();
       if (local == nullptr && conn->bulk() != nullptr) {
-        auto call = std::make_unique<BulkCall>(conn->bulk(), bulk::Op::kMatchPrefix, r.epoch);
-        for (size_t i : idx) call->AddKey(&keys[i]);
-        bulk.push_back({conn, idx, std::move(call)});
+        // A split prompt's parts each answer their own leading run; the first miss over all
+        // of them is the same.
+        AddBulkCalls(
+            conn, bulk::Op::kMatchPrefix, r.epoch, idx,
+            [&](BulkCall& call, size_t i) { call.AddKey(&keys[i]); }, bulk);
         continue;
       }
       if (local != nullptr) {

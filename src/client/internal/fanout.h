@@ -6,6 +6,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "absl/synchronization/blocking_counter.h"
 #include "client/bulk_channel.h"
 #include "client/internal/node_connection.h"
+#include "common/key.h"
 #include "common/key_proto.h"
 #include "ems/v1/data.pb.h"
 
@@ -59,11 +62,33 @@ struct BulkGroup {
   std::unique_ptr<client::BulkCall> call;
 };
 
+// Adds the requests for items `idx` to one node to `groups`: a BulkCall per bulk::kMaxItems
+// items, the most a node takes in one request (it answers more with an error and closes the
+// connection unread, which the client saw as a transport failure). `add(call, i)` adds item i.
+// Each call takes its own pooled connection, so the parts travel in parallel.
+template <typename Add>
+void AddBulkCalls(const std::shared_ptr<NodeConnection>& conn, bulk::Op op, uint64_t epoch,
+                  const std::vector<size_t>& idx, Add add, std::vector<BulkGroup>& groups) {
+  for (size_t begin = 0; begin < idx.size(); begin += bulk::kMaxItems) {
+    const size_t end = std::min(idx.size(), begin + size_t{bulk::kMaxItems});
+    auto call = std::make_unique<client::BulkCall>(conn->bulk(), op, epoch);
+    std::vector<size_t> part(idx.begin() + begin, idx.begin() + end);
+    for (size_t i : part) add(*call, i);
+    groups.push_back({conn, std::move(part), std::move(call)});
+  }
+}
+
 // Sends every request, then reads every answer: the nodes work in parallel without threads.
 inline void RunBulk(std::vector<BulkGroup>& groups) {
   for (BulkGroup& g : groups) g.call->Send();
   for (BulkGroup& g : groups) g.call->Finish();
 }
+
+// OK if `key` may go to a node; INVALID_ARGUMENT naming what is wrong otherwise. Checked
+// before anything is sent, whatever the transport: the bulk channel writes a namespace's length
+// in 16 bits, so a longer one would put the stream out of step (the node would read its tail
+// as the next request).
+inline absl::Status CheckKey(const BlockKey& key) { return ValidateNamespace(key.ns); }
 
 inline bool IsTransport(grpc::StatusCode c) {
   return c == grpc::StatusCode::UNAVAILABLE || c == grpc::StatusCode::DEADLINE_EXCEEDED ||

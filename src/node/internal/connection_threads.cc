@@ -4,10 +4,46 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
+#include <system_error>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "spdlog/spdlog.h"
 
 namespace ems::node::internal {
+namespace {
+
+// How long the accept loop waits after an error that is not the new connection's own (most
+// often EMFILE/ENFILE: no fd left until some connection closes). Retrying at once would spin
+// a core for as long as the shortage lasts.
+constexpr absl::Duration kAcceptBackoff = absl::Milliseconds(50);
+// A shortage can last minutes; one warning per interval says so without flooding the log.
+constexpr absl::Duration kAcceptLogInterval = absl::Seconds(10);
+
+// Errors of the connection being accepted, not of the listening socket: Linux's accept()
+// reports a pending network error of the new connection (accept(2), "Error handling"). The
+// next connection is unaffected, so the loop retries at once.
+bool IsConnectionError(int err) {
+  switch (err) {
+    case EINTR:
+    case ECONNABORTED:
+    case EPROTO:
+    case ENETDOWN:
+    case ENETUNREACH:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case EHOSTUNREACH:
+    case ENONET:
+    case EOPNOTSUPP:
+    case EPERM:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
 
 ConnectionThreads::ConnectionThreads(int listen_fd, int max_connections, std::string name,
                                      std::function<void(int fd)> serve)
@@ -40,12 +76,34 @@ int ConnectionThreads::connections() const {
   return static_cast<int>(threads_.size());
 }
 
+// The loop ends only when the destructor shuts the listening socket down. Every other failure
+// passes (the fd table fills up under load and empties again), so it never stops serving for
+// good while the node lives.
 void ConnectionThreads::AcceptLoop() {
+  absl::Time last_warning = absl::InfinitePast();
+  int unreported = 0;  // errors since the last warning
   while (true) {
     const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      return;  // shut down
+      const int err = errno;
+      if (IsConnectionError(err)) continue;
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      if (err == EBADF || err == EINVAL) {  // only the destructor's shutdown should cause these
+        spdlog::error("{}: accept failed: {}; no longer accepting connections", name_,
+                      std::strerror(err));
+        return;
+      }
+      ++unreported;
+      if (absl::Now() - last_warning >= kAcceptLogInterval) {
+        spdlog::warn("{}: accept failed: {} ({} time(s) since the last warning); retrying", name_,
+                     std::strerror(err), unreported);
+        last_warning = absl::Now();
+        unreported = 0;
+      }
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_), kAcceptBackoff);
+      if (stopping_) return;
+      continue;
     }
     absl::MutexLock lock(&mu_);
     for (auto& t : finished_) t.join();  // reap threads of connections that ended
@@ -55,7 +113,17 @@ void ConnectionThreads::AcceptLoop() {
       close(fd);
       continue;
     }
-    threads_.emplace(fd, std::thread([this, fd] { Run(fd); }));
+    // The slot first: the thread's constructor is then the only call that can fail (EAGAIN
+    // when the process is out of threads), and that connection alone is refused.
+    std::thread& slot = threads_[fd];
+    try {
+      slot = std::thread([this, fd] { Run(fd); });
+    } catch (const std::system_error& e) {
+      spdlog::warn("{}: refusing a connection: cannot start its thread: {} ({} open)", name_,
+                   e.what(), threads_.size() - 1);
+      threads_.erase(fd);
+      close(fd);
+    }
   }
 }
 

@@ -18,7 +18,9 @@ namespace ems::node::internal {
 
 // Accepts on `listen_fd` (owned) and runs `serve(fd)` on a thread per connection; `serve`
 // returns when its connection is done and the fd is then closed. Connections beyond
-// `max_connections` are refused. The destructor stops accepting, shuts every connection down
+// `max_connections` are refused, and so is one whose thread cannot start. A failing accept
+// (out of fds, memory or buffers) is logged and retried after a short wait: only the
+// destructor stops the accepting. The destructor stops accepting, shuts every connection down
 // (waking blocked reads) and joins all threads. Thread-safe.
 class ConnectionThreads {
  public:
