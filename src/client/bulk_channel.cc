@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -37,9 +38,15 @@ absl::StatusOr<int> Connect(const std::string& host, int port, absl::Duration ti
     if (fd < 0) continue;
     int rc = connect(fd, a->ai_addr, a->ai_addrlen);
     if (rc != 0 && errno == EINPROGRESS) {
+      // A signal (common in Python hosts) interrupts the wait: wait again for what is left,
+      // never take the socket for connected.
+      const absl::Time deadline = absl::Now() + timeout;
       struct pollfd p = {fd, POLLOUT, 0};
-      rc = poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
-      int err = rc == 0 ? ETIMEDOUT : 0;
+      do {
+        const int64_t left_ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+        rc = poll(&p, 1, static_cast<int>(std::max<int64_t>(0, left_ms)));
+      } while (rc < 0 && errno == EINTR);
+      int err = rc == 0 ? ETIMEDOUT : rc < 0 ? errno : 0;
       socklen_t len = sizeof(err);
       if (rc > 0) getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
       errno = err;
