@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -384,6 +385,46 @@ TEST_F(BulkChannelTest, AStalledWriterLosesItsBlockAfterTheTimeout) {
   EXPECT_TRUE(PoolReturnsToEmpty()) << "used " << pool_->Stats().used_bytes;
   EXPECT_FALSE(pool_->Contains(TestKey(1)));
   close(fd);
+}
+
+// Sockets this process has open (the server's ends are in it too).
+int OpenSockets() {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    n += std::filesystem::read_symlink(e.path(), ec).string().rfind("socket:", 0) == 0;
+  }
+  return n;
+}
+
+TEST_F(BulkChannelTest, ABurstOfParallelCallsLeavesAtMostKMaxIdleConnectionsOpen) {
+  // Each call in flight takes its own connection; all of them went back to the pool, and the
+  // node kept a thread and one of its slots for each, for the client's whole life.
+  auto channel = Channel();
+  const int before = OpenSockets();
+  constexpr int kCalls = 40;
+  std::vector<BlockKey> keys;
+  for (int i = 0; i < kCalls; ++i) keys.push_back(TestKey(i));
+  std::vector<std::unique_ptr<BulkCall>> calls;
+  for (int i = 0; i < kCalls; ++i) {
+    calls.push_back(std::make_unique<BulkCall>(channel.get(), bulk::Op::kMatchPrefix, 0));
+    calls.back()->AddKey(&keys[i]);
+    calls.back()->Send();
+  }
+  for (auto& c : calls) {
+    c->Finish();
+    ASSERT_TRUE(c->status().ok()) << c->status();
+  }
+  calls.clear();
+  // Kept connections count twice (both ends are here); the closed ones' server ends go as
+  // their threads see the close.
+  int open = OpenSockets();
+  for (absl::Time end = absl::Now() + absl::Seconds(10);
+       open > before + 2 * static_cast<int>(BulkChannel::kMaxIdle) && absl::Now() < end;) {
+    absl::SleepFor(absl::Milliseconds(20));
+    open = OpenSockets();
+  }
+  EXPECT_EQ(open, before + 2 * static_cast<int>(BulkChannel::kMaxIdle));
 }
 
 TEST_F(BulkChannelTest, APooledConnectionToARestartedServerIsReplacedOnce) {

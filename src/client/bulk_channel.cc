@@ -124,8 +124,14 @@ absl::StatusOr<int> BulkChannel::Take(bool* reused) {
 }
 
 void BulkChannel::Give(int fd) {
-  absl::MutexLock lock(&mu_);
-  idle_.push_back(fd);
+  {
+    absl::MutexLock lock(&mu_);
+    if (idle_.size() < kMaxIdle) {
+      idle_.push_back(fd);
+      return;
+    }
+  }
+  close(fd);
 }
 
 BulkCall::BulkCall(BulkChannel* channel, bulk::Op op, uint64_t epoch)

@@ -42,10 +42,16 @@ class BulkChannel {
   absl::StatusOr<int> Open() { return Open(options_.timeout); }
   absl::StatusOr<int> Open(absl::Duration timeout);
 
+  // Idle connections kept for the next calls. A burst of parallel calls would otherwise hold
+  // all its connections, and the node's threads and slots for them (1,024 by default), for
+  // the client's whole life.
+  static constexpr size_t kMaxIdle = 16;
+
  private:
   friend class BulkCall;
   // An idle connection (`*reused` = true) or a new one that has passed HELLO.
   absl::StatusOr<int> Take(bool* reused);
+  // Keeps `fd` for the next call, or closes it when kMaxIdle are kept already.
   void Give(int fd);
 
   const BulkChannelOptions options_;
