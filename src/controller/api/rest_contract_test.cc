@@ -382,6 +382,21 @@ TEST_F(ContractTest, EnrollClusterValidatesAndAdopts) {
               "vpc_endpoint_id");
 }
 
+TEST_F(ContractTest, AnEnrollThatFindsFewerThanThreeNodesFails) {
+  // A cluster has 3 to 512 nodes; an enrolled one of 2 could not even be shrunk or expanded
+  // within the rules.
+  backend_.SetDiscoverable({"worker-1", "worker-2"});
+  Json body = {{"name", "tiny"},
+               {"k8s_cluster_specification", {{"k8s_cluster_id", kK8sId}, {"namespace", "ems"}}}};
+  Reply r = Call("POST", "/v1/clusters/enroll", token_, body.dump());
+  ASSERT_EQ(r.status, 202) << r.raw;
+  Json job = WaitJob(token_, r.body["job_id"]);
+  EXPECT_EQ(job["status"], "FAILED") << job;
+  EXPECT_NE(job.dump().find("2 nodes carry label ems=true; a cluster has 3 to 512"),
+            std::string::npos)
+      << job;
+}
+
 TEST_F(ContractTest, UnknownRoutesAnswerInTheApiFormat) {
   Reply r = Call("GET", "/v1/nothing", token_);
   EXPECT_EQ(r.status, 404);

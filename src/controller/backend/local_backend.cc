@@ -175,26 +175,31 @@ absl::Status LocalBackend::Spawn(const Cluster& c, const std::string& node,
   return absl::OkStatus();
 }
 
-absl::Status LocalBackend::StopOne(const std::string& dir) {
-  const int pid = LivePid(dir);
-  std::error_code ec;
-  if (pid > 0) {
-    kill(pid, SIGTERM);
-    const absl::Time deadline = absl::Now() + options_.stop_grace;
-    bool gone = false;
-    while (!gone && absl::Now() < deadline) {
-      gone = waitpid(pid, nullptr, WNOHANG) == pid || kill(pid, 0) != 0;
-      if (!gone) absl::SleepFor(absl::Milliseconds(10));
-    }
-    if (!gone) {
-      spdlog::warn("local backend: {} ignored SIGTERM for {}; killing", dir,
-                   absl::FormatDuration(options_.stop_grace));
-      kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-    }
+void LocalBackend::Stop(const std::vector<std::string>& dirs) {
+  // Every node is told first, then waited for together: stopping n nodes takes one grace
+  // period at most, not n, while the backend's lock is held.
+  std::vector<std::pair<int, std::string>> live;  // pid, dir
+  for (const std::string& dir : dirs) {
+    const int pid = LivePid(dir);
+    if (pid > 0 && kill(pid, SIGTERM) == 0) live.emplace_back(pid, dir);
   }
-  fs::remove(fs::path(dir) / "pid", ec);
-  return absl::OkStatus();
+  const absl::Time deadline = absl::Now() + options_.stop_grace;
+  while (!live.empty() && absl::Now() < deadline) {
+    std::erase_if(live, [](const auto& p) {
+      return waitpid(p.first, nullptr, WNOHANG) == p.first || kill(p.first, 0) != 0;
+    });
+    if (!live.empty()) absl::SleepFor(absl::Milliseconds(10));
+  }
+  for (const auto& [pid, dir] : live) {
+    spdlog::warn("local backend: {} ignored SIGTERM for {}; killing", dir,
+                 absl::FormatDuration(options_.stop_grace));
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+  for (const std::string& dir : dirs) {
+    std::error_code ec;
+    fs::remove(fs::path(dir) / "pid", ec);
+  }
 }
 
 absl::StatusOr<std::vector<std::string>> LocalBackend::PlanNodes(const Cluster& c) {
@@ -257,9 +262,9 @@ absl::Status LocalBackend::StartNodes(const Cluster& c, const std::vector<std::s
 
 absl::Status LocalBackend::StopNodes(const Cluster& c, const std::vector<std::string>& names) {
   absl::MutexLock lock(&mu_);
-  for (const std::string& node : names) {
-    if (absl::Status s = StopOne(NodeDir(c.id, node)); !s.ok()) return s;
-  }
+  std::vector<std::string> dirs;
+  for (const std::string& node : names) dirs.push_back(NodeDir(c.id, node));
+  Stop(dirs);
   return absl::OkStatus();
 }
 
@@ -293,9 +298,11 @@ absl::Status LocalBackend::Release(const Cluster& c) {
   absl::MutexLock lock(&mu_);
   const fs::path cluster_dir = fs::path(options_.work_dir) / c.id;
   std::error_code ec;
+  std::vector<std::string> dirs;
   for (const auto& e : fs::directory_iterator(cluster_dir, ec)) {
-    if (e.is_directory()) StopOne(e.path().string()).IgnoreError();  // best effort; dir goes
+    if (e.is_directory()) dirs.push_back(e.path().string());
   }
+  Stop(dirs);
   fs::remove_all(cluster_dir, ec);
   return absl::OkStatus();
 }
@@ -325,12 +332,14 @@ absl::StatusOr<std::vector<NodeLabel>> LocalBackend::ListLabels(const std::strin
 void LocalBackend::StopAll() {
   absl::MutexLock lock(&mu_);
   std::error_code ec;
+  std::vector<std::string> dirs;
   for (const auto& cluster : fs::directory_iterator(options_.work_dir, ec)) {
     std::error_code ec2;
     for (const auto& node : fs::directory_iterator(cluster.path(), ec2)) {
-      StopOne(node.path().string()).IgnoreError();  // best effort at shutdown
+      dirs.push_back(node.path().string());
     }
   }
+  Stop(dirs);
 }
 
 }  // namespace ems::controller

@@ -63,7 +63,9 @@ class LocalBackend : public Backend {
   int LivePid(const std::string& dir);
   absl::Status Spawn(const Cluster& c, const std::string& node, const std::string& dir)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status StopOne(const std::string& dir);
+  // SIGTERM to the process of each node directory, SIGKILL to those still alive after
+  // stop_grace; their pid files are removed.
+  void Stop(const std::vector<std::string>& dirs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The project's current cdKey ("" = none) into `dir`'s key file, which the node re-reads.
   absl::Status WriteCdKey(const Cluster& c, const std::string& dir)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -82,6 +82,14 @@ absl::Status Reconciler::RunStep(const Job& job, int step) {
           return absl::FailedPreconditionError(absl::StrCat(
               "no node carries label ", c.spec.k8s.label.key, "=", c.spec.k8s.label.value));
         }
+        // A cluster has 3 to 512 nodes (the API's node_count, and what shrink keeps): an
+        // enrolled one too, or it could never be resized within the rules.
+        const int found = static_cast<int>(planned->size());
+        if (found < api::kMinNodeCount || found > api::kMaxNodeCount) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              found, " nodes carry label ", c.spec.k8s.label.key, "=", c.spec.k8s.label.value,
+              "; a cluster has ", api::kMinNodeCount, " to ", api::kMaxNodeCount));
+        }
         Report(job, step, 1, absl::StrCat("nodes: ", absl::StrJoin(*planned, ",")));
         return registry_->MutateCluster(c.id, [&](Cluster& cl) { AddNodes(cl, *planned); });
       }
