@@ -20,8 +20,9 @@ namespace ems::client {
 namespace {
 
 constexpr size_t kMaxResponseBytes = 4 << 20;
-// Blanks are asked for with this lease and given back unused after kBlankKeep: well before
-// the node could expire one under a put that is copying into it.
+// Blanks are given back unused after kBlankKeep. Nodes now keep a connection's leases until
+// it closes and ignore the lease asked for; kBlankLease is for older nodes, which expire a
+// blank after it: well after kBlankKeep, so never under a put that is copying into it.
 constexpr absl::Duration kBlankLease = absl::Seconds(30);
 constexpr absl::Duration kBlankKeep = absl::Seconds(10);
 // A channel holds at most this share of the arena in blanks, split evenly over its connections:
