@@ -411,8 +411,8 @@ void LocalChannel::PutIntoBlanks(Conn& c, absl::Span<const LocalPutItem> items,
   }
   if (!resp.ok()) {
     for (auto& o : out) o = resp.status();
-    // Refused whole: give the blanks back now, not when their leases run out. (A broken
-    // connection ends them on the node as it closes.)
+    // Refused whole: give the blanks back now, not when this connection closes (a broken
+    // one ends them on the node as it closes).
     if (!c.broken) ReleaseLeases(c, {seal->leases().begin(), seal->leases().end()});
     return;
   }

@@ -10,9 +10,10 @@
 // A pinned block (a live ReadHandle or read lease) is never evicted or freed; Remove of a
 // pinned block hides it at once and frees it when the last pin goes.
 //
-// Leases are pins owned by something outside this process (a remote or local client): they
-// carry a deadline, and ExpireLeases() (run periodically by the node) drops the expired ones,
-// so a crashed client never leaks memory. RAII handles are leases owned by a C++ object.
+// Leases are pins owned by something outside this process (a local client): they may carry a
+// deadline, which ExpireLeases() enforces for an owner that calls it. ems-node gives none to
+// its local clients: their leases end with their connection (node/local_server.cc), so a
+// crashed client leaks nothing. RAII handles are leases owned by a C++ object.
 #ifndef EMS_POOL_POOL_H_
 #define EMS_POOL_POOL_H_
 

@@ -43,6 +43,12 @@ std::string LabelOf(const Json& object, const std::string& key) {
   return l != nullptr ? StrOr(*l, key.c_str()) : "";
 }
 
+// Whether `node` carries no other EMS cluster's label than `c`'s.
+bool NotAnothers(const Json& node, const Cluster& c) {
+  const std::string owner = LabelOf(node, kClusterLabel);
+  return owner.empty() || owner == c.id;
+}
+
 std::string NameOf(const Json& object) {
   return object.contains("metadata") ? StrOr(object["metadata"], "name") : "";
 }
@@ -87,47 +93,42 @@ absl::StatusOr<Json> KubeBackend::ListNodes(const std::string& selector) {
   return (*list)["items"];
 }
 
-absl::StatusOr<std::vector<std::string>> KubeBackend::PlanNodes(const Cluster& c) {
-  const std::string selector = c.spec.k8s.label.key + "=" + c.spec.k8s.label.value;
+absl::StatusOr<std::vector<std::string>> KubeBackend::NodeNames(
+    const std::string& selector, const std::function<bool(const Json&)>& keep) {
   auto nodes = ListNodes(selector);
   if (!nodes.ok()) return nodes.status();
-  std::vector<std::string> eligible;
+  std::vector<std::string> names;
   for (const Json& n : *nodes) {
-    const std::string owner = LabelOf(n, kClusterLabel);
-    if (NodeReady(n) && (owner.empty() || owner == c.id)) eligible.push_back(NameOf(n));
+    if (keep(n)) names.push_back(NameOf(n));
   }
-  std::sort(eligible.begin(), eligible.end());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+absl::StatusOr<std::vector<std::string>> KubeBackend::PlanNodes(const Cluster& c) {
+  const std::string selector = c.spec.k8s.label.key + "=" + c.spec.k8s.label.value;
+  auto eligible =
+      NodeNames(selector, [&](const Json& n) { return NodeReady(n) && NotAnothers(n, c); });
+  if (!eligible.ok()) return eligible.status();
   const size_t want = static_cast<size_t>(c.spec.k8s.node_count);
-  if (eligible.size() < want) {
+  if (eligible->size() < want) {
     return absl::FailedPreconditionError(
-        absl::StrCat("only ", eligible.size(), " Ready nodes carry label ", selector,
+        absl::StrCat("only ", eligible->size(), " Ready nodes carry label ", selector,
                      " and belong to no other EMS cluster; ", want, " needed"));
   }
-  eligible.resize(want);
+  eligible->resize(want);
   return eligible;
 }
 
 absl::StatusOr<std::vector<std::string>> KubeBackend::DiscoverNodes(const Cluster& c) {
-  auto nodes = ListNodes(c.spec.k8s.label.key + "=" + c.spec.k8s.label.value);
-  if (!nodes.ok()) return nodes.status();
-  std::vector<std::string> names;
-  for (const Json& n : *nodes) {
-    // A node another EMS cluster runs on is that cluster's: enrolling it would make this
-    // cluster wait on pods it does not have, and deleting this one would unlabel it.
-    const std::string owner = LabelOf(n, kClusterLabel);
-    if (owner.empty() || owner == c.id) names.push_back(NameOf(n));
-  }
-  std::sort(names.begin(), names.end());
-  return names;
+  // A node another EMS cluster runs on is that cluster's: enrolling it would make this
+  // cluster wait on pods it does not have, and deleting this one would unlabel it.
+  return NodeNames(c.spec.k8s.label.key + "=" + c.spec.k8s.label.value,
+                   [&](const Json& n) { return NotAnothers(n, c); });
 }
 
 absl::StatusOr<std::vector<std::string>> KubeBackend::StartedNodes(const Cluster& c) {
-  auto nodes = ListNodes(absl::StrCat(kClusterLabel, "=", c.id));
-  if (!nodes.ok()) return nodes.status();
-  std::vector<std::string> names;
-  for (const Json& n : *nodes) names.push_back(NameOf(n));
-  std::sort(names.begin(), names.end());
-  return names;
+  return NodeNames(absl::StrCat(kClusterLabel, "=", c.id), [](const Json&) { return true; });
 }
 
 NodeManifestOptions KubeBackend::ManifestOptions() const {

@@ -82,6 +82,9 @@ class KubeBackend : public Backend {
   // Creates or replaces the cluster's cdKey Secret with the project's current key.
   absl::Status ApplyCdKeySecret(const Cluster& c);
   absl::StatusOr<Json> ListNodes(const std::string& selector);
+  // The names, sorted, of the nodes matching `selector` that `keep` accepts.
+  absl::StatusOr<std::vector<std::string>> NodeNames(const std::string& selector,
+                                                     const std::function<bool(const Json&)>& keep);
   NodeManifestOptions ManifestOptions() const;
 
   const KubeBackendOptions options_;

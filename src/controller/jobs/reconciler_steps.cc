@@ -78,12 +78,9 @@ absl::Status Reconciler::RunStep(const Job& job, int step) {
         if (!c.nodes.empty()) return absl::OkStatus();  // planned before a restart
         auto planned = enroll ? backend_->DiscoverNodes(c) : backend_->PlanNodes(c);
         if (!planned.ok()) return planned.status();
-        if (planned->empty()) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "no node carries label ", c.spec.k8s.label.key, "=", c.spec.k8s.label.value));
-        }
         // A cluster has 3 to 512 nodes (the API's node_count, and what shrink keeps): an
-        // enrolled one too, or it could never be resized within the rules.
+        // enrolled one too, or it could never be resized within the rules. None found is
+        // one case of too few.
         const int found = static_cast<int>(planned->size());
         if (found < api::kMinNodeCount || found > api::kMaxNodeCount) {
           return absl::FailedPreconditionError(absl::StrCat(
