@@ -139,6 +139,40 @@ TEST(EvictionPolicyTest, PrefixGhostListIsBounded) {
   EXPECT_EQ(p->Evict(Any), 8u);
 }
 
+// A block that came back and was evicted again is remembered from its latest eviction, however
+// often it cycled: its older places in the ghost list neither forget it early nor count
+// against the bound. 10 cycles leave the old places in the list; 300 make the list drop them.
+TEST(EvictionPolicyTest, PrefixGhostCountsFromTheLatestEviction) {
+  for (int cycles : {10, 300}) {
+    SCOPED_TRACE(cycles);
+    auto p = *MakeEvictionPolicy("prefix");
+    auto only = [](uint64_t want) { return [want](uint64_t id) { return id == want; }; };
+    for (uint64_t id = 100; id <= 103; ++id) p->OnInsert(id, 0);  // stay tracked throughout
+    p->OnInsert(1, 0);
+    p->OnInsert(2, 0);  // six tracked at most: twelve ghosts
+    EXPECT_EQ(p->Evict(only(1)), 1u);
+    p->OnInsert(1, 0);  // back from the ghost list: its first place there is stale
+    EXPECT_EQ(p->Evict(only(2)), 2u);
+    for (int cycle = 0; cycle < cycles; ++cycle) {  // out again, and back
+      EXPECT_EQ(p->Evict(only(1)), 1u);
+      p->OnInsert(1, 0);
+    }
+    EXPECT_EQ(p->Evict(only(1)), 1u);
+    // Ghosts, oldest first: 2, 1, then 3..13. Thirteen: 2 is forgotten, 1 is not.
+    for (uint64_t id = 3; id <= 13; ++id) {
+      p->OnInsert(id, 0);
+      EXPECT_EQ(p->Evict(only(id)), id);
+    }
+    p->OnInsert(1, 0);
+    p->OnInsert(2, 0);
+    p->OnInsert(50, 0);
+    auto new_ones = [](uint64_t id) { return id < 100; };
+    EXPECT_EQ(p->Evict(new_ones), 2u) << "2 is as new as 50, and older";
+    EXPECT_EQ(p->Evict(new_ones), 50u);
+    EXPECT_EQ(p->Evict(new_ones), 1u) << "1 came back from the ghost list";
+  }
+}
+
 // The duel: starting with leaf-first LRU while one-shot blocks keep pushing out a recurring
 // set, the policy switches to the tuning that evicts cold blocks first once that tuning's
 // shadow has scored more prefix hits over a window, and from then on keeps the set.

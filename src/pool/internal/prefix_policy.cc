@@ -117,11 +117,9 @@ void PrefixPolicy::OnAccess(uint64_t id) {
 void PrefixPolicy::Insert(uint64_t id, uint64_t parent) {
   Node node;
   node.tick = ++clock_;
-  if (auto g = ghosts_.find(id); g != ghosts_.end()) {
+  if (TakeGhost(id)) {
     node.cold = false;
     node.hit = true;
-    ghost_order_.erase(g->second);
-    ghosts_.erase(g);
   }
   auto p = parent != 0 ? nodes_.find(parent) : nodes_.end();
   if (p != nodes_.end()) {
@@ -169,12 +167,29 @@ void PrefixPolicy::OnErase(uint64_t id) {
 
 void PrefixPolicy::EvictTracked(uint64_t id) {
   Forget(id);
-  ghost_order_.push_front(id);
-  ghosts_[id] = ghost_order_.begin();
-  while (ghosts_.size() > kGhostsPerBlock * max_size_) {
-    ghosts_.erase(ghost_order_.back());
-    ghost_order_.pop_back();
+  ghost_order_.push_back({id, ++ghost_seq_});
+  ghosts_[id] = ghost_seq_;
+  const size_t cap = kGhostsPerBlock * max_size_;
+  while (ghosts_.size() > cap) {  // forget the oldest live ghosts
+    const GhostEntry e = ghost_order_.front();
+    ghost_order_.pop_front();
+    if (auto g = ghosts_.find(e.id); g != ghosts_.end() && g->second == e.seq) ghosts_.erase(g);
   }
+  // Stale entries leave only when they reach the front; if ids keep coming back they could
+  // pile up, so drop them all once they are as many as the live ones.
+  if (ghost_order_.size() > 2 * ghosts_.size() + 64) {
+    std::erase_if(ghost_order_, [this](const GhostEntry& e) {
+      auto g = ghosts_.find(e.id);
+      return g == ghosts_.end() || g->second != e.seq;
+    });
+  }
+}
+
+bool PrefixPolicy::TakeGhost(uint64_t id) {
+  auto g = ghosts_.find(id);
+  if (g == ghosts_.end()) return false;
+  ghosts_.erase(g);  // its entry in ghost_order_ goes stale
+  return true;
 }
 
 std::optional<uint64_t> PrefixPolicy::Evict(absl::FunctionRef<bool(uint64_t)> can_evict) {
