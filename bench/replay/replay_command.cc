@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "harness/commands.h"
+#include "pool/eviction_policy.h"
 #include "replay/live.h"
 #include "replay/live_command.h"
 #include "replay/model.h"
@@ -48,8 +49,9 @@ int RunReplay(int, char**) {
     return 2;
   }
   if (!absl::GetFlag(FLAGS_trace).empty()) {
-    auto r = ReadMooncakeTrace(absl::GetFlag(FLAGS_trace),
-                               {absl::GetFlag(FLAGS_strict), absl::GetFlag(FLAGS_limit)});
+    auto r = ReadMooncakeTrace(absl::GetFlag(FLAGS_trace), {.strict = absl::GetFlag(FLAGS_strict),
+                                                            .limit = absl::GetFlag(FLAGS_limit),
+                                                            .block_tokens = block_tokens});
     if (!r.ok()) {
       std::fprintf(stderr, "replay: %s\n", r.status().ToString().c_str());
       return 1;
@@ -106,6 +108,22 @@ int RunReplay(int, char**) {
     }
     placement = *std::move(p);
   }
+  // Every policy is checked before the first case runs: a typo in the last of a sweep's
+  // policies should not surface after the others have run for minutes.
+  const std::vector<std::string> policies = absl::StrSplit(absl::GetFlag(FLAGS_policies), ',');
+  for (const std::string& p : policies) {
+    if (p == kBeladyPolicy && sim_nodes > 1) {
+      std::fprintf(stderr, "replay: %s needs the whole trace in one cache: drop --simulate_nodes\n",
+                   kBeladyPolicy);
+      return 2;
+    }
+    if (p == kBeladyPolicy) continue;
+    if (auto made = pool::MakeEvictionPolicy(p); !made.ok()) {
+      std::fprintf(stderr, "replay: %s (or %s, the offline bound)\n",
+                   made.status().ToString().c_str(), kBeladyPolicy);
+      return 2;
+    }
+  }
   const bool json = absl::GetFlag(FLAGS_json);
   if (!json) {
     std::printf("%zu requests, block %d tokens, %s\n%-8s %10s %10s %10s %10s\n", requests.size(),
@@ -114,9 +132,9 @@ int RunReplay(int, char**) {
                                : absl::StrCat(sim_nodes, " caches behind the pool's ring").c_str(),
                 "policy", "capacity", "per_block", "prefix", "token");
   }
-  for (absl::string_view p : absl::StrSplit(absl::GetFlag(FLAGS_policies), ',')) {
+  for (const std::string& p : policies) {
     for (size_t cap : capacities) {
-      auto r = Simulate(requests, std::string(p), cap, block_tokens, placement);
+      auto r = Simulate(requests, p, cap, block_tokens, placement);
       if (!r.ok()) {
         std::fprintf(stderr, "replay: %s\n", r.status().ToString().c_str());
         return 2;

@@ -31,6 +31,11 @@ TEST(TraceTest, ParsesMooncakeLinesAndNamesWhatIsWrong) {
       ParseTraceLine(R"({"timestamp": -1, "input_length": 2, "output_length": 3, "hash_ids": []})");
   ASSERT_FALSE(early.ok());
   EXPECT_NE(early.status().message().find("timestamp"), std::string::npos) << early.status();
+  // The policies keep ids as id + 1, with 0 for "no parent": the largest id would be 0.
+  auto reserved = ParseTraceLine(
+      R"({"timestamp": 1, "input_length": 2, "output_length": 3, "hash_ids": [18446744073709551615]})");
+  ASSERT_FALSE(reserved.ok());
+  EXPECT_NE(reserved.status().message().find("reserved"), std::string::npos) << reserved.status();
 }
 
 // A trace file holding `lines`, removed when it goes out of scope.
@@ -81,6 +86,33 @@ TEST(TraceTest, ALineThatGoesBackInTimeIsMalformed) {
   auto kept = SkippedOrFatal(trace, ":2: `timestamp` 3 is before the previous request's 5");
   ASSERT_EQ(kept.size(), 2u);  // equal timestamps are in order
   EXPECT_EQ(kept[1].hash_ids, std::vector<uint64_t>{2});
+}
+
+// The token ratios and the prefill model read input_length, the hits read hash_ids: with the
+// block size given, a line where they disagree is malformed, naming both.
+TEST(TraceTest, AHashIdCountThatDisagreesWithTheInputLengthIsMalformed) {
+  TraceFile trace(
+      "ems_replay_count_test.jsonl",
+      R"({"timestamp": 0, "input_length": 1024, "output_length": 1, "hash_ids": [0, 1]})"
+      "\n"
+      R"({"timestamp": 1, "input_length": 1025, "output_length": 1, "hash_ids": [0, 1]})"
+      "\n"
+      R"({"timestamp": 2, "input_length": 0, "output_length": 1, "hash_ids": []})"
+      "\n");
+  auto strict = ReadMooncakeTrace(trace.path(), {.strict = true, .block_tokens = 512});
+  ASSERT_FALSE(strict.ok());
+  EXPECT_NE(strict.status().message().find(
+                ":2: `hash_ids` has 2 ids but input_length 1025 is 3 blocks of 512 tokens"),
+            std::string::npos)
+      << strict.status();
+  auto lenient = ReadMooncakeTrace(trace.path(), {.block_tokens = 512});
+  ASSERT_TRUE(lenient.ok()) << lenient.status();
+  ASSERT_EQ(lenient->size(), 2u);
+  EXPECT_EQ((*lenient)[1].input_length, 0);
+  // At 1,024 tokens per block the first line is the one that disagrees.
+  auto other = ReadMooncakeTrace(trace.path(), {.strict = true, .block_tokens = 1024});
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.status().message().find(":1: "), std::string::npos) << other.status();
 }
 
 TEST(SimulateTest, PrefixSemanticsOnAHandMadeStream) {

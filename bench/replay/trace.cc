@@ -31,8 +31,13 @@ absl::StatusOr<Request> ParseTraceLine(const std::string& line) {
     return absl::InvalidArgumentError("`hash_ids` missing or not an array");
   }
   for (const auto& id : j["hash_ids"]) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0) {
+    // The parser keeps every integer without a minus sign unsigned, up to 2^64-1.
+    if (!id.is_number_integer() || !id.is_number_unsigned()) {
       return absl::InvalidArgumentError("`hash_ids` holds a non-integer or negative id");
+    }
+    // Ids are kept as id + 1 in the pool's policies, where 0 means "no parent".
+    if (id.get<uint64_t>() == UINT64_MAX) {
+      return absl::InvalidArgumentError("`hash_ids` holds 2^64-1, which is reserved");
     }
     r.hash_ids.push_back(id.get<uint64_t>());
   }
@@ -57,17 +62,29 @@ absl::StatusOr<std::vector<Request>> ReadMooncakeTrace(const std::string& path,
                                                   " is before the previous request's ",
                                                   out.back().timestamp_ms));
     }
+    if (const int bt = options.block_tokens; r.ok() && bt > 0) {
+      const int64_t blocks = (r->input_length + bt - 1) / bt;
+      if (static_cast<int64_t>(r->hash_ids.size()) != blocks) {
+        r = absl::InvalidArgumentError(absl::StrCat(
+            "`hash_ids` has ", r->hash_ids.size(), " ids but input_length ", r->input_length,
+            " is ", blocks, " blocks of ", bt, " tokens (is --block-tokens right?)"));
+      }
+    }
     if (!r.ok()) {
       const std::string msg = absl::StrCat(path, ":", line_no, ": ", r.status().message());
       if (options.strict) return absl::InvalidArgumentError(msg);
-      std::fprintf(stderr, "replay: skipping %s\n", msg.c_str());
-      ++skipped;
+      if (++skipped <= kMaxReportedLines) {
+        std::fprintf(stderr, "replay: skipping %s\n", msg.c_str());
+      }
       continue;
     }
     out.push_back(*std::move(r));
     if (options.limit > 0 && out.size() >= options.limit) break;
   }
-  if (skipped > 0) std::fprintf(stderr, "replay: skipped %zu malformed lines\n", skipped);
+  if (skipped > 0) {
+    std::fprintf(stderr, "replay: skipped %zu malformed lines%s\n", skipped,
+                 skipped > kMaxReportedLines ? " (the first ones are listed above)" : "");
+  }
   return out;
 }
 

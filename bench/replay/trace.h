@@ -24,14 +24,21 @@ struct TraceReadOptions {
   bool strict = false;
   // Stop after this many requests (0 = all).
   size_t limit = 0;
+  // If positive, a line whose `hash_ids` count is not ceil(input_length / block_tokens) is
+  // malformed: the hit ratios in tokens and the prefill model both read input_length, so such
+  // a trace, or a wrong --block-tokens, would give figures that mean nothing.
+  int block_tokens = 0;
 };
 
 // Reads the Mooncake FAST'25 format: one JSON object per line with `timestamp`,
 // `input_length`, `output_length`, `hash_ids`, in order of `timestamp` (a line that goes back
-// in time is malformed). Skipped lines are reported on stderr with their line numbers.
+// in time is malformed). Skipped lines are reported on stderr with their line numbers (the
+// first kMaxReportedLines of them, then how many in all).
 // NOT_FOUND if the file cannot be opened.
 absl::StatusOr<std::vector<Request>> ReadMooncakeTrace(const std::string& path,
                                                        const TraceReadOptions& options);
+
+inline constexpr size_t kMaxReportedLines = 20;
 
 // Parses one line; INVALID_ARGUMENT naming the problem.
 absl::StatusOr<Request> ParseTraceLine(const std::string& line);
