@@ -201,15 +201,20 @@ Json KubeBackend::CdKeySecretFor(const Cluster& c) const {
   return CdKeySecret(c, CdKeySecretName(c), Namespace(c), key);
 }
 
-absl::Status KubeBackend::ApplyCdKeySecret(const Cluster& c) {
+absl::Status KubeBackend::ApplyCdKeySecret(const Cluster& c, bool create) {
   const std::string ns = "/api/v1/namespaces/" + Namespace(c);
-  return Apply(ns + "/secrets", ns + "/secrets/" + CdKeySecretName(c), CdKeySecretFor(c));
+  return Apply(ns + "/secrets", ns + "/secrets/" + CdKeySecretName(c), CdKeySecretFor(c), create);
 }
 
-absl::Status KubeBackend::Apply(const std::string& collection, const std::string& path,
-                                Json object) {
+absl::Status KubeBackend::RefreshCredential(const Cluster& c) {
+  return ApplyCdKeySecret(c, /*create=*/false);
+}
+
+absl::Status KubeBackend::Apply(const std::string& collection, const std::string& path, Json object,
+                                bool create) {
   for (int attempt = 0; attempt <= options_.conflict_retries; ++attempt) {
     auto current = client_.Get(path);
+    if (absl::IsNotFound(current.status()) && !create) return absl::OkStatus();
     if (absl::IsNotFound(current.status())) {
       auto created = client_.Create(collection, object);
       if (created.ok()) return absl::OkStatus();
@@ -220,6 +225,12 @@ absl::Status KubeBackend::Apply(const std::string& collection, const std::string
     object["metadata"]["resourceVersion"] = StrOr((*current)["metadata"], "resourceVersion");
     auto replaced = client_.Replace(path, object);
     if (replaced.ok()) return absl::OkStatus();
+    // Deleted between the read and the replace (a PUT does not create these objects): leave
+    // it deleted, or create it on the next attempt.
+    if (absl::IsNotFound(replaced.status())) {
+      if (!create) return absl::OkStatus();
+      continue;
+    }
     if (!absl::IsAborted(replaced.status())) return replaced.status();
   }
   return absl::AbortedError(

@@ -61,9 +61,12 @@ class KubeBackend : public Backend {
   absl::StatusOr<std::vector<NodeStatus>> Status(const Cluster& c,
                                                  const std::vector<std::string>& names) override;
   absl::Status Release(const Cluster& c) override;
-  // Re-applies the cluster's cdKey Secret; the kubelet refreshes the mounted file and ems-node
-  // re-reads it (--cd_key_file), so running pods take the new key without a restart.
-  absl::Status RefreshCredential(const Cluster& c) override { return ApplyCdKeySecret(c); }
+  // Replaces the cluster's cdKey Secret; the kubelet refreshes the mounted file and ems-node
+  // re-reads it (--cd_key_file), so running pods take the new key without a restart. Only a
+  // Secret that exists is replaced: a delete running meanwhile may just have removed it, and
+  // creating it again would leave it behind the deleted cluster. A cluster still being
+  // created writes the Secret itself, with the key current then (Prepare, StartNodes).
+  absl::Status RefreshCredential(const Cluster& c) override;
   absl::StatusOr<std::vector<NodeLabel>> ListLabels(const std::string& k8s_cluster_id) override;
 
   // The objects Prepare applies (exposed for tests and `emsctl`-free inspection).
@@ -77,10 +80,13 @@ class KubeBackend : public Backend {
   // names is FAILED_PRECONDITION, and releasing such a node leaves it as it is. The read's
   // resourceVersion rides along, so two clusters claiming one node cannot both win.
   absl::Status UpdateClusterLabel(const std::string& name, const std::string& id, bool claim);
-  // Creates or replaces the object at `path` (its collection is `collection`).
-  absl::Status Apply(const std::string& collection, const std::string& path, Json object);
-  // Creates or replaces the cluster's cdKey Secret with the project's current key.
-  absl::Status ApplyCdKeySecret(const Cluster& c);
+  // Creates or replaces the object at `path` (its collection is `collection`). With
+  // `create` false an object that does not exist is left so, and that is OK.
+  absl::Status Apply(const std::string& collection, const std::string& path, Json object,
+                     bool create = true);
+  // Creates (unless `create` is false) or replaces the cluster's cdKey Secret with the
+  // project's current key.
+  absl::Status ApplyCdKeySecret(const Cluster& c, bool create = true);
   absl::StatusOr<Json> ListNodes(const std::string& selector);
   // The names, sorted, of the nodes matching `selector` that `keep` accepts.
   absl::StatusOr<std::vector<std::string>> NodeNames(const std::string& selector,

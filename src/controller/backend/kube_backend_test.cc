@@ -433,6 +433,19 @@ TEST_F(KubeCdKeyTest, NoCredentialIsAnEmptyKeyAndALaterOneReplacesIt) {
   EXPECT_EQ(SecretKey(Secret()), key_);
 }
 
+// CreateCredentialInfo refreshes the Secret of every cluster it lists; a delete may remove
+// the Secret in between. The refresh must not create it again behind the deleted cluster.
+TEST_F(KubeCdKeyTest, ARefreshAfterTheClustersReleaseLeavesNoSecret) {
+  ASSERT_TRUE(backend_->Prepare(cluster_).ok());
+  ASSERT_TRUE(backend_->Release(cluster_).ok());
+  key_ = kKey;
+  EXPECT_TRUE(backend_->RefreshCredential(cluster_).ok());
+  EXPECT_TRUE(Secret().is_null()) << "the refresh created the Secret of a released cluster";
+  // The cluster created again gets the key current then.
+  ASSERT_TRUE(backend_->Prepare(cluster_).ok());
+  EXPECT_EQ(SecretKey(Secret()), kKey);
+}
+
 TEST_F(KubeCdKeyTest, TemplateDaemonSetsGetTheSecretUnlessTheyPassAKeyThemselves) {
   std::ofstream(dir_ / "daemonset.json") << R"({"spec": {"template": {"spec": {
       "securityContext": {"runAsUser": 2000, "runAsGroup": 3000},
