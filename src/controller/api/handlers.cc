@@ -95,6 +95,7 @@ absl::StatusOr<ApiReply> Handlers::ListClustersLabels(const ApiRequest& r) {
 absl::StatusOr<ApiReply> Handlers::CreateCluster(const ApiRequest& r) {
   auto spec = ParseCreateClusterRequest(r.body);
   if (!spec.ok()) return spec.status();
+  if (absl::Status s = backend_->CheckSpec(*spec); !s.ok()) return InvalidParameter(s.message());
   auto accepted = registry_->CreateCluster(r.project_id, *std::move(spec));
   if (!accepted.ok()) return accepted.status();
   return ApiReply{202, {{"job_id", accepted->job_id}, {"cluster_id", accepted->cluster_id}}};
@@ -131,6 +132,9 @@ absl::StatusOr<ApiReply> Handlers::AuthorizeCluster(const ApiRequest& r) {
 absl::StatusOr<ApiReply> Handlers::EnrollCluster(const ApiRequest& r) {
   auto req = ParseEnrollClusterRequest(r.body);
   if (!req.ok()) return req.status();
+  if (absl::Status s = backend_->CheckSpec(req->spec); !s.ok()) {
+    return InvalidParameter(s.message());
+  }
   auto accepted = registry_->EnrollCluster(r.project_id, *std::move(req));
   if (!accepted.ok()) return accepted.status();
   return ApiReply{202, {{"job_id", accepted->job_id}, {"cluster_id", accepted->cluster_id}}};

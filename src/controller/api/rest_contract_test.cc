@@ -266,6 +266,25 @@ TEST_F(ContractTest, CreateClusterLabelRules) {
   ExpectError(with_label("ems", ""), 400, "EMS.00004000", "label.value");
 }
 
+// A specification the backend cannot run (a namespace Kubernetes refuses) is a 400 naming it,
+// before any cluster or job exists; the same body with another namespace is accepted.
+TEST_F(ContractTest, ASpecificationTheBackendCannotRunIsRefusedAtOnce) {
+  backend_.RefuseNamespace("Upper-Case");
+  Json b = Body();
+  b["k8s_cluster_specification"]["namespace"] = "Upper-Case";
+  ExpectError(Create(b), 400, "EMS.00004000", "namespace Upper-Case cannot run");
+  Json enroll = {
+      {"name", "legacy"},
+      {"k8s_cluster_specification", {{"k8s_cluster_id", kK8sId}, {"namespace", "Upper-Case"}}}};
+  ExpectError(Call("POST", "/v1/clusters/enroll", token_, enroll.dump()), 400, "EMS.00004000",
+              "namespace Upper-Case cannot run");
+  Reply list = Call("GET", "/v1/clusters", token_);
+  ASSERT_EQ(list.status, 200) << list.raw;
+  EXPECT_TRUE(list.body["clusters"].empty()) << list.raw;
+  b["k8s_cluster_specification"]["namespace"] = "lower-case";
+  EXPECT_EQ(Create(b).status, 202);
+}
+
 TEST_F(ContractTest, CreateClusterRejectsMalformedBodies) {
   ExpectError(Call("POST", "/v1/clusters", token_, "{not json"), 400, "EMS.00004000", "JSON");
   ExpectError(Call("POST", "/v1/clusters", token_, "[1,2]"), 400, "EMS.00004000", "object");

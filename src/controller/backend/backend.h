@@ -56,6 +56,10 @@ class Backend {
   // Hands cluster `c`'s running nodes its project's current cdKey (after CreateCredentialInfo);
   // the nodes take it without a restart.
   virtual absl::Status RefreshCredential(const Cluster& c) = 0;
+  // Refuses, naming the field, a specification that passed the API's checks but that this
+  // backend cannot run (INVALID_ARGUMENT), so a create or enroll fails at once instead of in
+  // its job.
+  virtual absl::Status CheckSpec(const ClusterSpec& spec) { return absl::OkStatus(); }
 };
 
 }  // namespace ems::controller

@@ -82,7 +82,18 @@ class FakeBackend : public Backend {
     return credential_refreshes_[cluster_id];
   }
 
+  absl::Status CheckSpec(const ClusterSpec& spec) override {
+    absl::MutexLock lock(&mu_);
+    if (refuse_namespace_.empty() || spec.k8s.ns != refuse_namespace_) return absl::OkStatus();
+    return absl::InvalidArgumentError("fake: namespace " + refuse_namespace_ + " cannot run");
+  }
+
   // --- test controls ---
+  // CheckSpec refuses specifications with this namespace.
+  void RefuseNamespace(std::string ns) {
+    absl::MutexLock lock(&mu_);
+    refuse_namespace_ = std::move(ns);
+  }
   // StartNodes skips this node (and reports success for the rest); WaitReady then times out.
   void SetUnstartable(std::string name) {
     absl::MutexLock lock(&mu_);
@@ -130,6 +141,7 @@ class FakeBackend : public Backend {
   std::vector<std::string> discoverable_ ABSL_GUARDED_BY(mu_);
   bool hold_ready_ ABSL_GUARDED_BY(mu_) = false;
   std::string unstartable_ ABSL_GUARDED_BY(mu_);
+  std::string refuse_namespace_ ABSL_GUARDED_BY(mu_);
   bool fail_started_nodes_ ABSL_GUARDED_BY(mu_) = false;
   int starts_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 
@@ -204,6 +205,20 @@ Json KubeBackend::CdKeySecretFor(const Cluster& c) const {
 absl::Status KubeBackend::ApplyCdKeySecret(const Cluster& c, bool create) {
   const std::string ns = "/api/v1/namespaces/" + Namespace(c);
   return Apply(ns + "/secrets", ns + "/secrets/" + CdKeySecretName(c), CdKeySecretFor(c), create);
+}
+
+absl::Status KubeBackend::CheckSpec(const ClusterSpec& spec) {
+  const std::string& ns = spec.k8s.ns;
+  auto lower_alnum = [](char ch) { return absl::ascii_isdigit(ch) || absl::ascii_islower(ch); };
+  const bool dns_label =
+      ns.empty() ||  // ems-system
+      (ns.size() <= 63 && lower_alnum(ns.front()) && lower_alnum(ns.back()) &&
+       std::all_of(ns.begin(), ns.end(), [&](char ch) { return lower_alnum(ch) || ch == '-'; }));
+  if (dns_label) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "k8s_cluster_specification.namespace '", ns,
+      "' is not a Kubernetes namespace name: at most 63 lower-case letters, digits or '-', "
+      "starting and ending with a letter or digit"));
 }
 
 absl::Status KubeBackend::RefreshCredential(const Cluster& c) {

@@ -67,6 +67,9 @@ class KubeBackend : public Backend {
   // creating it again would leave it behind the deleted cluster. A cluster still being
   // created writes the Secret itself, with the key current then (Prepare, StartNodes).
   absl::Status RefreshCredential(const Cluster& c) override;
+  // The API allows a namespace of 64 characters and upper case; Kubernetes takes a DNS label
+  // (RFC 1123: at most 63 lower-case letters, digits and '-', alphanumeric at both ends).
+  absl::Status CheckSpec(const ClusterSpec& spec) override;
   absl::StatusOr<std::vector<NodeLabel>> ListLabels(const std::string& k8s_cluster_id) override;
 
   // The objects Prepare applies (exposed for tests and `emsctl`-free inspection).

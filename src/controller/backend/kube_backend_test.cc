@@ -255,6 +255,24 @@ TEST_F(KubeBackendTest, ListsLabelsOfTheConfiguredK8sCluster) {
   EXPECT_TRUE(backend_->ListLabels("11111111-2222-3333-4444-555555555555")->empty());
 }
 
+// The API takes namespaces Kubernetes refuses (upper case, 64 characters); the backend
+// refuses them before anything is applied.
+TEST_F(KubeBackendTest, ANamespaceKubernetesRefusesIsRefusedUpFront) {
+  ClusterSpec spec = cluster_.spec;
+  for (const std::string& ns :
+       std::vector<std::string>{"", "ems-system", "a", "0ems", std::string(63, 'n')}) {
+    spec.k8s.ns = ns;
+    EXPECT_TRUE(backend_->CheckSpec(spec).ok()) << ns;
+  }
+  for (const std::string& ns : std::vector<std::string>{
+           "Ems", "ems-System", std::string(64, 'n'), "ems_system", "-ems", "ems-", "ems.system"}) {
+    spec.k8s.ns = ns;
+    absl::Status s = backend_->CheckSpec(spec);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << ns << ": " << s;
+    EXPECT_NE(s.message().find("'" + ns + "'"), std::string::npos) << s;
+  }
+}
+
 TEST_F(KubeBackendTest, WrongTokenIsPermissionDenied) {
   std::ofstream(dir_ / "token") << "stolen\n";
   EXPECT_EQ(backend_->PlanNodes(cluster_).status().code(), absl::StatusCode::kPermissionDenied);
