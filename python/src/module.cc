@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "buffers.h"
+#include "common/mutex_checks.h"
 #include "errors.h"
 
 namespace ems::python {
@@ -76,6 +77,9 @@ void RegisterKey(py::module_& m) {
 
 PYBIND11_MODULE(_ems, m) {
   m.doc() = "EMS client, prefix hashing and errors (C++ extension; import `ems` instead).";
+  // Debian's Abseil runs absl::Mutex's deadlock detector on every lock, under one global spin
+  // lock: the client's threads would queue on it (common/mutex_checks.h).
+  ems::DisableMutexDeadlockDetection();
   ems::python::RegisterErrors(m);
   ems::python::RegisterKey(m);
   ems::python::RegisterHashing(m);

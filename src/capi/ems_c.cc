@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
 #include "common/key.h"
+#include "common/mutex_checks.h"
 #include "common/prefix_hash.h"
 
 struct ems_client {
@@ -170,6 +171,9 @@ ems_code ems_client_connect(const ems_client_options* options, ems_client** out,
     if (options->local_socket != nullptr) o.local_socket = options->local_socket;
     o.verify_checksums = options->verify_checksums != 0;
     o.mirror_remote_keys = options->mirror_remote_keys != 0;
+    // A C program is no Abseil user that could want the deadlock detector: it would only
+    // serialise the client's threads (common/mutex_checks.h).
+    ems::DisableMutexDeadlockDetection();
     auto client = ems::Client::Connect(o);
     if (!client.ok()) return Fail(client.status(), errmsg);
     *out = new (std::nothrow) ems_client{*std::move(client)};

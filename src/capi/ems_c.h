@@ -94,7 +94,8 @@ EMS_C_EXPORT void ems_free(void* ptr);
 
 /* Fills `options` with the defaults (local path and checksum verification on). */
 EMS_C_EXPORT void ems_client_options_init(ems_client_options* options);
-/* On EMS_OK, *out is a client to release with ems_client_destroy. */
+/* On EMS_OK, *out is a client to release with ems_client_destroy. The first call turns off
+ * absl::Mutex's deadlock detector for the process (Debian's Abseil runs it on every lock). */
 EMS_C_EXPORT ems_code ems_client_connect(const ems_client_options* options, ems_client** out,
                                          char** errmsg);
 EMS_C_EXPORT void ems_client_destroy(ems_client* client);

@@ -19,6 +19,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "common/logging.h"
+#include "common/mutex_checks.h"
 #include "controller/api/rest_server.h"
 #include "controller/backend/kube_backend.h"
 #include "controller/backend/local_backend.h"
@@ -121,6 +122,7 @@ int main(int argc, char** argv) {
       "[--local_node_memory_cap_mb N]");
   absl::ParseCommandLine(argc, argv);
   ems::InitLogging(absl::GetFlag(FLAGS_log_level));
+  ems::DisableMutexDeadlockDetection();  // see mutex_checks.h
   using namespace ems::controller;
 
   // Block SIGTERM/SIGINT in every thread; one thread waits for them with sigwait.

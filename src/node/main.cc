@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/mutex_checks.h"
 #include "node/node.h"
 #include "spdlog/spdlog.h"
 
@@ -81,6 +82,7 @@ int main(int argc, char** argv) {
       "usage: ems-node [--flag=value ...]   (--helpfull lists library flags too)");
   absl::ParseCommandLine(argc, argv);
   ems::InitLogging(absl::GetFlag(FLAGS_log_level));
+  ems::DisableMutexDeadlockDetection();  // see mutex_checks.h
 
   // SIGTERM and SIGINT are taken synchronously by the main thread (sigwait): every other
   // thread inherits the blocked mask.

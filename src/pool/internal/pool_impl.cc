@@ -50,10 +50,17 @@ PoolImpl::~PoolImpl() {
 }
 
 int64_t PoolImpl::NamespaceId(const std::string& ns, bool create) {
+  {
+    // Every Get, Contains and MatchPrefix comes here, almost always for a known namespace:
+    // shared, so lookups on several threads do not wait for each other.
+    absl::ReaderMutexLock lock(&ns_mu_);
+    auto it = ns_ids_.find(ns);
+    if (it != ns_ids_.end()) return it->second;
+    if (!create) return -1;
+  }
   absl::MutexLock lock(&ns_mu_);
-  auto it = ns_ids_.find(ns);
+  auto it = ns_ids_.find(ns);  // another thread may have added it meanwhile
   if (it != ns_ids_.end()) return it->second;
-  if (!create) return -1;
   const uint32_t id = static_cast<uint32_t>(ns_names_.size());
   ns_names_.push_back(ns);
   ns_ids_.emplace(ns, id);
@@ -85,7 +92,7 @@ void PoolImpl::Announce(const Block* b, bool present) {
 }
 
 std::string PoolImpl::NamespaceName(uint32_t ns) {
-  absl::MutexLock lock(&ns_mu_);
+  absl::ReaderMutexLock lock(&ns_mu_);
   return ns_names_[ns];
 }
 
