@@ -237,6 +237,39 @@ TEST_F(JobsTest, AShrinkQueuedBehindAnExpandThatDidNotRunIsCheckedAgain) {
   EXPECT_EQ(backend_.Running(id), (std::set<std::string>{"node-0", "node-1", "node-2"}));
 }
 
+// A runner claims a job before it marks it RUNNING. A cancel in between used to mark the job
+// STOPPED while the runner went on to run all its steps; now it asks the runner to stop.
+TEST_F(JobsTest, ACancelOfAClaimedJobThatHasNotStartedIsLeftToItsRunner) {
+  const std::string id = RunningCluster("alpha");
+  StopAll();  // no reconciler: this test claims the job as a runner would
+  run_reconciler_ = false;
+  Start();
+  token_ = Token("proj-a");
+  Reply expand = Call("POST", "/v1/clusters/" + id + "/expand", token_, Names(3, 5));
+  ASSERT_EQ(expand.status, 202) << expand.raw;
+  const std::string job = expand.body["job_id"];
+  std::vector<Job> claimed = registry_->ClaimRunnableJobs();
+  ASSERT_EQ(claimed.size(), 1u);
+  ASSERT_EQ(claimed[0].id, job);
+  ASSERT_EQ(claimed[0].status, kJobInit);
+  Reply r = Call("POST", "/v1/jobs/cancel", token_, Ids({job}));
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.body["success_rows"], 1) << r.raw;
+  auto after = registry_->GetJobById(job);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->status, kJobInit) << "the runner holding it must see the cancel, not a "
+                                        "job that is already over";
+  EXPECT_TRUE(after->cancel_requested);
+  // Once released unstarted, a reconciler runs it, sees the cancel at its first step, and
+  // stops it with nothing started.
+  registry_->ReleaseJob(job);
+  StopAll();
+  run_reconciler_ = true;
+  Start();
+  EXPECT_EQ(WaitJob(token_, job)["status"], "STOPPED");
+  EXPECT_EQ(backend_.Running(id), (std::set<std::string>{"node-0", "node-1", "node-2"}));
+}
+
 TEST_F(JobsTest, CancelJobsContract) {
   const std::string id = RunningCluster("alpha");
   StopAll();  // no reconciler: jobs stay queued

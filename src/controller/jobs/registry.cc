@@ -332,7 +332,10 @@ absl::StatusOr<Registry::CancelResult> Registry::CancelJobs(const std::string& p
       continue;
     }
     Job j = it->second;
-    if (j.status == kJobInit) {
+    // A job not yet started stops here; one a runner has claimed, even if it has not marked
+    // it RUNNING yet, is the runner's to stop: it would otherwise go on and run every step
+    // of a job reported STOPPED (and a shrink queued behind it would count its nodes).
+    if (j.status == kJobInit && !claimed_.contains(id)) {
       j.status = kJobStopped;
       j.end_at = now;
       for (Task& t : j.tasks) t.status = kJobStopped;
