@@ -55,6 +55,10 @@ void Serve(Client& client, const Request& req, const LiveOptions& o, std::vector
   size_t loaded = rec.matched;
   if (rec.matched > 0) {
     if (buf.size() < rec.matched * bb) buf.resize(rec.matched * bb);
+    // The buffer is reused from request to request and may hold these very blocks already
+    // (a prefix read or written just before): without this a read that reports success but
+    // copies nothing would pass the check below.
+    std::memset(buf.data(), 0xA5, rec.matched * bb);
     std::vector<GetItem> gets;
     for (size_t i = 0; i < rec.matched; ++i) {
       gets.push_back({keys[i], absl::MakeSpan(buf.data() + i * bb, bb)});

@@ -1,6 +1,9 @@
 #include <filesystem>
 
+#include "absl/container/flat_hash_set.h"
+#include "ems/v1/data.pb.h"
 #include "gtest/gtest.h"
+#include "harness/stats.h"
 #include "replay/live.h"
 #include "replay/model.h"
 #include "replay/queue.h"
@@ -282,6 +285,28 @@ TEST(QueueTest, SummaryCountsTheWaitTheLoadAndTheSavings) {
   EXPECT_DOUBLE_EQ(c.prefix_hit_ratio, 1.0);
 }
 
+// Nearest rank: p50 of ten TTFTs is the 5th, p90 the 9th, p99 the 10th (it used to take one
+// rank higher: p50 was the 6th and p90 the largest).
+TEST(QueueTest, SummaryPercentilesAreNearestRank) {
+  std::vector<Request> reqs;
+  Baseline b{"ems", "", {}, {}, {}};
+  for (int i = 1; i <= 10; ++i) {
+    reqs.push_back({0, 512, 1, {static_cast<uint64_t>(i)}});
+    b.hit_blocks.push_back(0);
+    b.ttft_s.push_back(11 - i);  // out of order: 10 s .. 1 s
+    b.queued_s.push_back(11 - i);
+  }
+  const BaselineStats s = Summarize(b, reqs, 512, nullptr, 1);
+  EXPECT_DOUBLE_EQ(s.p50_ms, 5000);
+  EXPECT_DOUBLE_EQ(s.p90_ms, 9000);
+  EXPECT_DOUBLE_EQ(s.p99_ms, 10000);
+  EXPECT_DOUBLE_EQ(s.queued_p50_ms, 5000);
+  EXPECT_DOUBLE_EQ(NearestRank({1, 2, 3, 4}, 25), 1);
+  EXPECT_DOUBLE_EQ(NearestRank({1, 2, 3, 4}, 26), 2);
+  EXPECT_DOUBLE_EQ(NearestRank({7}, 0), 7);
+  EXPECT_DOUBLE_EQ(NearestRank({}, 50), 0);
+}
+
 TEST(ModelTest, PresetsHaveThePublishedKvBytesPerToken) {
   EXPECT_EQ(FindModel("llama3-8b")->KvBytesPerToken(), 128u << 10);
   EXPECT_EQ(FindModel("llama3-70b")->KvBytesPerToken(), 320u << 10);
@@ -337,6 +362,56 @@ TEST(LiveTest, KeysAndBlockBytesAreDeterministicAndDistinct) {
   FillBlock(8, absl::MakeSpan(c));
   EXPECT_EQ(a, b);
   EXPECT_NE(a, c);
+}
+
+// A client that answers every read with success and copies nothing: the replay's check must
+// call that corrupt even when its buffer still holds the right bytes from the request before.
+class CopiesNothingClient final : public Client {
+ public:
+  absl::Status Put(const BlockKey&, absl::Span<const uint8_t>, const BlockKey*) override {
+    return absl::UnimplementedError("not used");
+  }
+  absl::StatusOr<size_t> Get(const BlockKey&, absl::Span<uint8_t>) override {
+    return absl::UnimplementedError("not used");
+  }
+  std::vector<absl::Status> BatchPut(absl::Span<const PutItem> items) override {
+    for (const PutItem& i : items) stored_.insert(i.key.digest);
+    return std::vector<absl::Status>(items.size());
+  }
+  std::vector<absl::StatusOr<size_t>> BatchGet(absl::Span<const GetItem> items) override {
+    std::vector<absl::StatusOr<size_t>> out;
+    for (const GetItem& i : items) out.push_back(i.buffer.size());
+    return out;
+  }
+  absl::StatusOr<size_t> MatchPrefix(absl::Span<const BlockKey> keys) override {
+    size_t n = 0;
+    while (n < keys.size() && stored_.contains(keys[n].digest)) ++n;
+    return n;
+  }
+  absl::StatusOr<std::vector<bool>> Exists(absl::Span<const BlockKey>) override {
+    return absl::UnimplementedError("not used");
+  }
+  absl::StatusOr<size_t> Remove(absl::Span<const BlockKey>) override {
+    return absl::UnimplementedError("not used");
+  }
+  absl::StatusOr<v1::StatsResponse> Stats() override {
+    return absl::UnimplementedError("not used");
+  }
+  ClientCounters counters() const override { return {}; }
+  uint64_t epoch() const override { return 0; }
+
+ private:
+  absl::flat_hash_set<Digest> stored_;
+};
+
+TEST(LiveTest, AReadThatCopiesNothingIsCorruptEvenIntoABufferHoldingTheBlocks) {
+  CopiesNothingClient client;
+  std::vector<Request> reqs = {{0, 1024, 1, {1, 2}}, {0, 1024, 1, {1, 2}}, {0, 1536, 1, {1, 2, 3}}};
+  LiveResult r = RunLive(client, reqs, {.block_bytes = 4096, .instances = 1, .progress = false});
+  ASSERT_EQ(r.records.size(), 3u);
+  EXPECT_EQ(r.records[1].matched, 2u);
+  EXPECT_EQ(r.records[1].loaded, 0u) << "nothing was read";
+  EXPECT_EQ(r.corrupt_blocks, 4u);  // both matched blocks of requests 2 and 3
 }
 
 }  // namespace

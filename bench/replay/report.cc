@@ -10,16 +10,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "harness/stats.h"
 
 namespace ems::bench {
 namespace {
-
-// Nearest-rank percentile of sorted `v`.
-double Percentile(const std::vector<double>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  const size_t rank = static_cast<size_t>(p / 100.0 * sorted.size());
-  return sorted[std::min(rank, sorted.size() - 1)];
-}
 
 absl::Status RunGnuplot(const std::string& dir, const std::string& script) {
   const std::string cmd = absl::StrCat("cd '", dir, "' && gnuplot '", script, "' 2>&1");
@@ -54,9 +48,9 @@ Spread SpreadMs(const std::vector<double>& seconds) {
   std::sort(ms.begin(), ms.end());
   Spread s;
   s.mean = ms.empty() ? 0 : std::accumulate(ms.begin(), ms.end(), 0.0) / ms.size();
-  s.p50 = Percentile(ms, 50);
-  s.p90 = Percentile(ms, 90);
-  s.p99 = Percentile(ms, 99);
+  s.p50 = NearestRank(ms, 50);
+  s.p90 = NearestRank(ms, 90);
+  s.p99 = NearestRank(ms, 99);
   return s;
 }
 
