@@ -9,9 +9,11 @@
 
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <random>
+#include <utility>
 
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
@@ -142,10 +144,29 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
   }
   const std::string policy = absl::GetFlag(FLAGS_policy);
   if (auto p = CacheSim::Create(policy, 1); !p.ok()) return Fail(p.status());
+  // The plots' sweep runs after the replay: check its policies before the cluster starts.
+  if (!absl::GetFlag(FLAGS_plot_dir).empty()) {
+    for (const std::string& p :
+         std::vector<std::string>(absl::StrSplit(absl::GetFlag(FLAGS_policies), ','))) {
+      if (absl::Status s = CheckSimPolicy(p, 1); !s.ok()) return Fail(s);
+    }
+  }
+  for (const auto& [flag, gbps] : {std::pair{"--pool-gbps", absl::GetFlag(FLAGS_pool_gbps)},
+                                   std::pair{"--local-gbps", absl::GetFlag(FLAGS_local_gbps)}}) {
+    if (!(gbps > 0 && gbps < 1e6)) {  // 0 would make every transfer free
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat(flag, " must be a bandwidth in GB/s above 0, got ", gbps)));
+    }
+  }
   const bool own_cluster =
       absl::GetFlag(FLAGS_controller).empty() && absl::GetFlag(FLAGS_address).empty();
   // A cluster this replay starts holds whole blocks per node: round to a multiple of nodes.
   uint64_t capacity = absl::GetFlag(FLAGS_capacity);
+  // 2^40 blocks of 4 KiB are 4 PiB: far past any machine, and far from overflowing below.
+  if (capacity > (uint64_t{1} << 40)) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--capacity must be at most 2^40 blocks, got ", capacity)));
+  }
   if (own_cluster) capacity = std::max<uint64_t>(1, (capacity + nodes / 2) / nodes) * nodes;
   if (capacity < static_cast<uint64_t>(instances)) {
     return Fail(absl::InvalidArgumentError("--capacity must be at least --instances blocks"));
@@ -205,6 +226,11 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
   if (own_cluster) {
     const uint64_t per_node = capacity / nodes;
     const uint64_t pages = ((per_node + 1) * block_bytes + kPage - 1) / kPage;
+    if (pages > static_cast<uint64_t>(std::numeric_limits<int>::max())) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--capacity ", capacity, " of ", Bytes(block_bytes), " blocks needs ",
+                       Bytes(pages * kPage), " per node: lower --capacity or --kv-scale")));
+    }
     // Watermarks at per_node + 1/2 blocks: the node evicts exactly when a block more would
     // not fit, so it holds per_node blocks like the simulator's cache of the same size.
     const double mark = (per_node + 0.5) * block_bytes / (pages * kPage);
@@ -259,13 +285,24 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
   lo.speedup = absl::GetFlag(FLAGS_speedup);
   lo.progress = absl::GetFlag(FLAGS_progress);
   LiveResult live = RunLive(**client, requests, lo);
+  // What cluster mode absorbs instead of failing a call (a read that timed out is a miss, a
+  // put that reached no node is dropped): a node that died shows here, not as an error.
+  const ClientCounters absorbed = (*client)->counters();
+  live.bytes_written -= std::min(live.bytes_written, absorbed.put_drops * block_bytes);
   client->reset();
+  // A node that did not stop cleanly fails the run, after the report: the figures of the
+  // run are still worth having.
+  absl::Status stopped;
   if (cluster != nullptr) {
-    const absl::Status stopped = cluster->Stop();
-    if (!stopped.ok()) return Fail(stopped);
-    std::fprintf(info,
-                 "cluster: %d ems-node and the controller stopped cleanly (SIGTERM, status 0)\n",
-                 nodes);
+    stopped = cluster->Stop();
+    if (stopped.ok()) {
+      std::fprintf(info,
+                   "cluster: %d ems-node and the controller stopped cleanly (SIGTERM, status "
+                   "0)\n",
+                   nodes);
+    } else {
+      std::fprintf(info, "cluster: did not stop cleanly: %s\n", stopped.ToString().c_str());
+    }
     cluster.reset();
   }
 
@@ -355,6 +392,13 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
                static_cast<unsigned long long>(live.raced_misses),
                static_cast<unsigned long long>(live.errors),
                live.first_error.empty() ? "" : ", first: ", live.first_error.c_str());
+  if (absorbed.get_timeouts > 0 || absorbed.put_drops > 0) {
+    std::fprintf(info,
+                 "  the client absorbed %llu reads that timed out (counted as misses) and %llu "
+                 "puts that reached no node (not written): was a node down?\n",
+                 static_cast<unsigned long long>(absorbed.get_timeouts),
+                 static_cast<unsigned long long>(absorbed.put_drops));
+  }
   std::fprintf(info,
                "measured on this machine (scaled blocks, loopback): MatchPrefix mean %.3f ms, "
                "BatchGet %.1f MB/s, BatchPut %.1f MB/s\n",
@@ -383,6 +427,7 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
         "\"prefix_hit_ratio\":%.4f,\"simulated_prefix_hit_ratio\":%.4f,"
         "\"simulated_ring_prefix_hit_ratio\":%s,"
         "\"corrupt_blocks\":%llu,\"errors\":%llu,\"raced_misses\":%llu,"
+        "\"get_timeouts\":%llu,\"put_drops\":%llu,"
         "\"blocks_read\":%llu,\"block_bytes\":%llu}\n",
         policy.c_str(), static_cast<unsigned long long>(capacity), stats[kEms].prefix_hit_ratio,
         sim->prefix_hit_ratio,
@@ -390,6 +435,8 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
         static_cast<unsigned long long>(live.corrupt_blocks),
         static_cast<unsigned long long>(live.errors),
         static_cast<unsigned long long>(live.raced_misses),
+        static_cast<unsigned long long>(absorbed.get_timeouts),
+        static_cast<unsigned long long>(absorbed.put_drops),
         static_cast<unsigned long long>(live.bytes_read / block_bytes),
         static_cast<unsigned long long>(block_bytes));
   } else {
@@ -439,6 +486,7 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
     if (!images.ok()) return Fail(images.status());
     for (const std::string& img : *images) std::fprintf(info, "plot: %s\n", img.c_str());
   }
+  if (!stopped.ok()) return Fail(stopped);
   return live.corrupt_blocks == 0 && live.errors == 0 ? 0 : 1;
 }
 

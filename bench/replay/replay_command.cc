@@ -14,7 +14,6 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "harness/commands.h"
-#include "pool/eviction_policy.h"
 #include "replay/live.h"
 #include "replay/live_command.h"
 #include "replay/model.h"
@@ -112,15 +111,8 @@ int RunReplay(int, char**) {
   // policies should not surface after the others have run for minutes.
   const std::vector<std::string> policies = absl::StrSplit(absl::GetFlag(FLAGS_policies), ',');
   for (const std::string& p : policies) {
-    if (p == kBeladyPolicy && sim_nodes > 1) {
-      std::fprintf(stderr, "replay: %s needs the whole trace in one cache: drop --simulate_nodes\n",
-                   kBeladyPolicy);
-      return 2;
-    }
-    if (p == kBeladyPolicy) continue;
-    if (auto made = pool::MakeEvictionPolicy(p); !made.ok()) {
-      std::fprintf(stderr, "replay: %s (or %s, the offline bound)\n",
-                   made.status().ToString().c_str(), kBeladyPolicy);
+    if (absl::Status s = CheckSimPolicy(p, sim_nodes); !s.ok()) {
+      std::fprintf(stderr, "replay: %s\n", s.ToString().c_str());
       return 2;
     }
   }

@@ -111,6 +111,23 @@ TEST(ReplayLiveTest, CountsOutOfRangeAreRejectedByNameBeforeAnythingStarts) {
   }
 }
 
+TEST(ReplayLiveTest, BadFlagsAreRejectedByNameBeforeAnythingStarts) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"--pool_gbps=0", "--pool-gbps must be a bandwidth"},  // 0 made every transfer free
+      {"--local_gbps=-5", "--local-gbps must be a bandwidth"},
+      {"--capacity=18446744073709551615", "--capacity must be at most 2^40 blocks"},  // wrapped
+      {"--policies=lru,lruu --plot_dir=/tmp/ems_replay_never", "unknown eviction policy 'lruu'"},
+  };
+  for (const auto& [args, error] : cases) {
+    SCOPED_TRACE(args);
+    auto [status, out] =
+        RunBenchStatus(absl::StrCat("--workload=multiturn --sessions=5 --progress=false ", args));
+    EXPECT_NE(status, 0);
+    EXPECT_NE(out.find(error), std::string::npos) << out;
+    EXPECT_EQ(out.find("cluster:"), std::string::npos) << "nothing was started: " << out;
+  }
+}
+
 TEST(ReplayLiveTest, MultiturnOnThreeNodesLandsWithinOnePointOfSimulate) {
   ExpectLiveMatchesSimulate("--workload=multiturn --sessions=100", 300);
 }

@@ -145,6 +145,17 @@ TEST(SimulateTest, BeladyEvictsTheBlockNeededFurthestAhead) {
                    Simulate(reqs, "lru", 0, 512)->prefix_hit_ratio);
 }
 
+// Ids need not grow along a prompt: Belady must still evict the child before its parent when
+// both are needed next by the same request, and so stay an upper bound.
+TEST(SimulateTest, BeladyEvictsTheDeeperOfTwoBlocksNeededByTheSameRequest) {
+  std::vector<Request> reqs = {{0, 1024, 1, {9, 1}}, {1, 1024, 1, {9, 1}}, {2, 1024, 1, {9, 1}}};
+  auto belady = Simulate(reqs, kBeladyPolicy, 1, 512);
+  auto prefix = Simulate(reqs, "prefix", 1, 512);
+  ASSERT_TRUE(belady.ok() && prefix.ok());
+  EXPECT_DOUBLE_EQ(belady->prefix_hit_ratio, 2.0 / 6);  // block 9 hits in requests 2 and 3
+  EXPECT_GE(belady->prefix_hit_ratio, prefix->prefix_hit_ratio);
+}
+
 TEST(SimulateTest, APlacementSplitsTheCapacityOverCachesByOwner) {
   // Capacity 2. One cache: [5] evicts 2, the least recent, so [2,3] then has no leading hit
   // (3 is still there). Two caches of 1 by parity: 5 lands beside 3 and evicts it, 2 stays,
@@ -305,6 +316,25 @@ TEST(QueueTest, SummaryPercentilesAreNearestRank) {
   EXPECT_DOUBLE_EQ(NearestRank({1, 2, 3, 4}, 26), 2);
   EXPECT_DOUBLE_EQ(NearestRank({7}, 0), 7);
   EXPECT_DOUBLE_EQ(NearestRank({}, 50), 0);
+}
+
+// A quote in the trace's name or the plot directory once broke the gnuplot script and the
+// shell command that runs it (an empty PNG and an error after the report).
+TEST(ReportTest, PlotsSurviveQuotesInTheTitleAndTheDirectory) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "ems replay's plots";
+  std::filesystem::remove_all(dir);
+  Baseline b{"ems", "3 x 1 blocks, 'lru'", {0, 1}, {0.5, 0.25}, {0.5, 0.25}};
+  SimResult point;
+  point.policy = "lru";
+  point.capacity_blocks = 4;
+  point.prefix_hit_ratio = 0.5;
+  auto images = WritePlots(dir.string(), {b}, {point}, "lru", 4, 0.5, "bob's trace, llama3-8b");
+  ASSERT_TRUE(images.ok()) << images.status();
+  ASSERT_FALSE(images->empty());
+  for (const std::string& img : *images) {
+    EXPECT_GT(std::filesystem::file_size(img), 1000u) << img;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(ModelTest, PresetsHaveThePublishedKvBytesPerToken) {

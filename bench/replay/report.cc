@@ -10,13 +10,23 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "harness/stats.h"
 
 namespace ems::bench {
 namespace {
 
+// `s` as one word for /bin/sh: in single quotes, each ' closed, escaped and reopened.
+std::string ShellQuoted(const std::string& s) {
+  return absl::StrCat("'", absl::StrReplaceAll(s, {{"'", "'\\''"}}), "'");
+}
+
+// `s` inside a single-quoted gnuplot string, where '' stands for '.
+std::string GnuplotQuoted(const std::string& s) { return absl::StrReplaceAll(s, {{"'", "''"}}); }
+
 absl::Status RunGnuplot(const std::string& dir, const std::string& script) {
-  const std::string cmd = absl::StrCat("cd '", dir, "' && gnuplot '", script, "' 2>&1");
+  const std::string cmd =
+      absl::StrCat("cd ", ShellQuoted(dir), " && gnuplot ", ShellQuoted(script), " 2>&1");
   std::FILE* p = popen(cmd.c_str(), "r");
   if (p == nullptr) return absl::InternalError("cannot run gnuplot");
   std::string out;
@@ -202,18 +212,19 @@ absl::StatusOr<std::vector<std::string>> WritePlots(const std::string& dir,
       dat << "\n";
     }
     std::string plot = absl::StrCat(
-        "set title '", title, "'\nset xlabel 'TTFT (ms, log scale)'\n",
+        "set title '", GnuplotQuoted(title), "'\nset xlabel 'TTFT (ms, log scale)'\n",
         "set ylabel 'fraction of requests'\nset logscale x\nset yrange [0:1]\nset grid\n",
         "set key bottom right\nplot ");
     for (size_t i = 0; i < baselines.size(); ++i) {
       absl::StrAppend(&plot, i ? ", " : "", "'ttft_cdf.dat' using ", i + 2,
-                      ":1 with lines linewidth 2 linecolor ", i + 1, " title '", baselines[i].name,
-                      " (", baselines[i].detail, ")'");
+                      ":1 with lines linewidth 2 linecolor ", i + 1, " title '",
+                      GnuplotQuoted(baselines[i].name), " (", GnuplotQuoted(baselines[i].detail),
+                      ")'");
     }
     for (size_t i = 0; i < baselines.size(); ++i) {
       absl::StrAppend(&plot, ", 'ttft_cdf.dat' using ", baselines.size() + i + 2,
                       ":1 with lines linewidth 2 dashtype 2 linecolor ", i + 1, " title '",
-                      baselines[i].name, ", queued'");
+                      GnuplotQuoted(baselines[i].name), ", queued'");
     }
     plot += "\n";
     std::ofstream(dir + "/ttft_cdf.gp") << Terminals("ttft_cdf", plot);
@@ -240,16 +251,17 @@ absl::StatusOr<std::vector<std::string>> WritePlots(const std::string& dir,
       dat << "\n";
     }
     std::ofstream(dir + "/live_point.dat") << live_capacity << " " << live_ratio << "\n";
-    std::string plot =
-        absl::StrCat("set title '", title, "'\nset xlabel 'capacity (blocks, log scale)'\n",
-                     "set ylabel 'prefix hit ratio'\nset logscale x\nset yrange [0:*]\nset grid\n",
-                     "set key bottom right\nplot ");
+    std::string plot = absl::StrCat(
+        "set title '", GnuplotQuoted(title), "'\nset xlabel 'capacity (blocks, log scale)'\n",
+        "set ylabel 'prefix hit ratio'\nset logscale x\nset yrange [0:*]\nset grid\n",
+        "set key bottom right\nplot ");
     for (size_t i = 0; i < policies.size(); ++i) {
       absl::StrAppend(&plot, i ? ", " : "", "'hit_ratio.dat' using 1:", i + 2,
-                      " with linespoints linewidth 2 title '", policies[i], " (simulated)'");
+                      " with linespoints linewidth 2 title '", GnuplotQuoted(policies[i]),
+                      " (simulated)'");
     }
     absl::StrAppend(&plot, ", 'live_point.dat' using 1:2 with points pointtype 7 pointsize 2 ",
-                    "title 'live EMS pool (", live_policy, ")'\n");
+                    "title 'live EMS pool (", GnuplotQuoted(live_policy), ")'\n");
     std::ofstream(dir + "/hit_ratio.gp") << Terminals("hit_ratio", plot);
   }
   for (const char* stem : {"ttft_cdf", "hit_ratio"}) {

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <limits>
 #include <set>
+#include <tuple>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
 namespace ems::bench {
@@ -29,6 +31,19 @@ size_t CountHits(const Request& req, Present present, size_t* present_blocks) {
 }
 
 }  // namespace
+
+absl::Status CheckSimPolicy(const std::string& policy, int caches) {
+  if (policy == kBeladyPolicy) {
+    if (caches == 1) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(
+        kBeladyPolicy, " is one cache's offline bound: it cannot run over ", caches, " caches"));
+  }
+  if (auto made = pool::MakeEvictionPolicy(policy); !made.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(made.status().message(), " (or ", kBeladyPolicy, ", the offline bound)"));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<CacheSim> CacheSim::Create(const std::string& policy, size_t capacity_blocks) {
   EMS_ASSIGN_OR_RETURN(auto p, pool::MakeEvictionPolicy(policy));
@@ -68,8 +83,11 @@ namespace {
 
 // Belady's MIN with the trace's future: on overflow, evict the block whose next request is
 // furthest away (or never comes). Any request that holds a block also holds its ancestors
-// (chained ids), so a child is never needed before its parent and is evicted first: no online
-// policy can keep more leading runs. Not a pool policy: it tells how much room a policy has.
+// (chained ids), so a child is never needed before its parent; among blocks needed next by
+// the same request the deepest goes first, so a child goes before its parent and no online
+// policy can keep more leading runs. (Ties once went to the larger id, which kept a child
+// over its parent when ids did not grow along a prompt.) Not a pool policy: it tells how much
+// room a policy has.
 class BeladySim {
  public:
   BeladySim(const std::vector<Request>& requests, size_t capacity) : capacity_(capacity) {
@@ -86,31 +104,33 @@ class BeladySim {
   }
   // Request `r` was served: its blocks are present, each keyed by its next use after `r`.
   void Admit(const Request& req, size_t r) {
-    for (uint64_t id : req.hash_ids) {
+    for (size_t depth = 0; depth < req.hash_ids.size(); ++depth) {
+      const uint64_t id = req.hash_ids[depth];
       const std::vector<size_t>& uses = uses_.at(id);  // every id was indexed up front
       const auto next_it = std::upper_bound(uses.begin(), uses.end(), r);
-      const size_t next = next_it == uses.end() ? kNever : *next_it;
+      const Rank rank{next_it == uses.end() ? kNever : *next_it, depth, id};
       if (auto it = next_use_.find(id); it != next_use_.end()) {
-        by_next_use_.erase({it->second, id});
-        it->second = next;
+        by_next_use_.erase(it->second);
+        it->second = rank;
       } else {
-        next_use_[id] = next;
+        next_use_[id] = rank;
       }
-      by_next_use_.insert({next, id});
+      by_next_use_.insert(rank);
     }
     while (capacity_ > 0 && next_use_.size() > capacity_) {
       auto furthest = std::prev(by_next_use_.end());
-      next_use_.erase(furthest->second);
+      next_use_.erase(std::get<2>(*furthest));
       by_next_use_.erase(furthest);
     }
   }
 
  private:
   static constexpr size_t kNever = std::numeric_limits<size_t>::max();
+  using Rank = std::tuple<size_t, size_t, uint64_t>;  // next request, depth, id: largest goes
   const size_t capacity_;
   absl::flat_hash_map<uint64_t, std::vector<size_t>> uses_;  // id -> requests holding it
-  absl::flat_hash_map<uint64_t, size_t> next_use_;           // present id -> next request
-  std::set<std::pair<size_t, uint64_t>> by_next_use_;
+  absl::flat_hash_map<uint64_t, Rank> next_use_;             // present id -> its rank
+  std::set<Rank> by_next_use_;
 };
 
 // Counts one request's hits into `r` and the running totals.

@@ -73,6 +73,11 @@ struct Placement {
 // `Simulate` knows it (it reads the whole trace); the pool cannot run it.
 inline constexpr char kBeladyPolicy[] = "belady";
 
+// OK if Simulate can run `policy` over `caches` caches: a pool policy, or kBeladyPolicy on one
+// cache. Otherwise INVALID_ARGUMENT naming the choices, for callers that check every policy
+// of a sweep before running the first.
+absl::Status CheckSimPolicy(const std::string& policy, int caches);
+
 // Replays `requests` in order: a request's hits are counted when it arrives; then its blocks
 // are inserted (parent = the previous block of the request) or touched, evicting down to
 // `capacity_blocks` (0 = unbounded), split over `placement`'s caches. `policy` is a pool

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,9 +33,16 @@ absl::StatusOr<std::unique_ptr<Process>> Process::Start(const std::string& binar
                                                         absl::Duration timeout) {
   int out[2];
   if (pipe2(out, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
+  const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
   if (pid == 0) {
+    // A test or benchmark killed before it stops its children (SIGTERM, SIGKILL, a crash)
+    // must not leave nodes and controllers running: they get SIGTERM when it dies. (Linux
+    // sends it when the forking thread ends; every caller starts children from a thread that
+    // outlives them.) The check covers a parent that died before the prctl.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(127);
     dup2(out[1], STDOUT_FILENO);
     std::vector<char*> argv;
     argv.push_back(const_cast<char*>(binary.c_str()));
@@ -64,8 +72,8 @@ absl::StatusOr<std::unique_ptr<Process>> Process::Start(const std::string& binar
     char chunk[4096];
     ssize_t n = read(p->stdout_fd_, chunk, sizeof(chunk));
     if (n <= 0) {
-      return absl::UnavailableError(absl::StrCat(binary, " exited before it was ready (args: ",
-                                                 absl::StrJoin(args, " "), ")"));
+      return absl::UnavailableError(absl::StrCat(
+          binary, " exited before it was ready (args: ", absl::StrJoin(args, " "), ")"));
     }
     buf.append(chunk, n);
     size_t nl;

@@ -1,5 +1,6 @@
-// Child processes for tests, benchmarks and the local backend: starts a binary, reads the
-// addresses it prints on stdout ("LISTENING host:port"), signals and reaps it.
+// Child processes for tests and benchmarks: starts a binary, reads the addresses it prints on
+// stdout ("LISTENING host:port"), signals and reaps it. (The controller's local backend forks
+// its nodes itself: they outlive the controller, these do not.)
 #ifndef EMS_COMMON_SUBPROCESS_H_
 #define EMS_COMMON_SUBPROCESS_H_
 
@@ -15,7 +16,8 @@
 
 namespace ems {
 
-// A child process. Not thread-safe. The destructor SIGKILLs it if still running and reaps it.
+// A child process. Not thread-safe. The destructor SIGKILLs it if still running and reaps it;
+// if the parent dies first, the child gets SIGTERM (PR_SET_PDEATHSIG).
 class Process {
  public:
   // Runs `binary` with `args`, then reads stdout lines until every word in `wait_for`
