@@ -8,6 +8,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
+#include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -100,6 +101,14 @@ int main(int argc, char** argv) {
   o.pool.require_hugepages = absl::GetFlag(FLAGS_require_hugepages);
   o.pool.eviction_policy = absl::GetFlag(FLAGS_eviction_policy);
   o.pool.prefault = absl::GetFlag(FLAGS_prefault);
+  // SIGTERM and SIGINT are blocked from here on, so one sent while the node starts waits for
+  // sigwait below. Faulting in a large arena is the long part of a start (minutes for
+  // hundreds of GiB): it stops at its next step when one is pending.
+  o.pool.keep_going_prefault = [] {
+    sigset_t pending;
+    if (sigpending(&pending) != 0) return true;
+    return sigismember(&pending, SIGTERM) != 1 && sigismember(&pending, SIGINT) != 1;
+  };
   o.pool.high_watermark = absl::GetFlag(FLAGS_high_watermark);
   o.pool.low_watermark = absl::GetFlag(FLAGS_low_watermark);
   o.pool.max_value_bytes = absl::GetFlag(FLAGS_max_value_bytes);
@@ -121,6 +130,11 @@ int main(int argc, char** argv) {
   }
 
   auto node = ems::node::Node::Start(o);
+  if (absl::IsCancelled(node.status())) {  // the prefault saw SIGTERM or SIGINT
+    spdlog::info("ems-node: signal while starting; stopped ({})",
+                 std::string(node.status().message()));
+    return 0;
+  }
   if (!node.ok()) {
     spdlog::error("ems-node: {}", node.status().ToString());
     return 1;

@@ -18,6 +18,7 @@
 #define EMS_POOL_POOL_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -44,6 +45,9 @@ struct PoolOptions {
   // Touch every page at start-up: no page faults on the data path, and a machine that cannot
   // back the arena fails now rather than at the first large write.
   bool prefault = true;
+  // Asked between steps of the prefault (every 256 MiB); false stops it and Create returns
+  // CANCELLED. ems-node stops when SIGTERM or SIGINT is pending. Empty: never stop.
+  std::function<bool()> keep_going_prefault;
   // "lru" or "s3fifo" (see eviction_policy.h).
   std::string eviction_policy = "lru";
   // Eviction starts when used bytes exceed high × capacity and runs until low × capacity.

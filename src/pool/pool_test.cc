@@ -527,6 +527,27 @@ TEST_F(PoolTest, PrefaultMakesEveryArenaPageResidentAndWithoutItNone) {
   }
 }
 
+// A node told to stop while it faults in its arena stops within a step (ems-node asks
+// whether SIGTERM is pending), frees what it mapped, and says how far it got.
+TEST_F(PoolTest, APrefaultThatShouldStopStopsWithinAStep) {
+  PoolOptions o;
+  o.huge_page_num = 256;  // 512 MiB: two steps
+  o.prefault = true;
+  int asked = 0;
+  o.keep_going_prefault = [&asked] { return ++asked < 2; };
+  auto pool = Pool::Create(o);
+  ASSERT_TRUE(absl::IsCancelled(pool.status())) << pool.status();
+  EXPECT_EQ(asked, 2);
+  EXPECT_NE(pool.status().message().find("after 256 of 512 MiB"), std::string::npos)
+      << pool.status();
+  // Asked, and told to go on, before each step: the arena is all there.
+  asked = 0;
+  o.huge_page_num = 8;
+  o.keep_going_prefault = [&asked] { return ++asked > 0; };
+  ASSERT_TRUE(Pool::Create(o).ok());
+  EXPECT_EQ(asked, 1);
+}
+
 TEST_F(PoolTest, RemovedBlocksThatLeasesStillPinAreFreedWithThePool) {
   // A remote reader's lease pins a block that is then removed: the block is in no index, only
   // in the leases (twice here). LeakSanitizer (make test-asan) fails this test if the pool

@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -22,16 +23,25 @@ namespace ems::pool::internal {
 namespace {
 
 // Allocates and maps every page of [base, base + bytes) now, where the NUMA policy and the
-// huge-page advice already set put them.
-absl::Status Prefault(uint8_t* base, uint64_t bytes) {
-  if (madvise(base, bytes, MADV_POPULATE_WRITE) == 0) return absl::OkStatus();
-  if (errno != EINVAL) {  // EINVAL: a kernel before 5.14; anything else is out of memory
-    return absl::ResourceExhaustedError(
-        absl::StrCat("cannot fault in an arena of ", bytes, " bytes: ", std::strerror(errno)));
-  }
-  const long page = sysconf(_SC_PAGESIZE);
-  for (uint64_t off = 0; off < bytes; off += static_cast<uint64_t>(page)) {
-    reinterpret_cast<volatile uint8_t*>(base)[off] = 0;
+// huge-page advice already set put them, one kPrefaultStep at a time.
+absl::Status Prefault(uint8_t* base, uint64_t bytes, const std::function<bool()>& keep_going) {
+  bool populate = true;  // MADV_POPULATE_WRITE, until a kernel before 5.14 refuses it
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  for (uint64_t start = 0; start < bytes; start += kPrefaultStep) {
+    if (keep_going && !keep_going()) {
+      return absl::CancelledError(absl::StrCat("stopped while faulting in the arena, after ",
+                                               start >> 20, " of ", bytes >> 20, " MiB"));
+    }
+    const uint64_t len = std::min(kPrefaultStep, bytes - start);
+    if (populate && madvise(base + start, len, MADV_POPULATE_WRITE) == 0) continue;
+    if (populate && errno != EINVAL) {  // EINVAL: a kernel before 5.14; else out of memory
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cannot fault in an arena of ", bytes, " bytes: ", std::strerror(errno)));
+    }
+    populate = false;
+    for (uint64_t off = start; off < start + len; off += page) {
+      reinterpret_cast<volatile uint8_t*>(base)[off] = 0;
+    }
   }
   return absl::OkStatus();
 }
@@ -141,7 +151,8 @@ absl::StatusOr<std::unique_ptr<Arena>> Arena::Create(const ArenaOptions& options
   }
   if (options.numa_node >= 0) numa_tonode_memory(base, bytes, options.numa_node);
   if (options.prefault) {
-    if (absl::Status s = Prefault(static_cast<uint8_t*>(base), bytes); !s.ok()) {
+    if (absl::Status s = Prefault(static_cast<uint8_t*>(base), bytes, options.keep_going);
+        !s.ok()) {
       munmap(base, bytes);
       close(fd);
       return s;

@@ -3,6 +3,7 @@
 #define EMS_POOL_INTERNAL_ARENA_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "absl/status/statusor.h"
@@ -15,7 +16,14 @@ struct ArenaOptions {
   int numa_node = -1;
   bool require_hugepages = false;
   bool prefault = false;
+  // Asked before each kPrefaultStep of the prefault; false stops it and Create returns
+  // CANCELLED. Empty: never stop.
+  std::function<bool()> keep_going;
 };
+
+// The prefault runs in steps this large, so a start-up that should stop (a node sent SIGTERM
+// while it zeroes hundreds of GiB) does so within one step, not after the whole arena.
+inline constexpr uint64_t kPrefaultStep = 256ull << 20;
 
 // Owns the memfd and its mapping. Immutable after Create; thread-safe.
 class Arena {

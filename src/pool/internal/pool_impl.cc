@@ -449,9 +449,10 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   }
   if (opts.max_value_bytes == 0) return absl::InvalidArgumentError("max_value_bytes must be > 0");
   EMS_ASSIGN_OR_RETURN(auto policy, MakeEvictionPolicy(opts.eviction_policy));
-  EMS_ASSIGN_OR_RETURN(auto arena, internal::Arena::Create(internal::ArenaOptions{
-                                       opts.huge_page_num, opts.huge_page_flavor_mb, opts.numa_node,
-                                       opts.require_hugepages, opts.prefault}));
+  EMS_ASSIGN_OR_RETURN(auto arena,
+                       internal::Arena::Create(internal::ArenaOptions{
+                           opts.huge_page_num, opts.huge_page_flavor_mb, opts.numa_node,
+                           opts.require_hugepages, opts.prefault, opts.keep_going_prefault}));
   std::unique_ptr<directory::Writer> dir;
   if (opts.publish_directory) {
     EMS_ASSIGN_OR_RETURN(dir, directory::Writer::Create(arena->size()));
