@@ -145,9 +145,10 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
   const std::string policy = absl::GetFlag(FLAGS_policy);
   if (auto p = CacheSim::Create(policy, 1); !p.ok()) return Fail(p.status());
   // The plots' sweep runs after the replay: check its policies before the cluster starts.
+  const std::vector<std::string> sweep_policies =
+      absl::StrSplit(absl::GetFlag(FLAGS_policies), ',');
   if (!absl::GetFlag(FLAGS_plot_dir).empty()) {
-    for (const std::string& p :
-         std::vector<std::string>(absl::StrSplit(absl::GetFlag(FLAGS_policies), ','))) {
+    for (const std::string& p : sweep_policies) {
       if (absl::Status s = CheckSimPolicy(p, 1); !s.ok()) return Fail(s);
     }
   }
@@ -462,10 +463,9 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
   }
   if (!absl::GetFlag(FLAGS_plot_dir).empty()) {
     std::vector<SimResult> sweep;
-    for (absl::string_view p : absl::StrSplit(absl::GetFlag(FLAGS_policies), ',')) {
+    for (const std::string& p : sweep_policies) {
       for (double f : {0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0}) {
-        auto r =
-            Simulate(requests, std::string(p), static_cast<size_t>(capacity * f), block_tokens);
+        auto r = Simulate(requests, p, static_cast<size_t>(capacity * f), block_tokens);
         if (!r.ok()) return Fail(r.status());
         sweep.push_back(*r);
       }

@@ -164,14 +164,12 @@ absl::StatusOr<SimResult> Simulate(const std::vector<Request>& requests, const s
         "a placement needs at least one cache and, for several, "
         "an owner function");
   }
+  EMS_RETURN_IF_ERROR(CheckSimPolicy(policy, placement.caches));
   SimResult r;
   r.policy = policy;
   r.capacity_blocks = capacity_blocks;
   Tally tally;
   if (placement.caches > 1) {
-    if (policy == kBeladyPolicy) {
-      return absl::InvalidArgumentError("belady is one cache's offline bound, not per node");
-    }
     // Rounded down, but never to 0, which would mean unbounded.
     const size_t each =
         capacity_blocks == 0 ? 0 : std::max<size_t>(1, capacity_blocks / placement.caches);

@@ -108,8 +108,8 @@ inline constexpr uint32_t kMaxMessageBytes = 4096;
 inline constexpr uint32_t kMaxCdKeyBytes = 4096;
 
 // Appends a key's encoding to `out`. REQUIRES: key.ns is at most 65535 bytes (the length goes
-// out in 16 bits; a longer one would put the stream out of step). Callers check keys with
-// ValidateNamespace before they build a request.
+// out in 16 bits; a longer one would put the stream out of step). The client checks keys
+// with CheckKey (client/internal/fanout.h) before it builds a request.
 void AppendKey(const BlockKey& key, std::string* out);
 
 // Blocking socket I/O. Errors: UNAVAILABLE when the peer closed or the socket failed,

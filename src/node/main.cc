@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
   o.pool.require_hugepages = absl::GetFlag(FLAGS_require_hugepages);
   o.pool.eviction_policy = absl::GetFlag(FLAGS_eviction_policy);
   o.pool.prefault = absl::GetFlag(FLAGS_prefault);
-  // SIGTERM and SIGINT are blocked from here on, so one sent while the node starts waits for
+  // SIGTERM and SIGINT are blocked (above), so one sent while the node starts waits for
   // sigwait below. Faulting in a large arena is the long part of a start (minutes for
   // hundreds of GiB): it stops at its next step when one is pending.
   o.pool.keep_going_prefault = [] {

@@ -8,12 +8,13 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "controller/ids.h"
 #include "spdlog/spdlog.h"
 
 namespace ems::controller {
 namespace {
 
-std::string ShortId(const Cluster& c) { return c.id.substr(0, 8); }
+std::string ShortId(const Cluster& c) { return std::string(ShortClusterId(c.id)); }
 std::string DaemonSetName(const Cluster& c) { return "ems-node-" + ShortId(c); }
 std::string ConfigMapName(const Cluster& c) { return "ems-node-" + ShortId(c) + "-config"; }
 std::string CdKeySecretName(const Cluster& c) { return "ems-node-" + ShortId(c) + "-cdkey"; }

@@ -85,7 +85,7 @@ bool Registry::NameTaken(const std::string& project, const std::string& name) co
 
 bool Registry::ShortIdTaken(const std::string& id) const {
   for (const auto& [other, c] : clusters_) {
-    if (c.status != kDeleted && other.compare(0, 8, id, 0, 8) == 0) return true;
+    if (c.status != kDeleted && ShortClusterId(other) == ShortClusterId(id)) return true;
   }
   return false;
 }
@@ -103,7 +103,7 @@ absl::StatusOr<Registry::Accepted> Registry::CreateCluster(const std::string& pr
   do {
     c.id = NewUuid();
   } while (ShortIdTaken(c.id));
-  if (spec.name.empty()) spec.name = "ems-" + c.id.substr(0, 8);
+  if (spec.name.empty()) spec.name = absl::StrCat("ems-", ShortClusterId(c.id));
   if (NameTaken(project, spec.name)) {
     return api::ApiError(
         absl::StatusCode::kAlreadyExists, api::kCodeNameExists,

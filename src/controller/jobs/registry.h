@@ -94,8 +94,8 @@ class Registry {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool NameTaken(const std::string& project, const std::string& name) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Whether a cluster not yet deleted, in any project, has an id starting with the same 8
-  // characters as `id`: backends name a cluster's objects after them (the Kubernetes
+  // Whether a cluster not yet deleted, in any project, has the same ShortClusterId as `id`:
+  // backends name a cluster's objects after them (the Kubernetes
   // DaemonSet, ConfigMap and Secret), so two such clusters would share, and delete, them.
   bool ShortIdTaken(const std::string& id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The cluster's node names after every unfinished job of it has run.
