@@ -154,7 +154,15 @@ int main(int argc, char** argv) {
     spdlog::error("{}", membership.status().ToString());
     return 1;
   }
-  MembershipService service(membership->get());
+  auto registry = Registry::Load(store->get(), ems::Clock::Real());
+  if (!registry.ok()) {
+    spdlog::error("{}", registry.status().ToString());
+    return 1;
+  }
+  TokenStore tokens(store->get(), ems::Clock::Real());
+  CredentialStore credentials(store->get(), ems::Clock::Real());
+  MembershipService service(membership->get(),
+                            ProjectCdKeyAuthorizer(registry->get(), &credentials));
 
   int port = 0;
   grpc::ServerBuilder builder;
@@ -167,9 +175,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("MEMBERSHIP %s:%d\n", mlisten.substr(0, mlisten.rfind(':')).c_str(), port);
-
-  TokenStore tokens(store->get(), ems::Clock::Real());
-  CredentialStore credentials(store->get(), ems::Clock::Real());
 
   // Backend. A project's nodes require its first cdKey (nodes take one key; later keys are for
   // rotation once nodes take several): the local backend passes it as --cd_key, the
@@ -214,11 +219,6 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  auto registry = Registry::Load(store->get(), ems::Clock::Real());
-  if (!registry.ok()) {
-    spdlog::error("{}", registry.status().ToString());
-    return 1;
-  }
   api::Handlers handlers(registry->get(), &credentials, backend.get());
   std::string admin_file = absl::GetFlag(FLAGS_admin_token_file);
   if (admin_file.empty()) admin_file = (dir / "admin.token").string();

@@ -1,11 +1,43 @@
 #include "controller/membership_service.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 
 namespace ems::controller {
 
-grpc::Status MembershipService::Register(grpc::ServerContext*, const v1::RegisterRequest* req,
+MapChangeAuthorizer ProjectCdKeyAuthorizer(Registry* registry, CredentialStore* credentials) {
+  return [registry, credentials](const std::string& cluster,
+                                 const std::string& cd_key) -> absl::Status {
+    auto c = registry->GetClusterById(cluster);
+    if (!c.ok()) return absl::OkStatus();  // a map nobody created through the API
+    auto keys = credentials->List(c->project_id);
+    if (!keys.ok()) return keys.status();  // cannot tell: refuse
+    if (keys->empty()) return absl::OkStatus();
+    for (const Credential& k : *keys) {
+      if (k.cd_key == cd_key) return absl::OkStatus();
+    }
+    return absl::UnauthenticatedError(absl::StrCat(
+        cd_key.empty() ? "changing the map of cluster " : "the cdKey presented for cluster ",
+        cluster,
+        cd_key.empty() ? " needs its project's cdKey (gRPC metadata ems-cd-key)"
+                       : " is not one of its project's"));
+  };
+}
+
+grpc::Status MembershipService::Authorize(grpc::ServerContext* ctx,
+                                          const std::string& cluster) const {
+  if (!authorize_) return grpc::Status::OK;
+  std::string cd_key;
+  const auto& metadata = ctx->client_metadata();
+  if (auto it = metadata.find(kMembershipCdKeyHeader); it != metadata.end()) {
+    cd_key.assign(it->second.data(), it->second.size());
+  }
+  return ToGrpcStatus(authorize_(cluster, cd_key));
+}
+
+grpc::Status MembershipService::Register(grpc::ServerContext* ctx, const v1::RegisterRequest* req,
                                          v1::RegisterResponse* resp) {
+  if (grpc::Status s = Authorize(ctx, req->cluster()); !s.ok()) return s;
   auto map = membership_->Register(req->cluster(), req->node());
   if (!map.ok()) return ToGrpcStatus(map.status());
   *resp->mutable_map() = *std::move(map);
@@ -47,9 +79,10 @@ grpc::Status MembershipService::WatchClusterMap(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status MembershipService::SetNodeState(grpc::ServerContext*,
+grpc::Status MembershipService::SetNodeState(grpc::ServerContext* ctx,
                                              const v1::SetNodeStateRequest* req,
                                              v1::SetNodeStateResponse* resp) {
+  if (grpc::Status s = Authorize(ctx, req->cluster()); !s.ok()) return s;
   auto map = membership_->SetNodeState(req->cluster(), req->node_id(), req->state(),
                                        /*by_node=*/true);
   if (!map.ok()) return ToGrpcStatus(map.status());

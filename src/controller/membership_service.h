@@ -4,16 +4,42 @@
 #define EMS_CONTROLLER_MEMBERSHIP_SERVICE_H_
 
 #include <atomic>
+#include <functional>
+#include <string>
 
+#include "absl/status/status.h"
+#include "controller/auth/credential_store.h"
+#include "controller/jobs/registry.h"
 #include "controller/membership.h"
 #include "ems/v1/membership.grpc.pb.h"
 
 namespace ems::controller {
 
+// The gRPC metadata a node presents its project's cdKey in (the data plane's header).
+inline constexpr char kMembershipCdKeyHeader[] = "ems-cd-key";
+
+// Decides whether a caller presenting `cd_key` ("" = none) may change the map of `cluster`:
+// OK, or the error to answer with.
+using MapChangeAuthorizer =
+    std::function<absl::Status(const std::string& cluster, const std::string& cd_key)>;
+
+// Who may add a node to a cluster's map (Register) or set a node's state (SetNodeState): an
+// unauthenticated caller that could would take a cluster's nodes out of the ring, or put its
+// own in to receive the cluster's blocks. A cluster created through the REST API whose project
+// holds cdKeys takes these calls only with one of them, which its nodes hold (the backends
+// hand them the project's first). Open, like their data plane: clusters of a project with no
+// cdKey yet, and maps nobody created through the API (a controller used for membership alone,
+// as in tests and ems-bench). Heartbeats and map reads stay open: a heartbeat only keeps a
+// registered node UP, and a node that started before its project's first cdKey keeps
+// heartbeating while its key file catches up; the map holds addresses, not data.
+MapChangeAuthorizer ProjectCdKeyAuthorizer(Registry* registry, CredentialStore* credentials);
+
 // Thread-safe. `membership` is not owned and must outlive the service.
 class MembershipService final : public v1::Membership::Service {
  public:
-  explicit MembershipService(Membership* membership) : membership_(membership) {}
+  // `authorize` (nullptr = every change allowed) checks Register and SetNodeState calls.
+  explicit MembershipService(Membership* membership, MapChangeAuthorizer authorize = nullptr)
+      : membership_(membership), authorize_(std::move(authorize)) {}
 
   // Ends open watch streams promptly (called before server shutdown).
   void StopWatches() { stopping_.store(true, std::memory_order_release); }
@@ -30,7 +56,11 @@ class MembershipService final : public v1::Membership::Service {
                             v1::SetNodeStateResponse* resp) override;
 
  private:
+  // OK if the caller of `ctx` may change the map of `cluster`.
+  grpc::Status Authorize(grpc::ServerContext* ctx, const std::string& cluster) const;
+
   Membership* const membership_;
+  const MapChangeAuthorizer authorize_;
   std::atomic<bool> stopping_{false};  // release/acquire: watchers see the stop promptly
 };
 

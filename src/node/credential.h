@@ -20,6 +20,10 @@
 
 namespace ems::node {
 
+// The gRPC metadata that carries the project's cdKey: from clients to nodes, and from nodes to
+// the controller's membership service (controller/membership_service.h).
+inline constexpr char kCdKeyHeader[] = "ems-cd-key";
+
 // Thread-safe.
 class Credential {
  public:

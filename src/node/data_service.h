@@ -16,8 +16,7 @@
 namespace ems::node {
 
 // Metadata keys shared with the client.
-inline constexpr char kEpochHeader[] = "ems-epoch";   // client → node, and node → client
-inline constexpr char kCdKeyHeader[] = "ems-cd-key";  // client → node (project credential)
+inline constexpr char kEpochHeader[] = "ems-epoch";  // client → node, and node → client
 
 struct DataServiceOptions {
   std::string node_id;

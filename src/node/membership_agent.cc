@@ -10,12 +10,17 @@ namespace {
 
 constexpr absl::Duration kRpcDeadline = absl::Seconds(2);
 
-void SetDeadline(grpc::ClientContext& ctx) {
+}  // namespace
+
+void MembershipAgent::Prepare(grpc::ClientContext& ctx) const {
   ctx.set_deadline(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(absl::ToInt64Milliseconds(kRpcDeadline)));
+  // Read at each call: a key created after the node started reaches it through its key file.
+  if (options_.credential == nullptr) return;
+  if (std::string key = options_.credential->Get(); !key.empty()) {
+    ctx.AddMetadata(kCdKeyHeader, key);
+  }
 }
-
-}  // namespace
 
 MembershipAgent::MembershipAgent(MembershipAgentOptions options, MapCallback on_map)
     : options_(std::move(options)),
@@ -55,7 +60,7 @@ void MembershipAgent::Adopt(const v1::ClusterMap& map) {
 
 bool MembershipAgent::RegisterOnce() {
   grpc::ClientContext ctx;
-  SetDeadline(ctx);
+  Prepare(ctx);
   v1::RegisterRequest req;
   req.set_cluster(options_.cluster);
   *req.mutable_node() = options_.self;
@@ -89,7 +94,7 @@ void MembershipAgent::Run() {
       registered = RegisterOnce();
     } else {
       grpc::ClientContext ctx;
-      SetDeadline(ctx);
+      Prepare(ctx);
       v1::HeartbeatRequest req;
       req.set_cluster(options_.cluster);
       req.set_node_id(options_.self.id());
@@ -111,7 +116,7 @@ void MembershipAgent::Run() {
 
 absl::Status MembershipAgent::SetState(v1::NodeState state) {
   grpc::ClientContext ctx;
-  SetDeadline(ctx);
+  Prepare(ctx);
   v1::SetNodeStateRequest req;
   req.set_cluster(options_.cluster);
   req.set_node_id(options_.self.id());

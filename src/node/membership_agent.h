@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "common/cluster_view.h"
 #include "ems/v1/membership.grpc.pb.h"
+#include "node/credential.h"
 
 namespace ems::node {
 
@@ -22,6 +23,9 @@ struct MembershipAgentOptions {
   v1::NodeInfo self;  // id, address, zone, capacity, host, local_socket
   // Used until the controller states its own interval.
   absl::Duration heartbeat_interval = absl::Seconds(1);
+  // The project's cdKey, presented with every call (nullptr or "" = none): the controller
+  // takes Register and SetNodeState for a cluster whose project has keys only with one.
+  std::shared_ptr<const Credential> credential;
 };
 
 // Runs one background thread. While the controller is unreachable the node keeps serving with
@@ -44,6 +48,8 @@ class MembershipAgent {
 
  private:
   void Run();
+  // A deadline, and the cdKey if the node has one.
+  void Prepare(grpc::ClientContext& ctx) const;
   bool RegisterOnce();
   void Adopt(const v1::ClusterMap& map);
 

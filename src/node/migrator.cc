@@ -175,6 +175,11 @@ void Migrator::PushPage(const ClusterView& view, const std::vector<BlockKey>& ke
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
       ctx.AddMetadata(kEpochHeader, absl::StrCat(view.epoch()));
+      if (options_.credential != nullptr) {
+        if (std::string key = options_.credential->Get(); !key.empty()) {
+          ctx.AddMetadata(kCdKeyHeader, key);
+        }
+      }
       v1::BatchPutResponse resp;
       grpc::Status s = stub->BatchPut(&ctx, req, &resp);
       if (!s.ok()) {

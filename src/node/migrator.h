@@ -15,6 +15,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/cluster_view.h"
 #include "ems/v1/data.grpc.pb.h"
+#include "node/credential.h"
 #include "pool/pool.h"
 
 namespace ems::node {
@@ -31,6 +32,9 @@ struct MigratorOptions {
   // A map change starts a pass at once; without one, a pass that found nothing to move is
   // repeated only this often (see Run).
   absl::Duration rescan = absl::Seconds(30);
+  // The project's cdKey, presented to the owners it pushes to (nullptr or "" = none): they
+  // are the same cluster's nodes and require the same key of every client.
+  std::shared_ptr<const Credential> credential;
 };
 
 // One background thread. Thread-safe.

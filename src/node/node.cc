@@ -104,6 +104,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
     MembershipAgentOptions aopts;
     aopts.controller = o.controller;
     aopts.cluster = o.cluster;
+    aopts.credential = node->credential_;
     v1::NodeInfo& self = aopts.self;
     self.set_id(o.node_id);
     self.set_address(o.advertise.empty() ? absl::StrCat("127.0.0.1:", node->port_) : o.advertise);
@@ -123,7 +124,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
       return agent->SetState(v1::DOWN);
     };
     node->migrator_ = std::make_unique<Migrator>(
-        node->pool_.get(), MigratorOptions{.node_id = o.node_id, .rate_mbps = o.migration_mbps},
+        node->pool_.get(),
+        MigratorOptions{
+            .node_id = o.node_id, .rate_mbps = o.migration_mbps, .credential = node->credential_},
         view, drained);
     node->agent_ = std::make_unique<MembershipAgent>(
         aopts, [raw](std::shared_ptr<const ClusterView>) { raw->migrator_->Kick(); });

@@ -369,6 +369,35 @@ TEST_F(LocalLifecycleTest, NodesRequireTheProjectsCdKeyEvenWhenCreatedLater) {
   EXPECT_EQ(ReadAll(*client, 0, 30).size(), 30u) << "stored before the key, read with it";
   PutAll(*client, 30, 60);
   EXPECT_EQ(ReadAll(*client, 0, 60).size(), 60u);
+
+  // The map takes no node from a caller without the key (controller/membership_service.h)...
+  auto membership = v1::Membership::NewStub(
+      grpc::CreateChannel(controller_.membership(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  v1::RegisterRequest intruder;
+  intruder.set_cluster(id);
+  intruder.mutable_node()->set_id("intruder");
+  intruder.mutable_node()->set_address("127.0.0.1:1");
+  intruder.mutable_node()->set_capacity_bytes(1 << 30);
+  v1::RegisterResponse registered;
+  EXPECT_EQ(membership->Register(&ctx, intruder, &registered).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  // ...while its own nodes, which present it, still join it (a node started now gets the key
+  // in its key file) and leave it when drained (node_count is at least 3: expand, then shrink).
+  Json expand = Call("POST", "/v1/clusters/" + id + "/expand", R"({"node_name_list":["local-3"]})");
+  ASSERT_EQ(last_status_, 202) << expand;
+  ASSERT_EQ(WaitJob(expand["job_id"])["status"], "COMPLETED");
+  WaitMap(id, 4);
+  Json shrink = Call("POST", "/v1/clusters/" + id + "/shrink", R"({"node_name_list":["local-0"]})");
+  ASSERT_EQ(last_status_, 202) << shrink;
+  Json shrunk = WaitJob(shrink["job_id"]);
+  ASSERT_EQ(shrunk["status"], "COMPLETED") << shrunk;
+  EXPECT_EQ(shrunk["task_list"][0]["message"], "1/1 nodes drained") << shrunk;
+  const v1::ClusterMap map3 = WaitMap(id, 3);
+  for (const auto& n : map3.nodes()) EXPECT_NE(n.id(), "local-0");
+  client = ClusterClient(id, cd_key);
+  ASSERT_NE(client, nullptr);
+  EXPECT_EQ(ReadAll(*client, 0, 60).size(), 60u) << "drained with the key, nothing lost";
   client.reset();
   Json del = Call("DELETE", "/v1/clusters/" + id);
   EXPECT_EQ(WaitJob(del["job_id"])["status"], "COMPLETED");
