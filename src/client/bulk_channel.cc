@@ -17,10 +17,6 @@
 namespace ems::client {
 namespace {
 
-bool IsTransport(const absl::Status& s) {
-  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s);
-}
-
 // Connects with a deadline (a blocking connect to a dead host waits minutes).
 absl::StatusOr<int> Connect(const std::string& host, int port, absl::Duration timeout) {
   struct addrinfo hints = {};
@@ -258,9 +254,25 @@ void BulkCall::Send() {
   status_ = SendOn(fd_);
 }
 
-void BulkCall::Finish() {
-  if (fd_ >= 0 && status_.ok()) status_ = ReceiveOn(fd_);
-  if (IsTransport(status_) && reused_ && !retried_) {
+void BulkCall::Finish(absl::Time deadline) {
+  const absl::Duration io_timeout = channel_->options().timeout;
+  // The answer is awaited until the fan-out's deadline, not a fresh timeout per node: stalled
+  // nodes finished one after another must not add up. A floor keeps a healthy node whose
+  // answer is still streaming in from failing for want of a few milliseconds.
+  auto limit = [&](int fd) {
+    const absl::Duration left = std::clamp(
+        deadline - absl::Now(), std::min(io_timeout, absl::Milliseconds(200)), io_timeout);
+    const struct timeval tv = absl::ToTimeval(left);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  };
+  if (fd_ >= 0 && status_.ok()) {
+    limit(fd_);
+    status_ = ReceiveOn(fd_);
+  }
+  // Only a connection that died while idle is worth a second try (the peer closed it: a
+  // restart, or the node's idle limit); a node that did not answer in time would only make
+  // the caller wait a second timeout.
+  if (absl::IsUnavailable(status_) && reused_ && !retried_) {
     // The pooled connection died while idle (the node restarted, or closed it): once more on
     // a fresh one.
     Close();
@@ -269,10 +281,15 @@ void BulkCall::Finish() {
     auto fd = channel_->Open();
     status_ = fd.ok() ? SendOn(*fd) : fd.status();
     if (fd.ok()) fd_ = *fd;
-    if (status_.ok()) status_ = ReceiveOn(fd_);
+    if (status_.ok()) {
+      limit(fd_);
+      status_ = ReceiveOn(fd_);
+    }
   }
   // After a whole answer the stream is in step and the connection can serve the next call.
   if (fd_ >= 0 && (status_.ok() || absl::IsFailedPrecondition(status_))) {
+    const struct timeval tv = absl::ToTimeval(io_timeout);  // the pool's default again
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     channel_->Give(fd_);
     fd_ = -1;
   }

@@ -74,7 +74,9 @@ class BulkCall {
   void AddKey(const BlockKey* key);  // MATCH_PREFIX
 
   void Send();
-  void Finish();
+  // Reads the answer, waiting at most until `deadline` (at least a short floor).
+  void Finish(absl::Time deadline);
+  void Finish() { Finish(absl::Now() + channel_->options().timeout); }
 
   // The request's outcome: OK; FAILED_PRECONDITION when the node's map is newer (node_epoch());
   // UNAVAILABLE or DEADLINE_EXCEEDED when the node could not be reached; the node's error.

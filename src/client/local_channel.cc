@@ -48,7 +48,7 @@ LocalChannel::Conn::~Conn() {
 }
 
 absl::StatusOr<std::unique_ptr<LocalChannel::Conn>> LocalChannel::Dial(
-    const std::string& socket_path) {
+    const std::string& socket_path, absl::Duration timeout) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path.empty() || socket_path.size() >= sizeof(addr.sun_path)) {
@@ -64,6 +64,10 @@ absl::StatusOr<std::unique_ptr<LocalChannel::Conn>> LocalChannel::Dial(
     close(fd);
     return s;
   }
+  // Bounds every send and receive: a stalled node must not hang the caller.
+  const struct timeval tv = absl::ToTimeval(timeout);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   return std::make_unique<Conn>(fd);
 }
 
@@ -101,7 +105,12 @@ absl::StatusOr<std::unique_ptr<LocalChannel>> LocalChannel::Connect(const Option
     return absl::InvalidArgumentError(absl::StrCat(
         "local channel max_connections must be at least 1, got ", options.max_connections));
   }
-  auto conn = Dial(options.socket_path);
+  if (options.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("local channel timeout must be positive (InfiniteDuration for none), got ",
+                     absl::FormatDuration(options.timeout)));
+  }
+  auto conn = Dial(options.socket_path, options.timeout);
   if (!conn.ok()) return conn.status();
   v1::LocalRequest hello;
   hello.mutable_hello();
@@ -162,6 +171,7 @@ LocalChannel::LocalChannel(std::unique_ptr<Conn> first, uint8_t* base, uint64_t 
       verify_(options.verify_checksums),
       max_connections_(options.max_connections),
       write_ahead_blocks_(std::clamp(options.write_ahead_blocks, 0, kMaxWriteAhead)),
+      timeout_(options.timeout),
       directory_(std::move(directory)) {
   {
     absl::MutexLock lock(&mu_);
@@ -170,7 +180,7 @@ LocalChannel::LocalChannel(std::unique_ptr<Conn> first, uint8_t* base, uint64_t 
   }
   if (directory_ == nullptr) return;
   flusher_ = std::thread([this] { FlushLoop(); });
-  auto watch = Dial(socket_path_);
+  auto watch = Dial(socket_path_, timeout_);  // the watcher polls: no timeout applies
   if (watch.ok()) {
     watch_fd_ = (*watch)->fd;
     (*watch)->fd = -1;  // owned by watch_fd_ now
@@ -229,7 +239,11 @@ absl::StatusOr<LocalChannel::Borrowed> LocalChannel::Borrow() {
     auto usable = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return !idle_.empty() || open_ < max_connections_;
     };
-    mu_.Await(absl::Condition(&usable));
+    if (!mu_.AwaitWithTimeout(absl::Condition(&usable), timeout_)) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("local path: no control connection to the node at ", socket_path_,
+                       " came free within ", absl::FormatDuration(timeout_)));
+    }
     if (!idle_.empty()) {
       std::unique_ptr<Conn> c = std::move(idle_.back());
       idle_.pop_back();
@@ -237,7 +251,7 @@ absl::StatusOr<LocalChannel::Borrowed> LocalChannel::Borrow() {
     }
     ++open_;  // a slot for the connection dialled below
   }
-  auto c = Dial(socket_path_);
+  auto c = Dial(socket_path_, timeout_);
   absl::Status same = c.ok() ? CheckSameArena(**c) : c.status();
   if (!same.ok()) {
     absl::MutexLock lock(&mu_);
@@ -267,6 +281,9 @@ absl::StatusOr<v1::LocalResponse> LocalChannel::RoundTrip(Conn& c, v1::LocalRequ
   const std::string out = req.SerializeAsString();
   if (send(c.fd, out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size())) {
     c.broken = true;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return absl::DeadlineExceededError("local node did not take the request in time");
+    }
     return absl::UnavailableError(
         absl::StrCat("local node socket send failed: ", std::strerror(errno)));
   }
@@ -284,6 +301,11 @@ absl::StatusOr<v1::LocalResponse> LocalChannel::RoundTrip(Conn& c, v1::LocalRequ
     msg.msg_control = control;
     msg.msg_controllen = sizeof(control);
     ssize_t n = recvmsg(c.fd, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      c.broken = true;  // closed: the node ends the leases taken on it
+      return absl::DeadlineExceededError("local node did not answer in time");
+    }
     if (n <= 0) {
       c.broken = true;
       return absl::UnavailableError(

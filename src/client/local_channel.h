@@ -14,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "common/key.h"
 #include "directory/directory.h"
@@ -57,6 +58,9 @@ class LocalChannel {
     // the arena in blanks, split over `max_connections`; 0 = always ask first. At most 64
     // (what the node grants per seal); more is taken as 64.
     int write_ahead_blocks = 16;
+    // Longest wait for the node's answer (and for a free control connection): a stalled node
+    // fails a call with DEADLINE_EXCEEDED instead of hanging it.
+    absl::Duration timeout = absl::Seconds(10);
   };
 
   // Counters since Connect; relaxed, for tests and metrics.
@@ -151,7 +155,8 @@ class LocalChannel {
   LocalChannel(std::unique_ptr<Conn> first, uint8_t* base, uint64_t bytes, ArenaId arena_id,
                std::string node_id, std::unique_ptr<directory::Reader> directory,
                const Options& options);
-  static absl::StatusOr<std::unique_ptr<Conn>> Dial(const std::string& socket_path);
+  static absl::StatusOr<std::unique_ptr<Conn>> Dial(const std::string& socket_path,
+                                                    absl::Duration timeout);
   static absl::StatusOr<ArenaId> IdOf(int arena_fd);
   // A new connection's hello: UNAVAILABLE (and the channel marked gone) unless the node
   // behind it passes the arena this channel maps.
@@ -215,6 +220,7 @@ class LocalChannel {
   const bool verify_;
   const int max_connections_;
   const int write_ahead_blocks_;
+  const absl::Duration timeout_;
   const std::unique_ptr<directory::Reader> directory_;  // null: the node publishes none
 
   absl::Mutex report_mu_;

@@ -182,7 +182,11 @@ grpc::ServerUnaryReactor* DataService::Remove(grpc::CallbackServerContext* ctx,
   auto keys = KeysFrom(req->keys());
   if (!keys.ok()) return Done(ctx, keys.status());
   uint32_t removed = 0;
-  for (const BlockKey& k : *keys) removed += pool_->Remove(k).ok();
+  for (const BlockKey& k : *keys) {
+    const bool gone = pool_->Remove(k).ok();
+    removed += gone;
+    resp->add_removed_keys(gone);
+  }
   resp->set_removed(removed);
   return Done(ctx, absl::OkStatus());
 }

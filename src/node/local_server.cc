@@ -185,7 +185,9 @@ void LocalServer::Serve(int fd) {
   std::string buf(kMaxMessageBytes, '\0');
   while (true) {
     ssize_t n = recv(fd, buf.data(), buf.size(), MSG_TRUNC);
-    if (n <= 0) break;  // closed, reset or shut down
+    // Closed, reset or shut down; or a zero-length packet, which SOCK_SEQPACKET cannot tell
+    // from the end of the stream and no client sends: the connection ends either way.
+    if (n <= 0) break;
     v1::LocalRequest req;
     v1::LocalResponse resp;
     std::vector<int> pass_fds;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "client/internal/fanout.h"
 #include "common/grpc_status.h"
@@ -29,6 +30,11 @@ ClientImpl::~ClientImpl() {
 }
 
 absl::Status ClientImpl::Init() {
+  if (options_.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ClientOptions.timeout must be positive (InfiniteDuration for none), got ",
+                     absl::FormatDuration(options_.timeout)));
+  }
   if (!cluster_) {
     if (options_.address.empty()) {
       return absl::InvalidArgumentError("client options name neither an address nor a controller");
@@ -92,8 +98,7 @@ void ClientImpl::RecheckSingle() {
 
 absl::Status ClientImpl::RefreshMap() {
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() +
-                   std::chrono::microseconds(absl::ToInt64Microseconds(options_.timeout)));
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
   v1::GetClusterMapRequest req;
   req.set_cluster(options_.cluster);
   v1::ClusterMap map;
@@ -109,10 +114,25 @@ absl::Status ClientImpl::RefreshMap() {
   }
   auto view = ClusterView::Build(map);
   if (!view.ok()) return view.status();
+  std::vector<ConnPtr> dropped;  // destroyed after the lock: they join threads and unmap arenas
   absl::MutexLock lock(&mu_);
   if (routing_.view == nullptr || map.epoch() > routing_.epoch) {
     routing_ = Routing{*view, map.epoch()};
     counters_.map_refreshes.fetch_add(1, std::memory_order_relaxed);
+    // Connections to nodes that left the map or are DOWN: calls in flight hold their own
+    // references; the client's goes, with the arena mapping, mirror thread and sockets.
+    absl::flat_hash_set<std::string> live;
+    for (const v1::NodeInfo& n : map.nodes()) {
+      if (n.state() != v1::DOWN) live.insert(n.id());
+    }
+    for (auto it = conns_.begin(); it != conns_.end();) {
+      if (live.contains(it->first)) {
+        ++it;
+        continue;
+      }
+      dropped.push_back(std::move(it->second));
+      conns_.erase(it++);
+    }
   }
   return absl::OkStatus();
 }

@@ -74,12 +74,14 @@ std::vector<absl::StatusOr<size_t>> ClientImpl::BatchGet(absl::Span<const GetIte
             [&](BulkCall& call, size_t i) { call.AddGet(&items[i].key, items[i].buffer); }, bulk);
         continue;
       }
-      auto call = std::make_unique<Call>();
-      call->conn = conn;
-      call->items = idx;
-      conn->Prepare(&call->ctx, r.epoch);
-      for (size_t i : idx) ToProto(items[i].key, call->req.add_keys());
-      calls.push_back(std::move(call));
+      for (auto& part : SplitByBytes(idx, [&](size_t i) { return items[i].buffer.size(); })) {
+        auto call = std::make_unique<Call>();
+        call->conn = conn;
+        for (size_t i : part) ToProto(items[i].key, call->req.add_keys());
+        call->items = std::move(part);
+        conn->Prepare(&call->ctx, r.epoch);
+        calls.push_back(std::move(call));
+      }
     }
     auto in_flight = StartParallel(calls, [](Call& c, std::function<void(grpc::Status)> done) {
       c.conn->stub()->async()->BatchGet(&c.ctx, &c.req, &c.resp, std::move(done));
@@ -178,8 +180,10 @@ std::vector<absl::StatusOr<size_t>> ClientImpl::BatchGet(absl::Span<const GetIte
       results[i] = absl::NotFoundError(absl::StrCat("key ", items[i].key.ToString(), " not found"));
     }
   }
+  // Only a refusal suggests the node moved; a timeout means it is there but slow, and a
+  // Health probe would make the caller wait another timeout.
   if (!cluster_ && std::any_of(results.begin(), results.end(),
-                               [](const auto& r) { return IsTransport(r.status()); })) {
+                               [](const auto& r) { return absl::IsUnavailable(r.status()); })) {
     RecheckSingle();
   }
   return results;
@@ -256,18 +260,20 @@ std::vector<absl::Status> ClientImpl::BatchPut(absl::Span<const PutItem> items) 
         }
         continue;
       }
-      auto call = std::make_unique<Call>();
-      call->conn = conn;
-      call->items = idx;
-      conn->Prepare(&call->ctx, r.epoch);
-      for (size_t i : idx) {
-        v1::PutRequest* p = call->req.add_items();
-        ToProto(items[i].key, p->mutable_key());
-        p->set_value(items[i].value.data(), items[i].value.size());
-        p->set_checksum(sums[i]);
-        if (items[i].parent != nullptr) ToProto(*items[i].parent, p->mutable_parent());
+      for (auto& part : SplitByBytes(idx, [&](size_t i) { return items[i].value.size(); })) {
+        auto call = std::make_unique<Call>();
+        call->conn = conn;
+        conn->Prepare(&call->ctx, r.epoch);
+        for (size_t i : part) {
+          v1::PutRequest* p = call->req.add_items();
+          ToProto(items[i].key, p->mutable_key());
+          p->set_value(items[i].value.data(), items[i].value.size());
+          p->set_checksum(sums[i]);
+          if (items[i].parent != nullptr) ToProto(*items[i].parent, p->mutable_parent());
+        }
+        call->items = std::move(part);
+        calls.push_back(std::move(call));
       }
-      calls.push_back(std::move(call));
     }
     auto in_flight = StartParallel(calls, [](Call& c, std::function<void(grpc::Status)> done) {
       c.conn->stub()->async()->BatchPut(&c.ctx, &c.req, &c.resp, std::move(done));
@@ -346,8 +352,8 @@ std::vector<absl::Status> ClientImpl::BatchPut(absl::Span<const PutItem> items) 
       counters_.put_drops.fetch_add(1, std::memory_order_relaxed);  // no node is UP
     }
   }
-  if (!cluster_ &&
-      std::any_of(out.begin(), out.end(), [](const absl::Status& s) { return IsTransport(s); })) {
+  if (!cluster_ && std::any_of(out.begin(), out.end(),
+                               [](const absl::Status& s) { return absl::IsUnavailable(s); })) {
     RecheckSingle();
   }
   return out;

@@ -66,7 +66,7 @@ absl::StatusOr<size_t> ClientImpl::MatchPrefix(absl::Span<const BlockKey> keys) 
     }
   }
   absl::StatusOr<size_t> matched = MatchPrefixOnce(keys);
-  if (!cluster_ && IsTransport(matched.status())) RecheckSingle();
+  if (!cluster_ && absl::IsUnavailable(matched.status())) RecheckSingle();
   return matched;
 }
 
@@ -236,19 +236,27 @@ absl::StatusOr<size_t> ClientImpl::Remove(absl::Span<const BlockKey> keys) {
   RunParallel(calls, [](Call& c, std::function<void(grpc::Status)> done) {
     c.conn->stub()->async()->Remove(&c.ctx, &c.req, &c.resp, std::move(done));
   });
-  size_t removed = 0;
+  // A key asked of several replicas counts once: the caller asked for keys, not copies.
+  std::vector<bool> gone(keys.size(), false);
+  size_t uncounted = 0;  // from nodes that say how many, not which
   for (auto& c : calls) {
     if (!c->status.ok()) {
       return absl::Status(
           FromGrpcStatus(c->status).code(),
           absl::StrCat("remove at ", c->conn->address(), ": ", c->status.error_message()));
     }
-    removed += c->resp.removed();
+    if (c->resp.removed_keys_size() == static_cast<int>(c->items.size())) {
+      for (size_t j = 0; j < c->items.size(); ++j) {
+        if (c->resp.removed_keys(static_cast<int>(j))) gone[c->items[j]] = true;
+      }
+    } else {
+      uncounted += c->resp.removed();
+    }
     if (KeyMirror* mirror = c->conn->mirror()) {
       for (size_t i : c->items) mirror->NoteRemoved(keys[i]);
     }
   }
-  return removed;
+  return std::min<size_t>(keys.size(), std::count(gone.begin(), gone.end(), true) + uncounted);
 }
 
 }  // namespace ems::client::internal

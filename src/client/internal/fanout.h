@@ -79,9 +79,34 @@ void AddBulkCalls(const std::shared_ptr<NodeConnection>& conn, bulk::Op op, uint
 }
 
 // Sends every request, then reads every answer: the nodes work in parallel without threads.
+// All answers share one deadline: nodes that stall cost the caller one timeout, not one each.
 inline void RunBulk(std::vector<BulkGroup>& groups) {
+  if (groups.empty()) return;
+  const absl::Time deadline = absl::Now() + groups.front().conn->bulk()->options().timeout;
   for (BulkGroup& g : groups) g.call->Send();
-  for (BulkGroup& g : groups) g.call->Finish();
+  for (BulkGroup& g : groups) g.call->Finish(deadline);
+}
+
+// Values per gRPC call: a call is one message each way, and channels cap messages at 80 MiB
+// (node_connection.cc, and the node's max_message_bytes).
+inline constexpr size_t kGrpcBatchBytes = 64 << 20;
+
+// Splits `idx` into runs whose `bytes(i)` add up to at most kGrpcBatchBytes (a larger item
+// alone), in order.
+template <typename Bytes>
+std::vector<std::vector<size_t>> SplitByBytes(const std::vector<size_t>& idx, Bytes bytes) {
+  std::vector<std::vector<size_t>> parts(1);
+  size_t total = 0;
+  for (size_t i : idx) {
+    const size_t b = bytes(i);
+    if (!parts.back().empty() && total + b > kGrpcBatchBytes) {
+      parts.emplace_back();
+      total = 0;
+    }
+    parts.back().push_back(i);
+    total += b;
+  }
+  return parts;
 }
 
 // OK if `key` may go to a node; INVALID_ARGUMENT naming what is wrong otherwise. Checked

@@ -38,7 +38,8 @@ NodeConnection::NodeConnection(std::string id, std::string address, const std::s
   if (wants_local_) {
     auto local = LocalChannel::Connect({.socket_path = local_socket,
                                         .verify_checksums = options.verify_local_checksums,
-                                        .write_ahead_blocks = options.local_write_ahead_blocks});
+                                        .write_ahead_blocks = options.local_write_ahead_blocks,
+                                        .timeout = options.timeout});
     if (local.ok()) {
       local_ = *std::move(local);
       if (replaces_lost_local) {
@@ -58,8 +59,10 @@ NodeConnection::NodeConnection(std::string id, std::string address, const std::s
 
 void NodeConnection::Prepare(grpc::ClientContext* ctx, const ClientOptions& options,
                              uint64_t epoch) {
-  ctx->set_deadline(std::chrono::system_clock::now() +
-                    std::chrono::microseconds(absl::ToInt64Microseconds(options.timeout)));
+  // absl::Time saturates (InfiniteDuration: InfiniteFuture, which ToChronoTime turns into
+  // time_point::max(), gRPC's "no deadline"); chrono arithmetic on INT64_MAX us overflowed
+  // into a deadline in the past.
+  ctx->set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
   if (!options.cd_key.empty()) ctx->AddMetadata(kCdKeyHeader, options.cd_key);
   if (epoch > 0) ctx->AddMetadata(kEpochHeader, absl::StrCat(epoch));
 }

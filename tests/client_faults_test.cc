@@ -1,0 +1,242 @@
+// The client under faults and at its limits, against real ems-node / ems-controller processes:
+// stalled nodes (SIGSTOP) cost a caller one timeout, nodes that left the map release what the
+// client held for them, batches larger than one gRPC message, Remove with replicas. Each test
+// failed on the client of d411048 (2026-11-30 review).
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/time/clock.h"
+#include "client/client.h"
+#include "ems/v1/data.pb.h"
+#include "gtest/gtest.h"
+#include "testing/blocks.h"
+#include "testing/cluster.h"
+#include "testing/cluster_client.h"
+#include "testing/process.h"
+
+namespace ems {
+namespace {
+
+using testing::kBlockBytes;
+using testing::PutAll;
+using testing::TestKey;
+using testing::TestValue;
+
+std::string TempSocket(const std::string& tag) {
+  return (std::filesystem::temp_directory_path() /
+          ("ems-faults-" + tag + "-" + std::to_string(getpid()) + ".sock"))
+      .string();
+}
+
+// Lines of /proc/self/maps that map a node's arena (memfd "ems-arena").
+int ArenaMappings() {
+  std::ifstream maps("/proc/self/maps");
+  int n = 0;
+  for (std::string line; std::getline(maps, line);) n += absl::StrContains(line, "ems-arena");
+  return n;
+}
+
+// SIGSTOPs `p` and waits until every one of its threads is stopped: kill() returns before they
+// are, and a thread that is serving a request may still answer it.
+void Stop(testing::Process& p) {
+  p.Signal(SIGSTOP);
+  const std::string dir = "/proc/" + std::to_string(p.pid()) + "/task";
+  for (int i = 0; i < 200; ++i) {
+    bool all = true;
+    for (const auto& t : std::filesystem::directory_iterator(dir)) {
+      std::ifstream stat(t.path() / "stat");
+      std::string line;
+      std::getline(stat, line);
+      const size_t paren = line.rfind(')');
+      if (paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] != 'T') {
+        all = false;
+      }
+    }
+    if (all) return;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+}
+
+// 1. The shared-memory path has no deadline: a stalled node hangs a Put forever.
+TEST(ClientFaultsTest, LocalPutToAStalledNodeReturnsWithinTheTimeout) {
+  const std::string socket = TempSocket("stall");
+  auto node = testing::StartNode({"--huge_page_num=32", "--local_socket=" + socket});
+  ASSERT_TRUE(node.ok()) << node.status();
+  auto client = Client::Connect({.address = (*node)->Value("LISTENING"),
+                                 .timeout = absl::Seconds(1),
+                                 .local_socket = socket});
+  ASSERT_TRUE(client.ok()) << client.status();
+  const std::vector<uint8_t> v = TestValue(1, kBlockBytes);
+  ASSERT_TRUE((*client)->Put(TestKey(1), v).ok());
+
+  Stop(**node);  // the node stalls (a long GC-like pause, a stuck thread, a freeze)
+  const std::vector<uint8_t> w = TestValue(2, kBlockBytes);
+  const absl::Time start = absl::Now();
+  auto put = std::async(std::launch::async, [&] { return (*client)->Put(TestKey(2), w); });
+  const bool returned = put.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  const absl::Duration took = absl::Now() - start;
+  (*node)->Signal(SIGCONT);  // lets a hung call finish so the test can end
+  const absl::Status s = put.get();
+  EXPECT_TRUE(returned) << "Put through shared memory did not return within 5 s of a 1 s timeout "
+                        << "(it returned " << s << " only after the node was resumed)";
+  if (returned) {
+    EXPECT_LT(took, absl::Seconds(3)) << s;
+  }
+}
+
+// 2. A standalone Get from a stalled node should take one timeout. Over gRPC it takes two (after
+//    the failure the caller also waits for a Health probe, RecheckSingle); over the bulk
+//    channel three (the timed-out call is also retried on a fresh connection, then the probe).
+TEST(ClientFaultsTest, BulkGetFromAStalledNodeTakesOneTimeoutNotTwo) {
+  auto node = testing::StartNode({"--huge_page_num=32"});
+  ASSERT_TRUE(node.ok()) << node.status();
+  const absl::Duration timeout = absl::Seconds(2);
+  for (bool bulk : {false, true}) {
+    auto client = Client::Connect({.address = (*node)->Value("LISTENING"),
+                                   .timeout = timeout,
+                                   .use_local = false,
+                                   .use_bulk = bulk});
+    ASSERT_TRUE(client.ok()) << client.status();
+    const std::vector<uint8_t> v = TestValue(1, kBlockBytes);
+    ASSERT_TRUE((*client)->Put(TestKey(1), v).ok());  // leaves a pooled bulk connection
+    std::vector<uint8_t> out(kBlockBytes);
+    Stop(**node);
+    const absl::Time start = absl::Now();
+    auto got = (*client)->Get(TestKey(1), absl::MakeSpan(out));
+    const absl::Duration took = absl::Now() - start;
+    (*node)->Signal(SIGCONT);
+    EXPECT_FALSE(got.ok());
+    EXPECT_LT(took, timeout * 1.5)
+        << (bulk ? "bulk" : "gRPC") << " Get took " << took << " with a timeout of " << timeout;
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+}
+
+// 2b. And in a cluster the bulk requests are finished one node after the other, so a BatchGet
+//     over N stalled nodes takes N x 2 x timeout (the gRPC path waits for all in parallel).
+//     (ClusterClient's timeout is 2 s.)
+TEST(ClientFaultsTest, ClusterBulkBatchGetOverStalledNodesTakesOneTimeout) {
+  auto cluster = testing::Cluster::Start({.nodes = 3});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto client = testing::ClusterClient(**cluster);  // timeout 2 s
+  ASSERT_NE(client, nullptr);
+  PutAll(*client, 30);
+  std::vector<std::vector<uint8_t>> bufs(30, std::vector<uint8_t>(kBlockBytes));
+  std::vector<GetItem> items;
+  for (int i = 0; i < 30; ++i) items.push_back({TestKey(i), absl::MakeSpan(bufs[i])});
+  for (int n = 0; n < 3; ++n) Stop((*cluster)->node(n));
+  const absl::Time start = absl::Now();
+  auto got = client->BatchGet(items);
+  const absl::Duration took = absl::Now() - start;
+  for (int n = 0; n < 3; ++n) (*cluster)->node(n).Signal(SIGCONT);
+  for (auto& g : got) EXPECT_TRUE(absl::IsNotFound(g.status())) << g.status();
+  EXPECT_LT(took, absl::Seconds(4))
+      << "BatchGet over 3 stalled nodes with a 2 s timeout took " << took;
+}
+
+// 3. Remove counts copies, not keys: with replication_factor 2 every key counts twice.
+TEST(ClientFaultsTest, RemoveReturnsTheNumberOfKeysWithReplication) {
+  auto cluster = testing::Cluster::Start({.nodes = 3, .replication_factor = 2});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto client = testing::ClusterClient(**cluster);
+  ASSERT_NE(client, nullptr);
+  PutAll(*client, 10);
+  std::vector<BlockKey> keys;
+  for (int i = 0; i < 10; ++i) keys.push_back(TestKey(i));
+  auto removed = client->Remove(keys);
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(*removed, 10u) << "Remove of 10 stored keys";
+  EXPECT_EQ(*client->MatchPrefix(keys), 0u);
+}
+
+// 4. A timeout of absl::InfiniteDuration() ("no deadline") overflows the gRPC deadline: the
+//    deadline lands in the past and every call fails.
+TEST(ClientFaultsTest, AnInfiniteTimeoutMeansNoDeadline) {
+  auto node = testing::StartNode({"--huge_page_num=32"});
+  ASSERT_TRUE(node.ok()) << node.status();
+  auto client = Client::Connect(
+      {.address = (*node)->Value("LISTENING"), .timeout = absl::InfiniteDuration()});
+  ASSERT_TRUE(client.ok()) << client.status();
+  const std::vector<uint8_t> v = TestValue(1, kBlockBytes);
+  EXPECT_TRUE((*client)->Put(TestKey(1), v).ok());
+  std::vector<uint8_t> out(kBlockBytes);
+  auto got = (*client)->Get(TestKey(1), absl::MakeSpan(out));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(out, v);
+  // No timeout at all is a mistake, named (zero meant "fail at once" on gRPC and "wait
+  // forever" on the bulk channel).
+  for (absl::Duration bad : {absl::ZeroDuration(), absl::Seconds(-1)}) {
+    auto refused = Client::Connect({.address = (*node)->Value("LISTENING"), .timeout = bad});
+    EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
+    EXPECT_TRUE(absl::StrContains(refused.status().message(), "timeout must be positive"))
+        << refused.status();
+  }
+}
+
+// 5. Connections to nodes that left the map are never dropped: the client keeps a dead node's
+//    whole arena mapped (and resident) for its life.
+TEST(ClientFaultsTest, TheArenaOfANodeThatLeftTheMapIsUnmapped) {
+  auto cluster = testing::Cluster::Start({.nodes = 2, .local_sockets = true});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  const int before = ArenaMappings();
+  auto client = testing::ClusterClient(**cluster);
+  ASSERT_NE(client, nullptr);
+  PutAll(*client, 64);  // both nodes get blocks: the client maps both arenas
+  ASSERT_EQ(ArenaMappings(), before + 2);
+  (*cluster)->node(1).Signal(SIGKILL);
+  (*cluster)->node(1).Wait();
+  // The controller marks it DOWN; the client adopts that map.
+  bool down = false;
+  for (int i = 0; i < 100 && !down; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+    down = (*cluster)->CountState(v1::DOWN) == 1;
+  }
+  ASSERT_TRUE(down);
+  absl::SleepFor(absl::Seconds(1));  // several map refreshes
+  PutAll(*client, 64, 1000);         // the client keeps working with node-0
+  EXPECT_EQ(ArenaMappings(), before + 1)
+      << "the client still maps the arena of node-1, DOWN and gone";
+}
+
+// 6. gRPC batches are not split by bytes: a BatchGet whose values add up to more than the
+//    80 MiB message limit fails for every item, though each block is valid and readable.
+TEST(ClientFaultsTest, ALargeBatchGetOverGrpcReturnsEveryBlock) {
+  auto node = testing::StartNode({"--huge_page_num=96"});  // 192 MiB
+  ASSERT_TRUE(node.ok()) << node.status();
+  auto client = Client::Connect(
+      {.address = (*node)->Value("LISTENING"), .use_local = false, .use_bulk = false});
+  ASSERT_TRUE(client.ok()) << client.status();
+  constexpr int kBlocks = 48;
+  constexpr size_t kSize = 2 << 20;  // 48 x 2 MiB = 96 MiB
+  std::vector<std::vector<uint8_t>> values, bufs;
+  std::vector<GetItem> items;
+  for (int i = 0; i < kBlocks; ++i) values.push_back(TestValue(i, kSize));
+  for (int i = 0; i < kBlocks; ++i) {
+    ASSERT_TRUE((*client)->Put(TestKey(i), values[i]).ok()) << i;
+    bufs.emplace_back(kSize);
+  }
+  for (int i = 0; i < kBlocks; ++i) items.push_back({TestKey(i), absl::MakeSpan(bufs[i])});
+  auto got = (*client)->BatchGet(items);
+  int ok = 0;
+  for (int i = 0; i < kBlocks; ++i) {
+    if (got[i].ok() && bufs[i] == values[i]) ++ok;
+  }
+  EXPECT_EQ(ok, kBlocks) << "first result: " << got[0].status();
+  // And the same for puts.
+  std::vector<PutItem> puts;
+  for (int i = 0; i < kBlocks; ++i) puts.push_back({TestKey(1000 + i), values[i], nullptr});
+  auto put = (*client)->BatchPut(puts);
+  EXPECT_TRUE(put[0].ok()) << put[0];
+}
+
+}  // namespace
+}  // namespace ems
