@@ -16,7 +16,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -40,6 +39,7 @@
 #include "node/bulk_server.h"
 #include "node/local_server.h"
 #include "testing/blocks.h"
+#include "testing/local_raw.h"
 
 namespace ems {
 namespace {
@@ -400,31 +400,6 @@ v1::LocalRequest LocalStep(Fuzz& f, const std::vector<uint64_t>& mine,
   return req;
 }
 
-// Receives one answer within `wait`; passed descriptors (a hello's arena and directory) are
-// closed. False if none came.
-bool ReceiveAnswer(int fd, absl::Duration wait, v1::LocalResponse* resp) {
-  pollfd p{fd, POLLIN, 0};
-  if (poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(wait))) <= 0) return false;
-  static std::string buf(1 << 20, '\0');  // one test thread; allocated once
-  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))];
-  iovec iov{buf.data(), buf.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  const ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-  if (n <= 0) return false;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
-      int passed;
-      std::memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof(passed));
-      close(passed);
-    }
-  }
-  return resp->ParseFromArray(buf.data(), static_cast<int>(n));
-}
-
 TEST_F(ProtocolFuzzTest, TheLocalPathSurvivesMalformedAndHostileRequests) {
   const std::string path =
       (std::filesystem::temp_directory_path() / absl::StrCat("ems-fuzz-", getpid(), ".sock"))
@@ -434,22 +409,20 @@ TEST_F(ProtocolFuzzTest, TheLocalPathSurvivesMalformedAndHostileRequests) {
 
   Fuzz f(seed_);
   std::vector<uint64_t> all;  // every lease granted to any connection
-  std::vector<int> held;      // connections kept open (holding their leases) across cases
+  // Connections kept open (holding their leases) across cases.
+  std::vector<std::unique_ptr<testing::RawLocal>> held;
   uint64_t answered = 0, granted = 0;
   for (uint64_t c = 0; c < cases_; ++c) {
     SCOPED_TRACE(absl::StrCat("EMS_FUZZ_SEED=", seed_, " case ", c));
-    const int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << errno;
+    auto raw = std::make_unique<testing::RawLocal>(path);
+    ASSERT_TRUE(raw->ok()) << errno;
     std::vector<uint64_t> mine;
     for (uint64_t step = 0, n = 1 + f.Below(8); step < n; ++step) {
       const v1::LocalRequest req = LocalStep(f, mine, all);
       std::string bytes = req.SerializeAsString();
       const bool mutated = f.OneIn(8);
       if (mutated) f.Mutate(&bytes);
-      if (send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) < 0) break;
+      if (!raw->SendBytes(bytes)) break;
       // A zero-length packet reads as the end of the connection on SOCK_SEQPACKET (recv
       // returns 0 for both): the node ends it, and answers nothing after it.
       if (bytes.empty()) break;
@@ -462,7 +435,7 @@ TEST_F(ProtocolFuzzTest, TheLocalPathSurvivesMalformedAndHostileRequests) {
       const bool expected = !mutated && !silent;
       v1::LocalResponse resp;
       bool got = false;
-      while (ReceiveAnswer(fd, expected ? absl::Seconds(10) : absl::Milliseconds(2), &resp)) {
+      while (raw->Receive(&resp, nullptr, expected ? 10000 : 2)) {
         got = !expected || resp.id() == req.id();
         if (got) break;
       }
@@ -481,16 +454,11 @@ TEST_F(ProtocolFuzzTest, TheLocalPathSurvivesMalformedAndHostileRequests) {
       }
     }
     if (f.OneIn(5)) {
-      held.push_back(fd);  // dies later, holding what it was granted
-      if (held.size() > 3) {
-        close(held.front());
-        held.erase(held.begin());
-      }
-    } else {
-      close(fd);
+      held.push_back(std::move(raw));  // dies later, holding what it was granted
+      if (held.size() > 3) held.erase(held.begin());
     }
   }
-  for (int fd : held) close(fd);
+  held.clear();
   std::printf("local fuzz: %llu cases, %llu answers, %llu leases granted\n",
               static_cast<unsigned long long>(cases_), static_cast<unsigned long long>(answered),
               static_cast<unsigned long long>(granted));

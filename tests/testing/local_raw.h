@@ -3,6 +3,7 @@
 #ifndef EMS_TESTS_TESTING_LOCAL_RAW_H_
 #define EMS_TESTS_TESTING_LOCAL_RAW_H_
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -32,23 +33,26 @@ class RawLocal {
   }
   bool ok() const { return fd_ >= 0; }
   // Sends one request without reading anything.
-  bool Send(const v1::LocalRequest& req) {
-    std::string out = req.SerializeAsString();
-    return send(fd_, out.data(), out.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(out.size());
+  bool Send(const v1::LocalRequest& req) { return SendBytes(req.SerializeAsString()); }
+  // Sends `bytes` as one packet, whatever they hold.
+  bool SendBytes(const std::string& bytes) {
+    return send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(bytes.size());
   }
-  // Sends one request and reads its response. Passed fds (the hello's arena and directory)
-  // go to `fds` if given, else are closed.
-  bool Call(const v1::LocalRequest& req, v1::LocalResponse* resp, std::vector<int>* fds = nullptr) {
-    if (!Send(req)) return false;
-    std::string buf(1 << 20, '\0');
+  // Reads one response, waiting at most `wait`. Passed fds (the hello's arena and directory)
+  // go to `fds` if given, else are closed. False if none came or it does not parse.
+  bool Receive(v1::LocalResponse* resp, std::vector<int>* fds = nullptr,
+               int wait_ms = -1 /* forever */) {
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, wait_ms) <= 0) return false;
     alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))];  // hello: arena and directory
-    iovec iov{buf.data(), buf.size()};
+    iovec iov{buf_.data(), buf_.size()};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control;
     msg.msg_controllen = sizeof(control);
-    ssize_t n = recvmsg(fd_, &msg, 0);
+    ssize_t n = recvmsg(fd_, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n <= 0) return false;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
       for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
@@ -61,7 +65,11 @@ class RawLocal {
         }
       }
     }
-    return resp->ParseFromArray(buf.data(), static_cast<int>(n));
+    return resp->ParseFromArray(buf_.data(), static_cast<int>(n));
+  }
+  // Sends one request and reads its response.
+  bool Call(const v1::LocalRequest& req, v1::LocalResponse* resp, std::vector<int>* fds = nullptr) {
+    return Send(req) && Receive(resp, fds);
   }
   int fd() const { return fd_; }
   // Closes this process's descriptor (a forked child may still hold the socket).
@@ -72,6 +80,7 @@ class RawLocal {
 
  private:
   int fd_ = -1;
+  std::string buf_ = std::string(1 << 20, '\0');  // the largest message the node takes
 };
 
 }  // namespace ems::testing
