@@ -485,5 +485,30 @@ TEST_F(ProtocolFuzzTest, TheLocalPathSurvivesMalformedAndHostileRequests) {
   EXPECT_EQ(back, value);
 }
 
+// An answer is never an empty packet: a request with id 0 whose answer says nothing else
+// (no keys matched) got a zero-length reply, which the client reads like a closed socket. The
+// fuzz found it under ThreadSanitizer's timing.
+TEST_F(ProtocolFuzzTest, AnAnswerWithNothingToSayIsStillAPacketWithContent) {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / absl::StrCat("ems-empty-", getpid(), ".sock"))
+          .string();
+  auto server = node::LocalServer::Start(pool_.get(), {.socket_path = path, .node_id = "fuzz"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  testing::RawLocal raw(path);
+  ASSERT_TRUE(raw.ok());
+  v1::LocalRequest nothing;  // id 0, no keys: matched 0, code OK
+  nothing.mutable_match_prefix();
+  v1::LocalResponse resp;
+  ASSERT_TRUE(raw.Send(nothing));
+  ASSERT_TRUE(raw.Receive(&resp, nullptr, 10000)) << "a zero-length answer reads as the end";
+  EXPECT_TRUE(resp.has_id());
+  EXPECT_EQ(resp.id(), 0u);
+  EXPECT_EQ(resp.matched(), 0u);
+  // And the connection still serves.
+  nothing.set_id(5);
+  ASSERT_TRUE(raw.Call(nothing, &resp));
+  EXPECT_EQ(resp.id(), 5u);
+}
+
 }  // namespace
 }  // namespace ems
