@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
+#include "common/cluster_view.h"
 #include "ems/v1/data.pb.h"
 #include "gtest/gtest.h"
 #include "testing/blocks.h"
@@ -236,6 +237,47 @@ TEST(ClientFaultsTest, ALargeBatchGetOverGrpcReturnsEveryBlock) {
   for (int i = 0; i < kBlocks; ++i) puts.push_back({TestKey(1000 + i), values[i], nullptr});
   auto put = (*client)->BatchPut(puts);
   EXPECT_TRUE(put[0].ok()) << put[0];
+}
+
+// A node on this host that stalls before the client ever used it: the first call to it waits
+// for its hello (up to the timeout) while connecting. Calls to other nodes must not wait with
+// it: the connection used to be built under the client's one lock, so every call of the
+// client, to any node, waited for the stalled node's timeout.
+TEST(ClientFaultsTest, ConnectingToAStalledNodeDoesNotHoldUpCallsToOthers) {
+  auto cluster = testing::Cluster::Start({.nodes = 2, .local_sockets = true});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto map = (*cluster)->Map();
+  ASSERT_TRUE(map.ok()) << map.status();
+  auto view = ClusterView::Build(*map);
+  ASSERT_TRUE(view.ok()) << view.status();
+  int on[2] = {-1, -1};  // a key owned by node-0, and one by node-1
+  for (int i = 0; on[0] < 0 || on[1] < 0; ++i) {
+    const std::string owner = (*view)->WriteOwners(TestKey(i))[0]->id();
+    on[owner == "node-0" ? 0 : 1] = i;
+  }
+  auto client = Client::Connect({.controller = (*cluster)->controller_address(),
+                                 .cluster = "test",
+                                 .timeout = absl::Seconds(5)});
+  ASSERT_TRUE(client.ok()) << client.status();
+  const std::vector<uint8_t> v = TestValue(on[0], kBlockBytes);
+  ASSERT_TRUE((*client)->Put(TestKey(on[0]), v).ok());  // connects to node-0 only
+
+  Stop((*cluster)->node(1));
+  std::vector<uint8_t> stalled_out(kBlockBytes);
+  auto stalled = std::async(std::launch::async, [&] {
+    return (*client)->Get(TestKey(on[1]), absl::MakeSpan(stalled_out));
+  });
+  absl::SleepFor(absl::Milliseconds(300));  // the call above is connecting to node-1
+  std::vector<uint8_t> out(kBlockBytes);
+  const absl::Time start = absl::Now();
+  auto got = (*client)->Get(TestKey(on[0]), absl::MakeSpan(out));
+  const absl::Duration took = absl::Now() - start;
+  (*cluster)->node(1).Signal(SIGCONT);
+  stalled.get().status().IgnoreError();  // a miss: the key was never stored
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(out, v);
+  EXPECT_LT(took, absl::Seconds(2))
+      << "a Get from node-0 waited " << took << " for the client to connect to stalled node-1";
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "harness/services.h"
 
 #include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
+#include "ems/v1/membership.grpc.pb.h"
 
 namespace ems::bench {
 namespace {
@@ -78,13 +80,28 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
     if (!node.ok()) return node.status();
     c->nodes_.push_back(*std::move(node));
   }
-  // Wait until a client sees every node in the map.
-  for (int i = 0; i < 200; ++i) {
-    auto client = Client::Connect({.controller = c->membership_, .cluster = "bench"});
-    if (client.ok() && (*client)->epoch() >= static_cast<uint64_t>(nodes)) return c;
+  // Wait until the map lists every node UP. (It used to wait for an epoch of at least
+  // `nodes`, from when epochs counted from 1; they start at the time in milliseconds now, so
+  // the first node's registration passed it, and a loaded machine could start a run with a
+  // map of one or two nodes.)
+  auto membership = v1::Membership::NewStub(
+      grpc::CreateChannel(c->membership_, grpc::InsecureChannelCredentials()));
+  int up = 0;
+  for (int i = 0; i < 400; ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    v1::GetClusterMapRequest req;
+    req.set_cluster("bench");
+    v1::ClusterMap map;
+    up = 0;
+    if (membership->GetClusterMap(&ctx, req, &map).ok()) {
+      for (const v1::NodeInfo& n : map.nodes()) up += n.state() == v1::UP;
+    }
+    if (up == nodes) return c;
     absl::SleepFor(absl::Milliseconds(50));
   }
-  return absl::DeadlineExceededError("bench cluster did not form");
+  return absl::DeadlineExceededError(
+      absl::StrCat("bench cluster did not form: ", up, " of ", nodes, " nodes UP after 20 s"));
 }
 
 absl::Status LocalCluster::Stop() {

@@ -168,21 +168,44 @@ ClientCounters ClientImpl::counters() const {
                         counters_.lookups_without_round_trip.load(std::memory_order_relaxed)};
 }
 
-ClientImpl::ConnPtr ClientImpl::Conn(const v1::NodeInfo& node) {
-  absl::MutexLock lock(&mu_);
+ClientImpl::ConnPtr ClientImpl::ReusableConn(const v1::NodeInfo& node, bool* lost_local) {
   auto it = conns_.find(node.id());
-  bool lost_local = false;
-  if (it != conns_.end() && it->second->address() == node.address() &&
-      it->second->bulk_port() == static_cast<int>(node.bulk_port())) {
-    // A connection whose local path is lost is rebuilt, at most once a second; until then
-    // its calls go over the network.
-    lost_local = it->second->local_lost();
-    if (!lost_local || absl::Now() < it->second->created() + absl::Seconds(1)) return it->second;
+  if (it == conns_.end() || it->second->address() != node.address() ||
+      it->second->bulk_port() != static_cast<int>(node.bulk_port())) {
+    return nullptr;
   }
+  // A connection whose local path is lost is rebuilt, at most once a second; until then its
+  // calls go over the network.
+  *lost_local = it->second->local_lost();
+  if (!*lost_local || absl::Now() < it->second->created() + absl::Seconds(1)) return it->second;
+  return nullptr;
+}
+
+ClientImpl::ConnPtr ClientImpl::Conn(const v1::NodeInfo& node) {
+  bool lost_local = false;
+  {
+    absl::MutexLock lock(&mu_);
+    while (true) {
+      if (ConnPtr c = ReusableConn(node, &lost_local)) return c;
+      if (!connecting_.contains(node.id())) break;
+      // Another call is connecting to this node: wait for its connection, not build a second
+      // (each maps the node's arena and starts its threads).
+      auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !connecting_.contains(node.id());
+      };
+      mu_.Await(absl::Condition(&done));
+    }
+    connecting_.insert(node.id());
+  }
+  // Built without the lock: connecting to a node on this host waits for its hello and maps
+  // its arena, and a stalled node makes that wait the whole timeout. Under mu_, every other
+  // call of this client, to any node, waited with it.
   const bool same_host = !node.host().empty() && node.host() == hostname_;
   auto conn = std::make_shared<NodeConnection>(
       node.id(), node.address(), same_host ? node.local_socket() : "",
       static_cast<int>(node.bulk_port()), options_, lost_local);
+  absl::MutexLock lock(&mu_);
+  connecting_.erase(node.id());
   conns_[node.id()] = conn;
   return conn;
 }

@@ -8,6 +8,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "client/client.h"
@@ -52,7 +53,12 @@ class ClientImpl final : public Client {
   // Current(), after (standalone) replacing a connection that lost its local path: the
   // routing a call starts from. Cluster connections are replaced in Conn().
   Routing Route();
-  ConnPtr Conn(const v1::NodeInfo& node);
+  ConnPtr Conn(const v1::NodeInfo& node) ABSL_LOCKS_EXCLUDED(mu_);
+  // The client's connection to `node` if it can still serve (same address and bulk port, and
+  // a lost local path not yet due for a rebuild), else nullptr; `lost_local` says whether
+  // the one it has lost its local path.
+  ConnPtr ReusableConn(const v1::NodeInfo& node, bool* lost_local)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Candidate nodes for reading (all=false: write owners first then draining ones) or writing.
   std::vector<ConnPtr> Candidates(const Routing& r, const BlockKey& key, bool write);
   // Fetches the map from the controller; adopts it if newer.
@@ -90,6 +96,8 @@ class ClientImpl final : public Client {
   Routing routing_ ABSL_GUARDED_BY(mu_);
   absl::Time single_recheck_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::flat_hash_map<std::string, ConnPtr> conns_ ABSL_GUARDED_BY(mu_);  // by node id
+  // Nodes a call is connecting to right now (Conn builds connections without the lock).
+  absl::flat_hash_set<std::string> connecting_ ABSL_GUARDED_BY(mu_);
 
   struct Counters {
     std::atomic<uint64_t> get_timeouts{0}, put_drops{0}, map_refreshes{0}, retries{0},
