@@ -280,5 +280,29 @@ TEST(ClientFaultsTest, ConnectingToAStalledNodeDoesNotHoldUpCallsToOthers) {
       << "a Get from node-0 waited " << took << " for the client to connect to stalled node-1";
 }
 
+// While a node drains (here slowly, as with --migration_mbps), the blocks it has not pushed
+// yet are still readable from it, and a lookup must say so: it asked only each key's new
+// owner, and matched 1 of 60 blocks that all read back.
+TEST(ClientFaultsTest, ALookupWhileANodeDrainsFindsTheBlocksItStillHolds) {
+  auto cluster = testing::Cluster::Start({.nodes = 3, .node_flags = {"--migration_mbps=0.001"}});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto client = testing::ClusterClient(**cluster);
+  ASSERT_NE(client, nullptr);
+  constexpr int kBlocks = 60;
+  PutAll(*client, kBlocks);
+  std::vector<BlockKey> keys;
+  for (int i = 0; i < kBlocks; ++i) keys.push_back(TestKey(i));
+  ASSERT_EQ(*client->MatchPrefix(keys), static_cast<size_t>(kBlocks));
+
+  const uint64_t before = client->epoch();
+  ASSERT_TRUE((*cluster)->SetState("node-0", v1::DRAINING).ok());
+  for (int i = 0; i < 250 && client->epoch() == before; ++i) absl::SleepFor(absl::Milliseconds(20));
+  ASSERT_GT(client->epoch(), before) << "the client never saw the drain";
+  EXPECT_EQ(testing::CountReadable(*client, kBlocks), kBlocks);
+  auto matched = client->MatchPrefix(keys);
+  ASSERT_TRUE(matched.ok()) << matched.status();
+  EXPECT_EQ(*matched, static_cast<size_t>(kBlocks)) << "every block is still readable";
+}
+
 }  // namespace
 }  // namespace ems

@@ -27,6 +27,8 @@ class ClusterView {
   uint64_t epoch() const { return map_.epoch(); }
   const v1::ClusterMap& map() const { return map_; }
   int replication_factor() const { return std::max<int>(1, map_.replication_factor()); }
+  // True if some node is DRAINING: it may still hold blocks its successors do not have yet.
+  bool has_draining() const { return has_draining_; }
 
   // Nodes that should hold `key` (owner first, then replicas). Empty if no node is UP.
   std::vector<const v1::NodeInfo*> WriteOwners(const BlockKey& key) const;

@@ -86,6 +86,10 @@ class ClientImpl final : public Client {
   // every call over the network.
   void RecheckSingle();
   absl::StatusOr<size_t> MatchPrefixOnce(absl::Span<const BlockKey> keys);
+  // How many leading `keys` some node that may hold them (ReadOwners: the owners, then
+  // DRAINING nodes that owned them before) still has: one Exists round to every such node.
+  // Unreachable nodes count as not holding.
+  size_t LeadingHeldByAnyReadOwner(const Routing& r, absl::Span<const BlockKey> keys);
 
   const ClientOptions options_;
   const bool cluster_;
