@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
+#include "common/metadata.h"
 #include "controller/auth/credential_store.h"
 #include "controller/jobs/registry.h"
 #include "controller/membership.h"
@@ -82,7 +83,7 @@ class MembershipAuthTest : public ::testing::Test {
   grpc::Status Register(const std::string& cluster, const std::string& node,
                         const std::string& cd_key) {
     grpc::ClientContext ctx;
-    if (!cd_key.empty()) ctx.AddMetadata(controller::kMembershipCdKeyHeader, cd_key);
+    if (!cd_key.empty()) ctx.AddMetadata(kCdKeyHeader, cd_key);
     v1::RegisterRequest req;
     req.set_cluster(cluster);
     req.mutable_node()->set_id(node);
@@ -94,7 +95,7 @@ class MembershipAuthTest : public ::testing::Test {
   grpc::Status SetDown(const std::string& cluster, const std::string& node,
                        const std::string& cd_key) {
     grpc::ClientContext ctx;
-    if (!cd_key.empty()) ctx.AddMetadata(controller::kMembershipCdKeyHeader, cd_key);
+    if (!cd_key.empty()) ctx.AddMetadata(kCdKeyHeader, cd_key);
     v1::SetNodeStateRequest req;
     req.set_cluster(cluster);
     req.set_node_id(node);

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/metadata.h"
 
 namespace ems::controller {
 
@@ -29,7 +30,7 @@ grpc::Status MembershipService::Authorize(grpc::ServerContext* ctx,
   if (!authorize_) return grpc::Status::OK;
   std::string cd_key;
   const auto& metadata = ctx->client_metadata();
-  if (auto it = metadata.find(kMembershipCdKeyHeader); it != metadata.end()) {
+  if (auto it = metadata.find(kCdKeyHeader); it != metadata.end()) {
     cd_key.assign(it->second.data(), it->second.size());
   }
   return ToGrpcStatus(authorize_(cluster, cd_key));

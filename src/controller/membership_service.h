@@ -15,9 +15,6 @@
 
 namespace ems::controller {
 
-// The gRPC metadata a node presents its project's cdKey in (the data plane's header).
-inline constexpr char kMembershipCdKeyHeader[] = "ems-cd-key";
-
 // Decides whether a caller presenting `cd_key` ("" = none) may change the map of `cluster`:
 // OK, or the error to answer with.
 using MapChangeAuthorizer =

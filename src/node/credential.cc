@@ -8,6 +8,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/metadata.h"
 #include "node/admission.h"
 #include "spdlog/spdlog.h"
 
@@ -17,6 +18,10 @@ absl::Status Credential::Check(const std::string& node_id, absl::string_view giv
                                absl::string_view where) const {
   absl::MutexLock lock(&mu_);
   return CheckCdKey(node_id, key_, given, where);
+}
+
+void Credential::Present(grpc::ClientContext& ctx) const {
+  if (std::string key = Get(); !key.empty()) ctx.AddMetadata(kCdKeyHeader, key);
 }
 
 std::string Credential::Get() const {

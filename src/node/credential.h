@@ -4,6 +4,8 @@
 #ifndef EMS_NODE_CREDENTIAL_H_
 #define EMS_NODE_CREDENTIAL_H_
 
+#include <grpcpp/client_context.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -20,10 +22,6 @@
 
 namespace ems::node {
 
-// The gRPC metadata that carries the project's cdKey: from clients to nodes, and from nodes to
-// the controller's membership service (controller/membership_service.h).
-inline constexpr char kCdKeyHeader[] = "ems-cd-key";
-
 // Thread-safe.
 class Credential {
  public:
@@ -32,6 +30,10 @@ class Credential {
   absl::Status Check(const std::string& node_id, absl::string_view given,
                      absl::string_view where) const;
   std::string Get() const;
+  // Adds the current key to an outgoing call (kCdKeyHeader), if there is one: the node's
+  // calls to other nodes (migration) and to the controller (membership). Read at each call, so
+  // a key created after the node started is presented once its key file has it.
+  void Present(grpc::ClientContext& ctx) const;
   void Set(std::string key);
   // Changes whenever the key does: a check that passed at one generation holds until the next.
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }

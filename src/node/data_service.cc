@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/key_proto.h"
+#include "common/metadata.h"
 #include "common/status_macros.h"
 #include "node/admission.h"
 

@@ -16,7 +16,6 @@
 namespace ems::node {
 
 // Metadata keys shared with the client.
-inline constexpr char kEpochHeader[] = "ems-epoch";  // client → node, and node → client
 
 struct DataServiceOptions {
   std::string node_id;

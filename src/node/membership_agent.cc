@@ -15,11 +15,7 @@ constexpr absl::Duration kRpcDeadline = absl::Seconds(2);
 void MembershipAgent::Prepare(grpc::ClientContext& ctx) const {
   ctx.set_deadline(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(absl::ToInt64Milliseconds(kRpcDeadline)));
-  // Read at each call: a key created after the node started reaches it through its key file.
-  if (options_.credential == nullptr) return;
-  if (std::string key = options_.credential->Get(); !key.empty()) {
-    ctx.AddMetadata(kCdKeyHeader, key);
-  }
+  if (options_.credential != nullptr) options_.credential->Present(ctx);
 }
 
 MembershipAgent::MembershipAgent(MembershipAgentOptions options, MapCallback on_map)

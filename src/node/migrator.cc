@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/key_proto.h"
+#include "common/metadata.h"
 #include "node/data_service.h"
 #include "spdlog/spdlog.h"
 
@@ -175,11 +176,7 @@ void Migrator::PushPage(const ClusterView& view, const std::vector<BlockKey>& ke
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
       ctx.AddMetadata(kEpochHeader, absl::StrCat(view.epoch()));
-      if (options_.credential != nullptr) {
-        if (std::string key = options_.credential->Get(); !key.empty()) {
-          ctx.AddMetadata(kCdKeyHeader, key);
-        }
-      }
+      if (options_.credential != nullptr) options_.credential->Present(ctx);
       v1::BatchPutResponse resp;
       grpc::Status s = stub->BatchPut(&ctx, req, &resp);
       if (!s.ok()) {

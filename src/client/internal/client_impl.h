@@ -90,6 +90,10 @@ class ClientImpl final : public Client {
   // DRAINING nodes that owned them before) still has: one Exists round to every such node.
   // Unreachable nodes count as not holding.
   size_t LeadingHeldByAnyReadOwner(const Routing& r, absl::Span<const BlockKey> keys);
+  // Every node that may hold one of `keys` (its ReadOwners), with the indices of those keys:
+  // Remove and LeadingHeldByAnyReadOwner ask each node once for all of its keys.
+  std::vector<std::pair<ConnPtr, std::vector<size_t>>> ByEveryReadOwner(
+      const Routing& r, absl::Span<const BlockKey> keys);
 
   const ClientOptions options_;
   const bool cluster_;

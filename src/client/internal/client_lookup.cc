@@ -78,22 +78,30 @@ absl::StatusOr<size_t> ClientImpl::MatchPrefix(absl::Span<const BlockKey> keys) 
   return *matched + LeadingHeldByAnyReadOwner(r, keys.subspan(*matched));
 }
 
-size_t ClientImpl::LeadingHeldByAnyReadOwner(const Routing& r, absl::Span<const BlockKey> keys) {
-  using Call = RemoteCall<v1::ExistsRequest, v1::ExistsResponse>;
+std::vector<std::pair<ClientImpl::ConnPtr, std::vector<size_t>>> ClientImpl::ByEveryReadOwner(
+    const Routing& r, absl::Span<const BlockKey> keys) {
   absl::flat_hash_map<NodeConnection*, size_t> where;
-  std::vector<std::unique_ptr<Call>> calls;
+  std::vector<std::pair<ConnPtr, std::vector<size_t>>> groups;
   for (size_t i = 0; i < keys.size(); ++i) {
     for (ConnPtr& c : Candidates(r, keys[i], false)) {
-      auto [it, fresh] = where.try_emplace(c.get(), calls.size());
-      if (fresh) {
-        calls.push_back(std::make_unique<Call>());
-        calls.back()->conn = c;
-        c->Prepare(&calls.back()->ctx, 0);  // existence is advisory: no ownership check
-      }
-      Call& call = *calls[it->second];
-      call.items.push_back(i);
-      ToProto(keys[i], call.req.add_keys());
+      auto [it, fresh] = where.try_emplace(c.get(), groups.size());
+      if (fresh) groups.emplace_back(c, std::vector<size_t>{});
+      groups[it->second].second.push_back(i);
     }
+  }
+  return groups;
+}
+
+size_t ClientImpl::LeadingHeldByAnyReadOwner(const Routing& r, absl::Span<const BlockKey> keys) {
+  using Call = RemoteCall<v1::ExistsRequest, v1::ExistsResponse>;
+  std::vector<std::unique_ptr<Call>> calls;
+  for (auto& [conn, idx] : ByEveryReadOwner(r, keys)) {
+    auto call = std::make_unique<Call>();
+    call->conn = conn;
+    conn->Prepare(&call->ctx, 0);  // existence is advisory: no ownership check
+    for (size_t i : idx) ToProto(keys[i], call->req.add_keys());
+    call->items = std::move(idx);
+    calls.push_back(std::move(call));
   }
   RunParallel(calls, [](Call& c, std::function<void(grpc::Status)> done) {
     c.conn->stub()->async()->Exists(&c.ctx, &c.req, &c.resp, std::move(done));
@@ -253,18 +261,9 @@ absl::StatusOr<std::vector<bool>> ClientImpl::Exists(absl::Span<const BlockKey> 
 
 absl::StatusOr<size_t> ClientImpl::Remove(absl::Span<const BlockKey> keys) {
   Routing r = Route();
-  absl::flat_hash_map<NodeConnection*, size_t> where;
-  std::vector<std::pair<ConnPtr, std::vector<size_t>>> groups;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    for (ConnPtr& c : Candidates(r, keys[i], false)) {  // every node that may hold it
-      auto [it, fresh] = where.try_emplace(c.get(), groups.size());
-      if (fresh) groups.emplace_back(c, std::vector<size_t>{});
-      groups[it->second].second.push_back(i);
-    }
-  }
   using Call = RemoteCall<v1::RemoveRequest, v1::RemoveResponse>;
   std::vector<std::unique_ptr<Call>> calls;
-  for (auto& [conn, idx] : groups) {
+  for (auto& [conn, idx] : ByEveryReadOwner(r, keys)) {
     auto call = std::make_unique<Call>();
     call->conn = conn;
     call->items = idx;

@@ -2,13 +2,12 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/metadata.h"
 #include "spdlog/spdlog.h"
 
 namespace ems::client::internal {
 namespace {
 
-constexpr char kEpochHeader[] = "ems-epoch";
-constexpr char kCdKeyHeader[] = "ems-cd-key";
 constexpr int kMaxMessageBytes = 80 << 20;  // above the 64 MiB value limit plus framing
 
 }  // namespace
