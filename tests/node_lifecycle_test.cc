@@ -31,6 +31,26 @@ TEST(NodeLifecycleTest, StartupRefusesImpossibleSizesWithAMessage) {
   ASSERT_FALSE(node.ok()) << "a 2 PB arena must be refused";
 }
 
+// A port another node serves is refused at start-up, never shared. gRPC and httplib set
+// SO_REUSEPORT by default, so a second node given the same --listen or --metrics_port (started
+// by mistake, or by a supervisor beside a predecessor that hangs) started too: the kernel then
+// spread new connections over both, each node with its own arena, and POST /drain (the
+// DaemonSet's preStop hook) reached either of them.
+TEST(NodeLifecycleTest, APortAnotherNodeServesIsRefusedNotShared) {
+  auto first = testing::StartNode({"--huge_page_num=16"});
+  ASSERT_TRUE(first.ok()) << first.status();
+  const std::string address = (*first)->Value("LISTENING");
+  const std::string metrics = (*first)->Value("METRICS");
+  auto same_listen = testing::StartNode({"--huge_page_num=16", "--listen=" + address});
+  EXPECT_FALSE(same_listen.ok()) << "a second node also serves gRPC on " << address;
+  auto same_metrics = testing::StartNode({"--huge_page_num=16", "--metrics_port=" + metrics});
+  EXPECT_FALSE(same_metrics.ok()) << "a second node also serves metrics on port " << metrics;
+  // The first node is still the one serving both.
+  auto client = Client::Connect({.address = address});
+  ASSERT_TRUE(client.ok()) << client.status();
+  EXPECT_TRUE((*client)->Put(TestKey(1), TestValue(1, 4096)).ok());
+}
+
 // Under AddressSanitizer the node's writes into the arena touch shadow memory worth 1/8 of it,
 // which RSS counts too.
 #if defined(__SANITIZE_ADDRESS__)
