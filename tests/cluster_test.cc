@@ -230,6 +230,40 @@ TEST(ClusterTest, ExpandHandsOverEveryRangeOfANodeHoldingMoreKeysThanOnePage) {
   EXPECT_GT(held[1], static_cast<uint64_t>(kBlocks) / 4) << "the new node got its share";
 }
 
+TEST(ClusterTest, BlocksMovedToTheirNewOwnerAreNotCountedAsReads) {
+  // Gets, hits and bytes out are what clients read (Stats, /metrics). The migrator pinned each
+  // block it pushed with Pool::Get, which counted it as a client's hit and touched it as a use:
+  // after an expand, every old node reported a read of each block it handed over.
+  constexpr int kBlocks = 200;
+  auto cluster = testing::Cluster::Start({.nodes = 1});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto client = ClusterClient(**cluster);
+  ASSERT_NE(client, nullptr);
+  PutAll(*client, kBlocks);
+  auto old_node = Client::Connect({.address = (*cluster)->node(0).Value("LISTENING")});
+  ASSERT_TRUE(old_node.ok()) << old_node.status();
+  ASSERT_EQ((*old_node)->Stats()->get_count(), 0u);
+
+  ASSERT_TRUE((*cluster)->AddNode().ok());
+  ASSERT_TRUE((*cluster)->WaitForUp(2, absl::Seconds(10)));
+  auto new_node = Client::Connect({.address = (*cluster)->node(1).Value("LISTENING")});
+  ASSERT_TRUE(new_node.ok()) << new_node.status();
+  uint64_t kept = kBlocks, moved = 0;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    kept = (*old_node)->Stats()->keys();
+    moved = (*new_node)->Stats()->keys();
+    if (moved > 0 && kept + moved == kBlocks) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_GT(moved, 0u) << "nothing moved to the new node";
+  ASSERT_EQ(kept + moved, static_cast<uint64_t>(kBlocks));
+  auto stats = (*old_node)->Stats();
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->get_count(), 0u) << moved << " blocks moved; no client read any";
+  EXPECT_EQ(stats->hit_count(), 0u);
+  EXPECT_EQ(stats->bytes_out(), 0u);
+}
+
 TEST(ClusterTest, MigrationKeepsItsCopyOfABlockAnotherPutIsStillWritingThere) {
   // A put of a key that another put is still writing counts as done for a cache, but the
   // block is not stored until that writer seals it. The migrator freed its copy on that answer,

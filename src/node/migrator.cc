@@ -163,7 +163,10 @@ void Migrator::PushPage(const ClusterView& view, const std::vector<BlockKey>& ke
       uint64_t bytes = 0;
       for (; i < batch.keys.size() && bytes < options_.batch_bytes; ++i) {
         const BlockKey& key = keys[batch.keys[i]];
-        auto handle = pool_->Get(key);
+        // Pin, not Get: a copy to the block's owner is no client's read, so it is neither
+        // counted in the node's gets and hits nor kept recent for eviction (a block whose
+        // push keeps failing would stay hot here, where no client reads it).
+        auto handle = pool_->Pin(key);
         if (!handle.ok()) continue;  // evicted or removed meanwhile
         v1::PutRequest* item = req.add_items();
         ToProto(key, item->mutable_key());

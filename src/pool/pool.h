@@ -193,6 +193,10 @@ class Pool {
   // --- Reads ------------------------------------------------------------------------------
   // Pins a sealed block. NOT_FOUND on a miss (counted).
   virtual absl::StatusOr<ReadHandle> Get(const BlockKey& key) = 0;
+  // Pins a sealed block for the pool's owner, not for a reader (a migration copying it to
+  // another node): unlike Get, neither counted in gets, hits and bytes_out nor a use for the
+  // eviction policy. NOT_FOUND if absent.
+  virtual absl::StatusOr<ReadHandle> Pin(const BlockKey& key) = 0;
   // True if `key` is sealed. Counts neither hit nor miss, touches no recency.
   virtual bool Contains(const BlockKey& key) = 0;
   // Number of leading keys that are sealed; stops at the first miss. Touches no recency or

@@ -498,6 +498,29 @@ TEST_F(PoolTest, LocalReadsAreCountedAndTouchedLikeGets) {
   EXPECT_FALSE(pool->Contains(Key(1)));
 }
 
+TEST_F(PoolTest, APinIsNeitherCountedNorAUse) {
+  // The node pins blocks it copies to their owners (migration): not a reader's get.
+  auto pool = MakePool(16, "lru");
+  for (uint64_t i = 0; i < 28; ++i) ASSERT_TRUE(Put(*pool, i, kMiB).ok());
+  const PoolStats before = pool->Stats();
+  {
+    auto pin = pool->Pin(Key(0));
+    ASSERT_TRUE(pin.ok()) << pin.status();
+    EXPECT_EQ(pool->Stats().pinned_blocks, 1u);
+    EXPECT_TRUE(Verify(pin->data(), kMiB, 0));
+  }
+  EXPECT_TRUE(absl::IsNotFound(pool->Pin(Key(999)).status()));
+  const PoolStats after = pool->Stats();
+  EXPECT_EQ(after.gets, before.gets);
+  EXPECT_EQ(after.hits, before.hits);
+  EXPECT_EQ(after.misses, before.misses);
+  EXPECT_EQ(after.bytes_out, before.bytes_out);
+  EXPECT_EQ(after.pinned_blocks, 0u);
+  for (uint64_t i = 100; i < 104; ++i) ASSERT_TRUE(Put(*pool, i, kMiB).ok());
+  ASSERT_GT(pool->Stats().evictions, 0u);
+  EXPECT_FALSE(pool->Contains(Key(0))) << "pinned, not used: still the least recent";
+}
+
 TEST_F(PoolTest, KeysListsSealedBlocks) {
   auto pool = MakePool();
   for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(Put(*pool, i, 4096).ok());

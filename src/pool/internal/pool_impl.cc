@@ -187,8 +187,9 @@ Chunk* PoolImpl::AllocateSpace(uint64_t bytes) {
 // --- Reads -----------------------------------------------------------------------------------
 
 absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::DoAcquireRead(const BlockKey& key,
-                                                                      absl::Duration ttl) {
-  counters_.gets.fetch_add(1, std::memory_order_relaxed);
+                                                                      absl::Duration ttl,
+                                                                      bool use) {
+  if (use) counters_.gets.fetch_add(1, std::memory_order_relaxed);
   const int64_t ns = NamespaceId(key.ns, false);
   Block* b = nullptr;
   if (ns >= 0) {
@@ -198,13 +199,15 @@ absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::DoAcquireRead(const Bloc
     });
   }
   if (b == nullptr) {
-    counters_.misses.fetch_add(1, std::memory_order_relaxed);
+    if (use) counters_.misses.fetch_add(1, std::memory_order_relaxed);
     return absl::NotFoundError(absl::StrCat("key ", key.ToString(), " not found"));
   }
-  counters_.hits.fetch_add(1, std::memory_order_relaxed);
   counters_.pinned.fetch_add(1, std::memory_order_relaxed);
-  counters_.bytes_out.fetch_add(b->size, std::memory_order_relaxed);
-  Touch({b->id});
+  if (use) {
+    counters_.hits.fetch_add(1, std::memory_order_relaxed);
+    counters_.bytes_out.fetch_add(b->size, std::memory_order_relaxed);
+    Touch({b->id});
+  }
   // Read before the lease is visible: once it is, the sweeper may end it, and a block removed
   // meanwhile is freed with its last pin.
   const BlockInfo info = InfoOf(b);
@@ -213,14 +216,19 @@ absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::DoAcquireRead(const Bloc
 }
 
 absl::StatusOr<ReadHandle> PoolImpl::Get(const BlockKey& key) {
-  EMS_ASSIGN_OR_RETURN(auto grant, DoAcquireRead(key, absl::InfiniteDuration()));
+  EMS_ASSIGN_OR_RETURN(auto grant, DoAcquireRead(key, absl::InfiniteDuration(), /*use=*/true));
+  return ReadHandle(this, grant.first, arena_->base() + grant.second.offset, grant.second);
+}
+
+absl::StatusOr<ReadHandle> PoolImpl::Pin(const BlockKey& key) {
+  EMS_ASSIGN_OR_RETURN(auto grant, DoAcquireRead(key, absl::InfiniteDuration(), /*use=*/false));
   return ReadHandle(this, grant.first, arena_->base() + grant.second.offset, grant.second);
 }
 
 absl::StatusOr<std::pair<LeaseId, BlockInfo>> PoolImpl::AcquireRead(const BlockKey& key,
                                                                     absl::Duration ttl) {
   if (ttl <= absl::ZeroDuration()) ttl = options_.default_lease;
-  return DoAcquireRead(key, ttl);
+  return DoAcquireRead(key, ttl, /*use=*/true);
 }
 
 void PoolImpl::Touch(const std::vector<uint64_t>& ids) {

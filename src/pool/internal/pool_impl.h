@@ -61,6 +61,7 @@ class PoolImpl final : public Pool {
                                        const BlockKey* parent) override;
   absl::Status Seal(WriteHandle handle, uint64_t expected_checksum) override;
   absl::StatusOr<ReadHandle> Get(const BlockKey& key) override;
+  absl::StatusOr<ReadHandle> Pin(const BlockKey& key) override;
   bool Contains(const BlockKey& key) override;
   size_t MatchPrefix(absl::Span<const BlockKey> keys) override;
   absl::Status Remove(const BlockKey& key) override;
@@ -115,8 +116,9 @@ class PoolImpl final : public Pool {
   absl::StatusOr<std::pair<LeaseId, BlockInfo>> DoAllocate(const BlockKey& key, uint64_t size,
                                                            const BlockKey* parent,
                                                            absl::Duration ttl);
+  // `use`: a reader's access, counted and touched (Get); false for the owner's own (Pin).
   absl::StatusOr<std::pair<LeaseId, BlockInfo>> DoAcquireRead(const BlockKey& key,
-                                                              absl::Duration ttl);
+                                                              absl::Duration ttl, bool use);
   // Validates `size` for a value of `what` (a key, or "a blank").
   absl::Status ValidateSize(uint64_t size, absl::string_view what) const;
   // Names `b` (a new block or a blank) `key` and enters it in the index as kWriting.
