@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
@@ -70,6 +71,10 @@ void Stop(testing::Process& p) {
 // 1. The shared-memory path has no deadline: a stalled node hangs a Put forever.
 TEST(ClientFaultsTest, LocalPutToAStalledNodeReturnsWithinTheTimeout) {
   const std::string socket = TempSocket("stall");
+  absl::Cleanup remove_socket = [&] {
+    std::error_code ignored;
+    std::filesystem::remove(socket, ignored);
+  };
   auto node = testing::StartNode({"--huge_page_num=32", "--local_socket=" + socket});
   ASSERT_TRUE(node.ok()) << node.status();
   auto client = Client::Connect({.address = (*node)->Value("LISTENING"),

@@ -39,6 +39,12 @@ class LocalPathTest : public ::testing::Test {
     remote_ = *std::move(remote);
   }
 
+  // The node is SIGKILLed when the test ends, so it never removes its socket itself.
+  void TearDown() override {
+    std::error_code ignored;
+    std::filesystem::remove(socket_, ignored);
+  }
+
   v1::StatsResponse Stats() { return *remote_->Stats(); }
 
   // Waits (bounded) until `pred` holds for the node's stats.
@@ -202,6 +208,33 @@ TEST_F(LocalPathTest, ADeadNodesDirectoryIsNeverTrusted) {
   auto got = (*local)->Get(TestKey(60), absl::MakeSpan(out));
   EXPECT_TRUE(absl::IsUnavailable(got.status())) << got.status();
   EXPECT_FALSE((*local)->MatchPrefix({TestKey(60)}).ok());
+}
+
+TEST_F(LocalPathTest, ASocketAnotherNodeServesIsNeitherTakenOverNorRemoved) {
+  // Start unlinked whatever was at the path, so a second node given this socket took it over
+  // (new local clients reached its arena, not this node's), and a node that stopped unlinked
+  // the path even when another node served it by then, whose local clients could no longer
+  // connect at all.
+  auto second = testing::StartNode({"--huge_page_num=16", "--local_socket=" + socket_});
+  EXPECT_FALSE(second.ok()) << "a second node took over the socket " << socket_;
+  {
+    auto local = client::LocalChannel::Connect({socket_, /*verify_checksums=*/true});
+    ASSERT_TRUE(local.ok()) << local.status();
+    EXPECT_EQ((*local)->arena_bytes(), 64u << 20) << "the socket leads to another node's arena";
+  }
+  // A successor that serves the path before this node is gone (here: the path was moved
+  // aside) keeps it when this node stops.
+  if (second.ok()) second->reset();  // SIGKILL: its socket file stays behind
+  const std::string aside = socket_ + ".old";
+  ASSERT_EQ(rename(socket_.c_str(), aside.c_str()), 0);
+  auto successor = testing::StartNode({"--huge_page_num=16", "--local_socket=" + socket_});
+  ASSERT_TRUE(successor.ok()) << successor.status();
+  ASSERT_TRUE(node_->Signal(SIGTERM));
+  EXPECT_EQ(node_->Wait(), 0);
+  unlink(aside.c_str());
+  auto local = client::LocalChannel::Connect({socket_, /*verify_checksums=*/true});
+  ASSERT_TRUE(local.ok()) << "the stopped node removed its successor's socket: " << local.status();
+  EXPECT_EQ((*local)->arena_bytes(), 32u << 20);
 }
 
 TEST_F(LocalPathTest, ClientUsesTheLocalSocketWhenGivenOne) {

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/synchronization/notification.h"
 #include "client/client.h"
@@ -42,8 +43,12 @@ class NodeBadInputTest : public ::testing::Test {
     keeper_ = TestValue(1, 100000);
     ASSERT_TRUE(client_->Put(TestKey(1), keeper_).ok());
   }
-
   void TearDown() override {
+    // The node is SIGKILLed when the test ends, so it never removes its socket itself.
+    absl::Cleanup remove_socket = [this] {
+      std::error_code ignored;
+      std::filesystem::remove(socket_, ignored);
+    };
     // The node is alive and the keeper block is intact.
     std::vector<uint8_t> out(keeper_.size());
     auto n = client_->Get(TestKey(1), absl::MakeSpan(out));

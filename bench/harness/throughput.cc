@@ -3,14 +3,17 @@
 #include <hiredis/hiredis.h>
 #include <libmemcached/memcached.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <latch>
 #include <memory>
 #include <optional>
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -370,7 +373,17 @@ int RunThroughput(int, char**) {
   std::vector<std::string> json;
   int bad = 0, case_id = 0;
   char sock_template[] = "/tmp/ems-tput-XXXXXX";
-  const std::string sock_dir = mkdtemp(sock_template);
+  if (mkdtemp(sock_template) == nullptr) {
+    std::fprintf(stderr, "throughput: cannot make a socket directory in /tmp: %s\n",
+                 std::strerror(errno));
+    return 1;
+  }
+  const std::string sock_dir = sock_template;
+  // Whatever way this returns: the nodes it started are killed, so their sockets stay behind.
+  absl::Cleanup remove_sock_dir = [&sock_dir] {
+    std::error_code ignored;
+    std::filesystem::remove_all(sock_dir, ignored);
+  };
   std::vector<std::string> names;
   for (absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_targets), ',')) {
     names.emplace_back(name);
@@ -441,7 +454,6 @@ int RunThroughput(int, char**) {
       }
     }
   }
-  rmdir(sock_dir.c_str());
   if (absl::GetFlag(FLAGS_json)) {
     for (const std::string& line : json) std::printf("%s\n", line.c_str());
   }

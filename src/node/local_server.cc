@@ -1,6 +1,7 @@
 #include "node/local_server.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -83,10 +84,23 @@ bool SendResponse(int fd, const v1::LocalResponse& resp, const std::vector<int>&
   return sendmsg(fd, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(buf.size());
 }
 
+// Whether a live server takes connections on `addr`. A socket left by a process that exited
+// refuses them; one that is frozen still queues them (or its queue is full: EAGAIN), and one
+// of another socket type is someone else's.
+bool Served(const sockaddr_un& addr) {
+  const int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const bool served = connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0 ||
+                      errno == EAGAIN || errno == EPROTOTYPE;
+  close(fd);
+  return served;
+}
+
 }  // namespace
 
-LocalServer::LocalServer(pool::Pool* pool, LocalServerOptions options)
-    : pool_(pool), options_(std::move(options)) {}
+LocalServer::LocalServer(pool::Pool* pool, LocalServerOptions options, dev_t socket_dev,
+                         ino_t socket_ino)
+    : pool_(pool), options_(std::move(options)), socket_dev_(socket_dev), socket_ino_(socket_ino) {}
 
 absl::StatusOr<std::unique_ptr<LocalServer>> LocalServer::Start(pool::Pool* pool,
                                                                 LocalServerOptions options) {
@@ -98,16 +112,25 @@ absl::StatusOr<std::unique_ptr<LocalServer>> LocalServer::Start(pool::Pool* pool
                                                    options.socket_path, "'"));
   }
   std::memcpy(addr.sun_path, options.socket_path.c_str(), options.socket_path.size());
+  // Only a stale socket of a previous run is replaced: unlinking one that a running node
+  // serves took its local clients over to this node's arena, and left it serving nothing.
+  if (Served(addr)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("local socket ", options.socket_path, " is served by a running process"));
+  }
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
-  unlink(options.socket_path.c_str());  // a stale socket of a previous run
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 64) != 0) {
+  unlink(options.socket_path.c_str());
+  struct stat st {};
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 64) != 0 ||
+      stat(options.socket_path.c_str(), &st) != 0) {
     absl::Status s = absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.socket_path, ": ", std::strerror(errno)));
     close(fd);
     return s;
   }
-  std::unique_ptr<LocalServer> server(new LocalServer(pool, std::move(options)));
+  std::unique_ptr<LocalServer> server(
+      new LocalServer(pool, std::move(options), st.st_dev, st.st_ino));
   LocalServer* raw = server.get();
   server->threads_ = std::make_unique<internal::ConnectionThreads>(
       fd, raw->options_.max_connections, "local path", [raw](int conn) { raw->Serve(conn); });
@@ -117,7 +140,13 @@ absl::StatusOr<std::unique_ptr<LocalServer>> LocalServer::Start(pool::Pool* pool
 
 LocalServer::~LocalServer() {
   threads_.reset();  // ends every connection, and with it every lease it held
-  unlink(options_.socket_path.c_str());
+  // A successor may have bound the path meanwhile (a replacement started while this node
+  // finished its calls): its socket is not ours to remove.
+  struct stat st {};
+  if (stat(options_.socket_path.c_str(), &st) == 0 && st.st_dev == socket_dev_ &&
+      st.st_ino == socket_ino_) {
+    unlink(options_.socket_path.c_str());
+  }
 }
 
 void LocalServer::Record(const v1::LocalReadReport& report) {

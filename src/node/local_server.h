@@ -4,6 +4,8 @@
 #ifndef EMS_NODE_LOCAL_SERVER_H_
 #define EMS_NODE_LOCAL_SERVER_H_
 
+#include <sys/types.h>
+
 #include <memory>
 #include <string>
 
@@ -35,13 +37,15 @@ class LocalServer {
   // `pool` is not owned and must outlive the server.
   static absl::StatusOr<std::unique_ptr<LocalServer>> Start(pool::Pool* pool,
                                                             LocalServerOptions options);
-  ~LocalServer();  // closes the socket, ends every connection (and its leases), joins threads
+  // Closes the socket, ends every connection (and its leases), joins threads, and removes the
+  // socket's path if it still names this server's socket.
+  ~LocalServer();
 
   int connections() const { return threads_->connections(); }
   const std::string& socket_path() const { return options_.socket_path; }
 
  private:
-  LocalServer(pool::Pool* pool, LocalServerOptions options);
+  LocalServer(pool::Pool* pool, LocalServerOptions options, dev_t socket_dev, ino_t socket_ino);
   void Serve(int fd);
   // Applies a client's report of reads it made through the block directory.
   void Record(const v1::LocalReadReport& report);
@@ -52,6 +56,9 @@ class LocalServer {
 
   pool::Pool* const pool_;
   const LocalServerOptions options_;
+  // The socket file this server bound: another node may serve the path by the time it stops.
+  const dev_t socket_dev_;
+  const ino_t socket_ino_;
   std::unique_ptr<internal::ConnectionThreads> threads_;
 };
 
