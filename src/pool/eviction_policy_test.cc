@@ -109,6 +109,30 @@ TEST(EvictionPolicyTest, PrefixKeepsASharedRootWhileItHasChildren) {
   EXPECT_EQ(p->Evict([](uint64_t id) { return id == 7; }), 7u);
 }
 
+// Leaves Evict passes over (pinned) keep their place: once they can go, they go first.
+TEST(EvictionPolicyTest, PrefixLeavesPassedOverKeepTheirPlace) {
+  auto p = *MakeEvictionPolicy("prefix");
+  for (uint64_t id = 1; id <= 8; ++id) p->OnInsert(id, 0);
+  EXPECT_EQ(p->Evict([](uint64_t id) { return id > 3; }), 4u);
+  for (uint64_t want : {1u, 2u, 3u, 5u, 6u, 7u, 8u}) EXPECT_EQ(p->Evict(Any), want);
+  EXPECT_EQ(p->Evict(Any), std::nullopt);
+}
+
+// A parent removed by its owner and stored again is another block: the old one's children
+// do not count against the new one's. Before, they were matched by id, so evicting an old
+// child made the new parent a leaf while its own child was still cached, and it went first.
+TEST(EvictionPolicyTest, PrefixChildrenOfARemovedParentAreNotTheNewOnes) {
+  auto p = *MakeEvictionPolicy("prefix");
+  p->OnInsert(1, 0);
+  p->OnInsert(2, 1);
+  p->OnErase(1);  // removed by its owner while 2 is cached
+  p->OnInsert(1, 0);
+  p->OnInsert(3, 1);
+  EXPECT_EQ(p->Evict([](uint64_t id) { return id == 2; }), 2u);
+  EXPECT_EQ(p->Evict(Any), 3u) << "1 still has a cached child";
+  EXPECT_EQ(p->Evict(Any), 1u);
+}
+
 TEST(EvictionPolicyTest, PrefixGhostHitReadmitsABlockAheadOfNewOnes) {
   auto p = *MakeEvictionPolicy("prefix");
   for (uint64_t id = 1; id <= 4; ++id) p->OnInsert(id, 0);

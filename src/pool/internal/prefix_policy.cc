@@ -47,7 +47,7 @@ PrefixPolicy::~PrefixPolicy() = default;
 // leaf-first LRU; the third keeps hit blocks through four caches' worth of new ones.
 uint64_t PrefixPolicy::Priority(const Node& n) const {
   const Tuning& t = tunings_[current_];
-  const uint64_t size = nodes_.size();
+  const uint64_t size = tracked_;
   uint64_t p = n.tick + size;  // keeps the subtraction below from wrapping
   if (n.cold) p -= static_cast<uint64_t>(size * std::clamp(t.cold, 0.0, 1.0));
   if (n.hit) p += static_cast<uint64_t>(size * std::max(t.hit, 0.0));
@@ -55,8 +55,12 @@ uint64_t PrefixPolicy::Priority(const Node& n) const {
 }
 
 void PrefixPolicy::ShadowUse(uint64_t id, uint64_t parent) {
+  // The lookups below are cache misses at large sizes; start them all at once.
+  for (auto& s : shadows_) s->policy.slot_of_.prefetch(id);
   for (auto& s : shadows_) {
-    const bool had = s->policy.nodes_.contains(id);
+    PrefixPolicy& shadow = s->policy;
+    const Slot slot = shadow.Find(id);
+    const bool had = slot != kNone && shadow.slots_[slot].state == State::kTracked;
     // A prefix hit needs the parent to have been one. Only a parent used just before on this
     // policy is known to have missed; on a node most parents live on other nodes.
     const bool hit = had && (parent == 0 || parent != s->last_id || s->last_hit);
@@ -64,12 +68,12 @@ void PrefixPolicy::ShadowUse(uint64_t id, uint64_t parent) {
     s->last_id = id;
     s->last_hit = hit;
     if (had) {
-      s->policy.OnAccess(id);
+      shadow.Touch(slot);
     } else {
-      s->policy.OnInsert(id, parent);
+      shadow.Insert(id, parent);
     }
   }
-  if (++window_uses_ < std::max<uint64_t>(kMinWindow, kWindowCaches * nodes_.size())) return;
+  if (++window_uses_ < std::max<uint64_t>(kMinWindow, kWindowCaches * tracked_)) return;
   window_uses_ = 0;
   size_t best = current_;
   for (size_t k = 0; k < shadows_.size(); ++k) {
@@ -82,137 +86,219 @@ void PrefixPolicy::ShadowUse(uint64_t id, uint64_t parent) {
 void PrefixPolicy::ShadowShrink() {
   auto always = [](uint64_t) { return true; };
   for (auto& s : shadows_) {
-    while (s->policy.size() > nodes_.size() && s->policy.Evict(always)) {
+    while (s->policy.size() > tracked_ && s->policy.Evict(always)) {
     }
   }
 }
 
 void PrefixPolicy::Retune(size_t k) {
   current_ = k;
-  leaves_.clear();
-  for (auto& [id, n] : nodes_) {
-    n.priority = Priority(n);
-    if (n.children == 0) leaves_.insert({n.priority, id});
+  for (Node& n : slots_) {
+    if (n.state == State::kTracked) n.priority = Priority(n);
   }
+  RebuildLeaves();
+}
+
+PrefixPolicy::Slot PrefixPolicy::Find(uint64_t id) const {
+  auto it = slot_of_.find(id);
+  return it == slot_of_.end() ? kNone : it->second;
+}
+
+bool PrefixPolicy::Use(uint64_t id, uint64_t parent) {
+  const Slot s = Find(id);
+  if (s != kNone && slots_[s].state == State::kTracked) {
+    Touch(s);
+    return true;
+  }
+  Insert(id, parent);
+  return false;
 }
 
 void PrefixPolicy::OnInsert(uint64_t id, uint64_t parent) {
   if (!shadows_.empty()) ShadowUse(id, parent);
-  if (nodes_.contains(id)) {
-    Touch(id);
-  } else {
-    Insert(id, parent);
-  }
+  Use(id, parent);
   ShadowShrink();
 }
 
 void PrefixPolicy::OnAccess(uint64_t id) {
-  auto it = nodes_.find(id);
-  if (it == nodes_.end()) return;
-  if (!shadows_.empty()) ShadowUse(id, it->second.parent);
-  Touch(id);
+  const Slot s = Find(id);
+  if (s == kNone || slots_[s].state != State::kTracked) return;
+  if (!shadows_.empty()) ShadowUse(id, slots_[s].parent);
+  Touch(s);
   ShadowShrink();
 }
 
 void PrefixPolicy::Insert(uint64_t id, uint64_t parent) {
-  Node node;
-  node.tick = ++clock_;
-  if (TakeGhost(id)) {
-    node.cold = false;
-    node.hit = true;
+  Slot s = Find(id);
+  const bool ghost = s != kNone;  // not tracked (the caller checked), so a ghost
+  if (ghost) {
+    --ghosts_;  // its entry in ghost_order_ goes stale
+  } else if (!free_slots_.empty()) {
+    s = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    s = static_cast<Slot>(slots_.size());
+    slots_.emplace_back();
   }
-  auto p = parent != 0 ? nodes_.find(parent) : nodes_.end();
-  if (p != nodes_.end()) {
+  if (!ghost) slot_of_.emplace(id, s);
+  Node& node = slots_[s];
+  node.id = id;
+  node.parent = 0;
+  node.parent_slot = kNone;
+  node.children = 0;
+  node.tick = ++clock_;
+  node.state = State::kTracked;
+  node.cold = !ghost;
+  node.hit = ghost;
+  const Slot ps = parent != 0 ? Find(parent) : kNone;
+  if (ps != kNone && slots_[ps].state == State::kTracked) {
+    Node& pn = slots_[ps];
     node.parent = parent;
-    Node& pn = p->second;
-    if (pn.children++ == 0) leaves_.erase({pn.priority, parent});
+    node.parent_slot = ps;
+    node.parent_gen = pn.gen;
+    ++pn.children;  // its leaf entry, if any, is stale now
     pn.cold = false;
   }
   node.priority = Priority(node);
-  nodes_.emplace(id, node);
-  leaves_.insert({node.priority, id});
-  max_size_ = std::max(max_size_, nodes_.size());
+  ++tracked_;
+  PushLeaf(s);
+  max_size_ = std::max(max_size_, tracked_);
 }
 
-void PrefixPolicy::Touch(uint64_t id) {
-  Node& n = nodes_.find(id)->second;
-  if (n.children == 0) leaves_.erase({n.priority, id});
+void PrefixPolicy::Touch(Slot s) {
+  Node& n = slots_[s];
   n.tick = ++clock_;
   n.cold = false;
   n.hit = true;
   n.priority = Priority(n);
-  if (n.children == 0) leaves_.insert({n.priority, id});
+  if (n.children == 0) PushLeaf(s);
 }
 
-void PrefixPolicy::Forget(uint64_t id) {
-  auto it = nodes_.find(id);
-  if (it == nodes_.end()) return;
-  const Node n = it->second;
-  if (n.children == 0) leaves_.erase({n.priority, id});
-  nodes_.erase(it);
-  if (n.parent == 0) return;
-  // Children of a block removed by its owner keep a stale parent id: check it is still
-  // tracked before touching it.
-  auto p = nodes_.find(n.parent);
-  if (p != nodes_.end() && p->second.children > 0 && --p->second.children == 0) {
-    leaves_.insert({p->second.priority, n.parent});  // a leaf again
+void PrefixPolicy::Untrack(Slot s) {
+  Node& n = slots_[s];
+  n.state = State::kFree;
+  --tracked_;
+  if (n.parent_slot == kNone) return;
+  // The parent may have gone (removed by its owner) and its slot been reused since: the
+  // generation tells.
+  Node& p = slots_[n.parent_slot];
+  if (p.state == State::kTracked && p.gen == n.parent_gen && p.children > 0 && --p.children == 0) {
+    PushLeaf(n.parent_slot);  // a leaf again
   }
+}
+
+void PrefixPolicy::Free(Slot s) {
+  Node& n = slots_[s];
+  slot_of_.erase(n.id);
+  n.state = State::kFree;
+  ++n.gen;
+  free_slots_.push_back(s);
 }
 
 void PrefixPolicy::OnErase(uint64_t id) {
-  if (!nodes_.contains(id)) return;  // not ours (EvictionPolicy): not the shadows' either
-  Forget(id);
-  for (auto& s : shadows_) s->policy.OnErase(id);
+  const Slot s = Find(id);
+  // Not ours (EvictionPolicy): not the shadows' either.
+  if (s == kNone || slots_[s].state != State::kTracked) return;
+  Untrack(s);
+  Free(s);
+  for (auto& sh : shadows_) sh->policy.OnErase(id);
 }
 
-void PrefixPolicy::EvictTracked(uint64_t id) {
-  Forget(id);
-  ghost_order_.push_back({id, ++ghost_seq_});
-  ghosts_[id] = ghost_seq_;
+void PrefixPolicy::EvictTracked(Slot s) {
+  Untrack(s);
+  Node& n = slots_[s];
+  n.state = State::kGhost;
+  ++n.gen;  // its children's links are stale even if it comes back
+  n.priority = ++ghost_seq_;
+  ghost_order_.push_back({n.id, s, ghost_seq_});
+  ++ghosts_;
   const size_t cap = kGhostsPerBlock * max_size_;
-  while (ghosts_.size() > cap) {  // forget the oldest live ghosts
+  auto live = [this](const GhostEntry& e) {
+    return slots_[e.slot].state == State::kGhost && slots_[e.slot].priority == e.seq;
+  };
+  while (ghosts_ > cap) {  // forget the oldest live ghosts
     const GhostEntry e = ghost_order_.front();
     ghost_order_.pop_front();
-    if (auto g = ghosts_.find(e.id); g != ghosts_.end() && g->second == e.seq) ghosts_.erase(g);
+    if (live(e)) {
+      --ghosts_;
+      Free(e.slot);
+    }
   }
   // Stale entries leave only when they reach the front; if ids keep coming back they could
   // pile up, so drop them all once they are as many as the live ones.
-  if (ghost_order_.size() > 2 * ghosts_.size() + 64) {
-    std::erase_if(ghost_order_, [this](const GhostEntry& e) {
-      auto g = ghosts_.find(e.id);
-      return g == ghosts_.end() || g->second != e.seq;
-    });
+  if (ghost_order_.size() > 2 * ghosts_ + 64) {
+    std::erase_if(ghost_order_, [&](const GhostEntry& e) { return !live(e); });
   }
-}
-
-bool PrefixPolicy::TakeGhost(uint64_t id) {
-  auto g = ghosts_.find(id);
-  if (g == ghosts_.end()) return false;
-  ghosts_.erase(g);  // its entry in ghost_order_ goes stale
-  return true;
+  // A full ghost list forgets its oldest ghost at the next eviction: fetch what that will
+  // touch now (cache misses at large sizes), while the other policies do their work.
+  if (!ghost_order_.empty()) {
+    const GhostEntry& next = ghost_order_.front();
+    __builtin_prefetch(&slots_[next.slot]);
+    slot_of_.prefetch(next.id);
+  }
 }
 
 std::optional<uint64_t> PrefixPolicy::Evict(absl::FunctionRef<bool(uint64_t)> can_evict) {
-  for (const auto& leaf : leaves_) {
-    const uint64_t id = leaf.second;  // a copy: Forget erases the set entry
-    if (can_evict(id)) {
-      EvictTracked(id);
-      ShadowShrink();
-      return id;
+  // Leaves in order; the ones that cannot go now (pinned) are set aside and put back.
+  std::optional<uint64_t> victim;
+  while (!heap_.empty()) {
+    const Leaf top = heap_.front();
+    std::pop_heap(heap_.begin(), heap_.end(), After());
+    heap_.pop_back();
+    if (!Current(top)) continue;
+    if (can_evict(top.id)) {
+      victim = top.id;
+      EvictTracked(top.slot);
+      break;
     }
+    skipped_.push_back(top);
   }
-  // Every leaf is pinned: take the least recent evictable block of any kind.
-  uint64_t best = 0, best_tick = UINT64_MAX;
-  for (const auto& [id, n] : nodes_) {
-    if (n.tick < best_tick && can_evict(id)) {
-      best = id;
-      best_tick = n.tick;
+  for (const Leaf& l : skipped_) {
+    heap_.push_back(l);
+    std::push_heap(heap_.begin(), heap_.end(), After());
+  }
+  skipped_.clear();
+  if (!victim) {
+    // Every leaf is pinned: take the least recent evictable block of any kind.
+    Slot best = kNone;
+    uint64_t best_tick = UINT64_MAX;
+    for (Slot s = 0; s < slots_.size(); ++s) {
+      const Node& n = slots_[s];
+      if (n.state == State::kTracked && n.tick < best_tick && can_evict(n.id)) {
+        best = s;
+        best_tick = n.tick;
+      }
     }
+    if (best == kNone) return std::nullopt;
+    victim = slots_[best].id;
+    EvictTracked(best);
   }
-  if (best == 0) return std::nullopt;
-  EvictTracked(best);
   ShadowShrink();
-  return best;
+  return victim;
+}
+
+bool PrefixPolicy::Current(const Leaf& leaf) const {
+  const Node& n = slots_[leaf.slot];
+  return n.state == State::kTracked && n.id == leaf.id && n.children == 0 &&
+         n.priority == leaf.priority;
+}
+
+void PrefixPolicy::PushLeaf(Slot s) {
+  const Node& n = slots_[s];
+  heap_.push_back({n.priority, n.id, s});
+  std::push_heap(heap_.begin(), heap_.end(), After());
+  // Stale entries are dropped when they reach the top; if they pile up faster (blocks
+  // touched again and again while others are evicted), start afresh.
+  if (heap_.size() > 2 * tracked_ + 1024) RebuildLeaves();
+}
+
+void PrefixPolicy::RebuildLeaves() {
+  heap_.clear();
+  for (Slot s = 0; s < slots_.size(); ++s) {
+    const Node& n = slots_[s];
+    if (n.state == State::kTracked && n.children == 0) heap_.push_back({n.priority, n.id, s});
+  }
+  std::make_heap(heap_.begin(), heap_.end(), After());
 }
 
 }  // namespace ems::pool::internal
