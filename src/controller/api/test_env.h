@@ -45,6 +45,8 @@ class ControlPlaneTest : public ::testing::Test {
                                         .ready_timeout = absl::Seconds(30),
                                         .drain_timeout = absl::Seconds(30),
                                         .resync_interval = absl::Milliseconds(20)};
+  // Set before Start(); `.clock = &clock_` lets a test decide when nodes fall silent.
+  MembershipOptions membership_options_;
 
   void Start() {
     auto store = StateStore::Open((dir_ / "controller.db").string());
@@ -53,8 +55,7 @@ class ControlPlaneTest : public ::testing::Test {
     auto registry = Registry::Load(store_.get(), &clock_);
     ASSERT_TRUE(registry.ok()) << registry.status();
     registry_ = *std::move(registry);
-    MembershipOptions mopts;
-    auto membership = Membership::Create(store_.get(), mopts);
+    auto membership = Membership::Create(store_.get(), membership_options_);
     ASSERT_TRUE(membership.ok()) << membership.status();
     membership_ = *std::move(membership);
     tokens_ = std::make_unique<TokenStore>(store_.get(), &clock_);

@@ -56,6 +56,8 @@ class Reconciler {
   absl::Status StopAndForget(const Cluster& c, const std::vector<std::string>& names);
   // Drains and stops the nodes expand `job` started (not in the cluster's list yet).
   absl::Status UndoExpand(const Job& job);
+  // Puts the nodes of a cancelled shrink back in the ring (UP, or restarted if they left).
+  absl::Status UndoShrink(const Cluster& c, const std::vector<std::string>& names);
   // Undoes a cancelled expand/shrink and marks the job STOPPED.
   void RollBack(const Job& job);
   void Finish(const Job& job, const absl::Status& status);

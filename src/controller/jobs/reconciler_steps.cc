@@ -2,6 +2,7 @@
 // resync pass.
 #include <algorithm>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "controller/api/errors.h"
@@ -131,16 +132,43 @@ absl::Status Reconciler::UndoExpand(const Job& job) {
   return undo;
 }
 
+absl::Status Reconciler::UndoShrink(const Cluster& c, const std::vector<std::string>& names) {
+  // A node that finished its drain reported itself DOWN, and its agent stopped heartbeating
+  // for good (it rejoins only as a new process). Marking it UP would see it fall silent and go
+  // DOWN while its process lives on, which resync never restarts: restart it instead.
+  absl::flat_hash_set<std::string> gone;
+  if (auto map = membership_->GetMap(c.id); map.ok()) {
+    for (const v1::NodeInfo& n : map->nodes()) {
+      if (n.state() == v1::DOWN && n.leaving()) gone.insert(n.id());
+    }
+  }
+  std::vector<std::string> left;
+  absl::Status undo;
+  for (const std::string& name : names) {
+    if (gone.contains(name)) {
+      left.push_back(name);
+      continue;
+    }
+    auto back = membership_->SetNodeState(c.id, name, v1::UP);
+    if (!back.ok() && !absl::IsNotFound(back.status())) undo = back.status();
+  }
+  // A delete overtook the shrink: its job stops every node anyway.
+  if (left.empty() || c.status == kDeleting) return undo;
+  spdlog::info("cluster {}: restarting {}, which drained before the shrink was cancelled", c.id,
+               absl::StrJoin(left, ","));
+  // Out of the map while no process serves it; the new process registers UP, arena empty.
+  absl::Status restart = StopAndForget(c, left);
+  if (restart.ok()) restart = backend_->StartNodes(c, left);
+  return undo.ok() ? restart : undo;
+}
+
 void Reconciler::RollBack(const Job& job) {
   auto c = registry_->GetClusterById(job.cluster_id);
   absl::Status undo;
   if (c.ok() && job.kind == JobKind::kExpand) {
     undo = UndoExpand(job);
   } else if (c.ok() && job.kind == JobKind::kShrink && membership_ != nullptr) {
-    for (const std::string& name : job.node_names) {
-      auto back = membership_->SetNodeState(job.cluster_id, name, v1::UP);
-      if (!back.ok() && !absl::IsNotFound(back.status())) undo = back.status();
-    }
+    undo = UndoShrink(*c, job.node_names);
   }
   if (!undo.ok()) spdlog::error("job {}: undo after cancel: {}", job.id, undo.ToString());
   const absl::Time now = registry_->clock()->Now();

@@ -107,6 +107,51 @@ TEST_F(ReconcilerTest, CancelDuringDrainPutsTheNodeBackUp) {
             std::string::npos);
 }
 
+// A shrink of two nodes is cancelled after one of them has drained: that node reported
+// itself DOWN and its agent stopped heartbeating (it stays out of the map until its process
+// restarts). The rollback put it back UP in the map; it then went silent, was marked DOWN,
+// and, its process still alive, no resync ever restarted it: the cluster stayed a node short.
+TEST_F(ReconcilerTest, CancelAfterANodeDrainedBringsThatNodeBack) {
+  StopAll();
+  membership_options_.clock = &clock_;  // the test decides when nodes fall silent
+  Start();
+  token_ = Token("proj-a");
+  Reply r = Call("POST", "/v1/clusters", token_, CreateBody("alpha", 5));
+  ASSERT_EQ(r.status, 202) << r.raw;
+  const std::string id = r.body["cluster_id"];
+  for (int i = 0; i < 5; ++i) RegisterNode(id, "node-" + std::to_string(i));
+  ASSERT_EQ(WaitJob(token_, r.body["job_id"])["status"], "COMPLETED");
+
+  Reply s = Call("POST", "/v1/clusters/" + id + "/shrink", token_,
+                 R"({"node_name_list":["node-3","node-4"]})");
+  ASSERT_EQ(s.status, 202) << s.raw;
+  const std::string job = s.body["job_id"];
+  ASSERT_TRUE(Eventually([&] {
+    return StateOf(id, "node-3") == v1::DRAINING && StateOf(id, "node-4") == v1::DRAINING;
+  }));
+  // node-3 handed its blocks over and left, as ems-node does (SetState(DOWN) by the node).
+  ASSERT_TRUE(membership_->SetNodeState(id, "node-3", v1::DOWN, /*by_node=*/true).ok());
+  ASSERT_TRUE(Eventually([&] {
+    return Call("GET", "/v1/jobs/" + job, token_).body["task_list"][0]["message"] ==
+           "1/2 nodes drained";
+  }));
+  Reply c = Call("POST", "/v1/jobs/cancel", token_, Json{{"job_ids", Json::array({job})}}.dump());
+  ASSERT_EQ(c.body["success_rows"], 1) << c.raw;
+  ASSERT_EQ(WaitJob(token_, job)["status"], "STOPPED");
+
+  // Time passes: every node whose agent still runs heartbeats; node-3's left for good.
+  clock_.Advance(absl::Seconds(10));
+  for (const char* n : {"node-0", "node-1", "node-2", "node-4"}) {
+    ASSERT_TRUE(membership_->Heartbeat(id, n, 0).ok()) << n;
+  }
+  membership_->MarkSilentNodesDown();
+  absl::SleepFor(absl::Milliseconds(200));  // ten resync passes
+  Json meta = Call("GET", "/v1/clusters/" + id, token_).body["cluster_metadata"];
+  EXPECT_EQ(meta["available_node_count"], 5)
+      << meta << "; node-3 is " << v1::NodeState_Name(StateOf(id, "node-3"));
+  EXPECT_NE(StateOf(id, "node-3"), v1::DOWN) << "a node the cluster lists, left for good";
+}
+
 TEST_F(ReconcilerTest, RequiredRegistrationGatesReadiness) {
   StopAll();
   reconciler_options_.require_registration = true;
