@@ -415,6 +415,31 @@ TEST_F(JobsTest, CredentialsContract) {
   EXPECT_EQ(Call("GET", "/v1/ems/proj-b/credentials", Token("proj-b")).body.size(), 0u);
 }
 
+// Nodes take the project's first cdKey (CredentialStore::List()[0]); creating another must not
+// change which one that is, or every client holding the first is refused. Keys created in the
+// same millisecond were ordered by their random digits, and a wall clock stepped back (NTP) put
+// a new key before the old ones.
+TEST_F(JobsTest, ANewCredentialDoesNotDisplaceTheFirst) {
+  const std::string first = Call("POST", "/v1/ems/proj-a/credentials", token_).body["cdKey"];
+  clock_.Advance(absl::Seconds(-1));  // the wall clock steps back
+  const std::string second = Call("POST", "/v1/ems/proj-a/credentials", token_).body["cdKey"];
+  Reply list = Call("GET", "/v1/ems/proj-a/credentials", token_);
+  ASSERT_EQ(list.body.size(), 2u) << list.raw;
+  EXPECT_EQ(list.body[0]["cdKey"], first) << list.raw;
+  EXPECT_EQ(list.body[1]["cdKey"], second) << list.raw;
+  // Same millisecond (the fake clock stands still): 15 more keys, in several projects.
+  for (const std::string project : {"proj-b", "proj-c", "proj-d"}) {
+    const std::string token = Token(project);
+    const std::string path = "/v1/ems/" + project + "/credentials";
+    const std::string key = Call("POST", path, token).body["cdKey"];
+    for (int i = 0; i < 15; ++i) ASSERT_EQ(Call("POST", path, token).status, 200);
+    auto all = credentials_->List(project);
+    ASSERT_TRUE(all.ok()) << all.status();
+    ASSERT_EQ(all->size(), 16u);
+    EXPECT_EQ((*all)[0].cd_key, key) << project << ": the nodes' key changed";
+  }
+}
+
 TEST_F(JobsTest, AcknowledgedStateSurvivesARestartAndQueuedJobsResume) {
   StopAll();
   run_reconciler_ = false;

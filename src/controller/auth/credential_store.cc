@@ -1,6 +1,7 @@
 #include "controller/auth/credential_store.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -14,13 +15,18 @@ constexpr char kKind[] = "credential";
 }  // namespace
 
 absl::StatusOr<Credential> CredentialStore::Create(const std::string& project_id) {
+  absl::MutexLock lock(&create_mu_);
   auto existing = List(project_id);
   if (!existing.ok()) return existing.status();
   if (existing->size() >= kMaxPerProject) {
     return api::RangeError("credentials", "count", false, std::to_string(kMaxPerProject));
   }
-  Credential c{project_id, RandomHex(16), absl::ToUnixMillis(clock_->Now())};
-  Json record = {{"projectId", c.project_id}, {"cdKey", c.cd_key}, {"createAt", c.create_at_ms}};
+  const int64_t seq = existing->empty() ? 1 : existing->back().seq + 1;
+  Credential c{project_id, RandomHex(16), absl::ToUnixMillis(clock_->Now()), seq};
+  Json record = {{"projectId", c.project_id},
+                 {"cdKey", c.cd_key},
+                 {"createAt", c.create_at_ms},
+                 {"seq", c.seq}};
   // project/cdKey: "/" cannot occur in a project id, so one project's prefix never matches
   // another's.
   absl::Status s = store_->Put(kKind, absl::StrCat(project_id, "/", c.cd_key), DumpJson(record));
@@ -37,10 +43,12 @@ absl::StatusOr<std::vector<Credential>> CredentialStore::List(const std::string&
     if (!absl::StartsWith(key, prefix)) continue;
     auto j = ParseJson(blob, "credential record");
     if (!j.ok()) return absl::DataLossError(absl::StrCat("credential ", key, " is corrupt"));
-    out.push_back({project_id, StrOr(*j, "cdKey"), IntOr(*j, "createAt", 0)});
+    out.push_back({project_id, StrOr(*j, "cdKey"), IntOr(*j, "createAt", 0), IntOr(*j, "seq", 0)});
   }
+  // Records without a sequence number (seq 0) predate it: they keep their createAt order,
+  // ahead of every later key.
   std::stable_sort(out.begin(), out.end(), [](const Credential& a, const Credential& b) {
-    return a.create_at_ms < b.create_at_ms;
+    return std::tie(a.seq, a.create_at_ms) < std::tie(b.seq, b.create_at_ms);
   });
   return out;
 }

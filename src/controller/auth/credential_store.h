@@ -1,5 +1,5 @@
 // Data-plane credentials (CreateCredentialInfo / ShowCredentialInfo): cdKeys bound to a
-// project, persisted in the StateStore. Thread-safe (the StateStore is).
+// project, persisted in the StateStore. Thread-safe.
 #ifndef EMS_CONTROLLER_AUTH_CREDENTIAL_STORE_H_
 #define EMS_CONTROLLER_AUTH_CREDENTIAL_STORE_H_
 
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "controller/state_store.h"
 
@@ -17,6 +18,7 @@ struct Credential {
   std::string project_id;
   std::string cd_key;    // 32 hex digits
   int64_t create_at_ms;  // Unix milliseconds ("createAt")
+  int64_t seq = 0;       // creation order within the project; 0 in records written before it
 };
 
 class CredentialStore {
@@ -27,7 +29,9 @@ class CredentialStore {
 
   // A new cdKey for the project. 400 EMS.00004000 once the project holds kMaxPerProject.
   absl::StatusOr<Credential> Create(const std::string& project_id);
-  // The project's credentials, oldest first.
+  // The project's credentials in the order they were created (nodes take the first): by a
+  // sequence number, not createAt, which a wall clock stepped back or one millisecond shared
+  // by two keys would reorder.
   absl::StatusOr<std::vector<Credential>> List(const std::string& project_id);
   // True if `cd_key` is one of the project's keys (for the data plane's check).
   bool Verify(const std::string& project_id, const std::string& cd_key);
@@ -35,6 +39,8 @@ class CredentialStore {
  private:
   StateStore* const store_;
   Clock* const clock_;
+  // Serializes Create: its sequence number and the per-project cap read, then write.
+  absl::Mutex create_mu_;
 };
 
 }  // namespace ems::controller
