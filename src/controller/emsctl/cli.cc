@@ -72,6 +72,8 @@ class Cli {
   Reply Call(const std::string& method, const std::string& path, const Json* body = nullptr) {
     return Call(method, path, body, token_);
   }
+  // GET of a paginated list, every page: {key: [all items]} on success, else the failed page.
+  Reply ListAll(const std::string& path, const char* key);
   // Prints the API error; returns the exit code for it.
   int Fail(const Reply& r);
   int Usage(const std::string& why) {
@@ -130,6 +132,25 @@ Cli::Reply Cli::Call(const std::string& method, const std::string& path, const J
     if (out.body.is_discarded()) out.body = {{"error_msg", r->body}};
   }
   return out;
+}
+
+Cli::Reply Cli::ListAll(const std::string& path, const char* key) {
+  // The API answers at most 1000 clusters or jobs a call, oldest first, and finished ones stay
+  // listed: one call would hide the newest once there are more.
+  constexpr size_t kPage = 1000;
+  const char sep = path.find('?') == std::string::npos ? '?' : '&';
+  Json items = Json::array();
+  for (size_t offset = 0;; offset += kPage) {
+    Reply r =
+        Call("GET", absl::StrCat(path, std::string(1, sep), "limit=", kPage, "&offset=", offset));
+    if (r.status != 200) return r;
+    const Json page = Items(r.body, key);
+    for (const Json& item : page) items.push_back(item);
+    if (page.size() < kPage) {
+      r.body = Json{{key, std::move(items)}};
+      return r;
+    }
+  }
 }
 
 int Cli::Fail(const Reply& r) {
@@ -219,7 +240,9 @@ int Cli::Accepted(const Reply& r) {
   return kExitOk;
 }
 
-int Cli::ClusterList() { return PrintJsonOr(Call("GET", "/v1/clusters"), &Cli::PrintClusters); }
+int Cli::ClusterList() {
+  return PrintJsonOr(ListAll("/v1/clusters", "clusters"), &Cli::PrintClusters);
+}
 
 int Cli::PrintClusters(const Json& body) {
   Table t({"ID", "NAME", "STATUS", "NODES", "CREATED", "REASON"});
@@ -283,7 +306,7 @@ int Cli::JobList() {
   Json jobs = Json::array();
   for (const char* t : {"short", "long"}) {
     if (type != "all" && type != t) continue;
-    Reply r = Call("GET", absl::StrCat("/v1/jobs?job_type=", t));
+    Reply r = ListAll(absl::StrCat("/v1/jobs?job_type=", t), "jobs");
     if (r.status != 200) return Fail(r);
     for (const Json& j : Items(r.body, "jobs")) jobs.push_back(j);
   }

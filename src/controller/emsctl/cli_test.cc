@@ -123,6 +123,35 @@ TEST_F(EmsctlTest, ExitCodesScriptsCanUse) {
   EXPECT_NE(failed.out.find("FAILED ems.00030002"), std::string::npos) << failed.out;
 }
 
+// The API answers at most 1000 clusters or jobs a call, oldest first, and keeps DELETED
+// clusters and finished jobs listed. emsctl asked once: from the 1001st cluster on, the
+// newest were missing from `cluster list` and their jobs from `job list`.
+TEST_F(EmsctlTest, ListsPastTheFirstPage) {
+  StopAll();
+  run_reconciler_ = false;  // 1001 create jobs stay queued
+  Start();
+  std::string last;
+  for (int i = 0; i < 1001; ++i) {
+    ClusterSpec spec;
+    spec.name = "c-" + std::to_string(i) + "-x";
+    spec.k8s.k8s_cluster_id = "0b0e7e4a-4a9e-4c1e-9a57-1c2d3e4f5a6b";
+    spec.k8s.node_count = 3;
+    auto accepted = registry_->CreateCluster("proj-a", spec);
+    ASSERT_TRUE(accepted.ok()) << accepted.status();
+    last = accepted->cluster_id;
+  }
+  Result clusters = Run({"-o", "json", "cluster", "list"});
+  ASSERT_EQ(clusters.code, 0) << clusters.err;
+  Json c = Json::parse(clusters.out);
+  EXPECT_EQ(c["clusters"].size(), 1001u);
+  EXPECT_NE(clusters.out.find(last), std::string::npos) << "the newest cluster is missing";
+  Result table = Run({"cluster", "list"});
+  EXPECT_NE(table.out.find("c-1000-x"), std::string::npos) << "the newest cluster is missing";
+  Result jobs = Run({"-o", "json", "job", "list"});
+  ASSERT_EQ(jobs.code, 0) << jobs.err;
+  EXPECT_EQ(Json::parse(jobs.out)["jobs"].size(), 1001u);
+}
+
 TEST_F(EmsctlTest, Credentials) {
   Result c = Run({"credential", "create"});
   ASSERT_EQ(c.code, 0) << c.err;
