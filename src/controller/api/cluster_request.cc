@@ -106,8 +106,6 @@ bool IsVersion(absl::string_view s) {
   });
 }
 
-bool IsPowerOfTwo(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
-
 // K8sClusterSpecification (create) or EnrollK8sClusterSpecification (enroll).
 absl::Status ParseK8sSpec(const Json& body, bool enroll, K8sClusterSpec* k) {
   const Json* kj = Fields(body, "").Find("k8s_cluster_specification");
@@ -179,10 +177,12 @@ absl::Status ParseMemorySpec(const Json& body, MemorySpec* m) {
   Fields f(*mj, "memory_specification");
   EMS_API_CHECK(f.Int("huge_page_num", false, kMinHugePageNum, kMaxInt32, &m->huge_page_num));
   EMS_API_CHECK(f.Int("huge_page_flavor", false, 2, 1024, &m->huge_page_flavor));
-  if (!IsPowerOfTwo(m->huge_page_flavor)) {
-    return InvalidParameter(
-        "memory_specification.huge_page_flavor (MB per huge page) must be a power of two: 2 or "
-        "1024 on x86-64, up to 512 on arm64");
+  // What ems-node's arena takes (pool/internal/arena.cc): any other size would be accepted
+  // here and fail minutes later in the job, every node refusing to start.
+  if (m->huge_page_flavor != 2 && m->huge_page_flavor != 1024) {
+    return InvalidParameter(absl::StrCat(
+        "memory_specification.huge_page_flavor (MB per huge page) must be 2 or 1024, got ",
+        m->huge_page_flavor));
   }
   return absl::OkStatus();
 }

@@ -220,6 +220,22 @@ TEST_F(ContractTest, CreateClusterHugePageBoundaries) {
   ExpectError(Create(flavor), 400, "EMS.00004000", "huge_page_flavor");
 }
 
+// ems-node's arena takes 2 MB or 1 GB pages only ("huge_page_flavor must be 2 or 1024 (MB)").
+// The API took any power of two up to 1024: a create with 4, 32 or 512 was accepted (202),
+// and its job failed minutes later (ready_timeout), its nodes having refused to start.
+TEST_F(ContractTest, CreateClusterTakesOnlyPageSizesNodesRun) {
+  for (const int mb : {4, 32, 512}) {
+    Json b = Body();
+    b["name"] = "flavor-" + std::to_string(mb);
+    b["memory_specification"] = {{"huge_page_flavor", mb}};
+    ExpectError(Create(b), 400, "EMS.00004000", "huge_page_flavor");
+  }
+  Json two = Body();
+  two["name"] = "flavor-two";
+  two["memory_specification"] = {{"huge_page_flavor", 2}};
+  EXPECT_EQ(Create(two).status, 202);
+}
+
 TEST_F(ContractTest, CreateClusterNameRules) {
   auto with_name = [&](const Json& name) {
     Json b = Body();
