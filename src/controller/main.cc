@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
+#include "common/exclusive_port.h"
 #include "common/logging.h"
 #include "common/mutex_checks.h"
 #include "controller/api/rest_server.h"
@@ -166,6 +167,7 @@ int main(int argc, char** argv) {
 
   int port = 0;
   grpc::ServerBuilder builder;
+  ems::ListenExclusively(builder);  // a second controller given this port fails, naming it
   const std::string mlisten = absl::GetFlag(FLAGS_membership_listen);
   builder.AddListeningPort(mlisten, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);

@@ -50,6 +50,19 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& 
   }
   std::unique_ptr<StateStore> store(new StateStore(db));
   absl::MutexLock lock(&store->mu_);
+  // One controller per state. A second one given the same --state_dir by mistake would run
+  // the same clusters' jobs and resyncs against the first. In EXCLUSIVE locking mode the
+  // connection keeps the database's lock for its whole life; taking it here, before any wait
+  // for a busy database is set, makes that second controller fail at once.
+  if (absl::Status s = store->Exec("PRAGMA locking_mode=EXCLUSIVE"); !s.ok()) return s;
+  if (absl::Status s = store->Exec("BEGIN EXCLUSIVE"); !s.ok()) {
+    if (sqlite3_errcode(db) != SQLITE_BUSY) return s;
+    return absl::FailedPreconditionError(
+        absl::StrCat("state database ", path,
+                     " is in use by another process (an ems-controller with the same "
+                     "--state_dir?)"));
+  }
+  if (absl::Status s = store->Exec("COMMIT"); !s.ok()) return s;
   sqlite3_busy_timeout(db, 5000);
   if (absl::Status s = store->Exec("PRAGMA journal_mode=WAL"); !s.ok()) return s;
   // FULL: a commit is on disk before Put returns, so an acknowledged write survives SIGKILL

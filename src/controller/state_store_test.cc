@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "absl/status/status.h"
 #include "gtest/gtest.h"
 
 namespace ems::controller {
@@ -31,6 +32,32 @@ TEST(StateStoreTest, ApplyWritesABatchAtomically) {
   ASSERT_EQ(all->size(), 2u);
   EXPECT_EQ((*all)[0], std::make_pair(std::string("a"), std::string("1")));
   EXPECT_EQ((*all)[1].second, std::string("2\0x", 3));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(StateStoreTest, ASecondOpenOfTheSameStateIsRefusedUntilTheFirstCloses) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("ems_store_lock_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "s.db").string();
+  {
+    auto first = StateStore::Open(path);
+    ASSERT_TRUE(first.ok()) << first.status();
+    ASSERT_TRUE((*first)->Put("k", "a", "1").ok());
+    // Another controller started with the same --state_dir: refused, naming the database,
+    // and the first one's state is untouched.
+    auto second = StateStore::Open(path);
+    ASSERT_FALSE(second.ok());
+    EXPECT_TRUE(absl::IsFailedPrecondition(second.status())) << second.status();
+    EXPECT_NE(second.status().message().find(path), std::string::npos) << second.status();
+    ASSERT_TRUE((*first)->Put("k", "b", "2").ok());
+  }
+  auto again = StateStore::Open(path);
+  ASSERT_TRUE(again.ok()) << again.status();
+  auto all = (*again)->List("k");
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->size(), 2u);
   std::filesystem::remove_all(dir);
 }
 

@@ -2,7 +2,6 @@
 
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -12,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/exclusive_port.h"
 #include "common/status_macros.h"
 #include "node/bulk_server.h"
 #include "node/data_service.h"
@@ -87,10 +87,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   node->service_ = std::make_unique<DataService>(node->pool_.get(), sopts);
 
   grpc::ServerBuilder builder;
-  // gRPC sets SO_REUSEPORT by default: a second node given this port (by mistake, or beside a
-  // predecessor that hangs) would bind it too and take a share of the new connections, each
-  // to its own arena. Without it, that node fails to start and names the port.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  ListenExclusively(builder);  // a second node given this port fails, naming it
   builder.AddListeningPort(o.listen, grpc::InsecureServerCredentials(), &node->port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(o.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(o.max_message_bytes));
@@ -143,13 +140,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
 
 absl::Status Node::StartMetrics() {
   http_ = std::make_unique<httplib::Server>();
-  // httplib's default socket options set SO_REUSEPORT, under which a second node given this
-  // port would share it, and POST /drain (the preStop hook) could drain either node.
-  // SO_REUSEADDR alone still lets a restarted node bind past its predecessor's TIME_WAIT.
-  http_->set_socket_options([](int sock) {
-    const int one = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  });
+  ListenExclusively(*http_);  // POST /drain must reach this node, not a second one
   http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(MetricsText(), "text/plain; version=0.0.4");
   });

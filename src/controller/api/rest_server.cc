@@ -4,6 +4,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/exclusive_port.h"
 #include "controller/api/errors.h"
 #include "controller/ids.h"
 #include "spdlog/spdlog.h"
@@ -164,6 +165,7 @@ absl::Status RestServer::Start() {
                  {"error_msg", msg}};
     res.set_content(DumpJson(body), kJson);
   });
+  ListenExclusively(*server_);  // a second controller given this port fails, naming it
   if (port == 0) {
     port_ = server_->bind_to_any_port(host);
     if (port_ <= 0) return absl::UnavailableError(absl::StrCat("cannot bind ", options_.listen));

@@ -286,6 +286,40 @@ TEST_F(LocalLifecycleTest, CreateExpandShrinkDeleteWithVerifiedData) {
   EXPECT_EQ(Map(id).nodes_size(), 0);
 }
 
+// One controller per state and per port. A second one given the running one's --state_dir
+// ran the same clusters' jobs against it; one given its --listen or --membership_listen shared
+// the port (gRPC and httplib set SO_REUSEPORT), so calls reached either controller.
+TEST_F(LocalLifecycleTest, ASecondControllerOnTheSameStateOrPortsIsRefused) {
+  const std::string rest = "127.0.0.1:" + std::to_string(controller_.rest_port());
+  struct Case {
+    std::string what, listen, membership, state, log_says;
+  };
+  const Case cases[] = {
+      {"state", "127.0.0.1:0", "127.0.0.1:0", (dir_ / "state").string(), "is in use"},
+      {"REST port", rest, "127.0.0.1:0", (dir_ / "state-2").string(), rest},
+      {"membership port", "127.0.0.1:0", controller_.membership(), (dir_ / "state-3").string(),
+       controller_.membership()},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    const fs::path log = dir_ / ("second-" + std::to_string(&c - cases) + ".log");
+    ControllerProcess second;
+    EXPECT_FALSE(second.Start(
+        std::string(EMS_BIN_DIR) + "/ems-controller",
+        {"--listen=" + c.listen, "--membership_listen=" + c.membership, "--state_dir=" + c.state,
+         "--backend=local", "--ems_node_binary=" + node_binary_},
+        log.string()))
+        << "a second controller started on the same " << c.what;
+    std::ifstream in(log);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_NE(text.find(c.log_says), std::string::npos) << text;
+  }
+  // The first one still answers.
+  token_ = NewToken();
+  Call("GET", "/v1/clusters");
+  EXPECT_EQ(last_status_, 200);
+}
+
 TEST_F(LocalLifecycleTest, SigkilledControllerResumesItsJobAndAdoptsNodes) {
   token_ = NewToken();
   Json body = {{"name", "crashy"},
