@@ -48,6 +48,9 @@ void MembershipAgent::Adopt(const v1::ClusterMap& map) {
   }
   {
     absl::MutexLock lock(&mu_);
+    // Checked again: a heartbeat and a state report (SetState) may adopt at once, and the
+    // newer map must win whichever of them finished building its view last.
+    if (view_ != nullptr && view_->epoch() >= map.epoch()) return;
     view_ = *view;
   }
   spdlog::info("membership: adopted map epoch {} ({} nodes)", map.epoch(), map.nodes_size());
