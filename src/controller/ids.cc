@@ -29,6 +29,8 @@ std::string NewUuid() {
          "-" + h.substr(20, 12);
 }
 
+std::string CanonicalUuid(absl::string_view uuid) { return absl::AsciiStrToLower(uuid); }
+
 std::string Sha256Hex(absl::string_view data) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);

@@ -114,6 +114,7 @@ absl::Status ParseK8sSpec(const Json& body, bool enroll, K8sClusterSpec* k) {
   Fields f(*kj, "k8s_cluster_specification");
   EMS_API_CHECK(f.String("k8s_cluster_id", true, 36, &k->k8s_cluster_id));
   EMS_API_CHECK(ValidateUuid(f.Name("k8s_cluster_id"), k->k8s_cluster_id));
+  k->k8s_cluster_id = CanonicalUuid(k->k8s_cluster_id);
   EMS_API_CHECK(f.String("namespace", enroll, 64, &k->ns));
   if (!k->ns.empty() || enroll) {
     if (!IsNamespace(k->ns)) {
@@ -224,7 +225,10 @@ absl::StatusOr<EnrollRequest> ParseEnrollClusterRequest(absl::string_view body) 
   Fields f(*j, "");
   EnrollRequest r;
   EMS_API_CHECK(f.String("cluster_id", false, 36, &r.cluster_id));
-  if (!r.cluster_id.empty()) EMS_API_CHECK(ValidateUuid("cluster_id", r.cluster_id));
+  if (!r.cluster_id.empty()) {
+    EMS_API_CHECK(ValidateUuid("cluster_id", r.cluster_id));
+    r.cluster_id = CanonicalUuid(r.cluster_id);
+  }
   EMS_API_CHECK(f.String("name", true, 128, &r.spec.name));
   EMS_API_CHECK(CheckName(r.spec.name));
   EMS_API_CHECK(f.String("description", false, 256, &r.spec.description));

@@ -2,6 +2,7 @@
 // every documented error code, and the boundaries of issue 5.
 #include <string>
 
+#include "absl/strings/ascii.h"
 #include "controller/api/test_env.h"
 
 namespace ems::controller::testing {
@@ -363,6 +364,38 @@ TEST_F(ContractTest, AuthorizeClusterAnswers204) {
   EXPECT_EQ(r.status, 204);
   EXPECT_TRUE(r.raw.empty());
   ExpectError(Call("POST", "/v1/clusters/xyz/authorization", token_), 400, "EMS.00004000");
+}
+
+// RFC 4122 UUIDs may be given in either case (macOS uuidgen prints upper case). The controller
+// keeps one spelling, lower case: Kubernetes object names built from a cluster id must be
+// lower case, and the same cluster must not be enrolled twice under two spellings.
+TEST_F(ContractTest, UuidsAreReadInEitherCaseAndKeptInLowerCase) {
+  backend_.SetDiscoverable({"worker-1", "worker-2", "worker-3"});
+  const std::string lower = "abcdef12-3456-4789-abcd-ef0123456789";
+  const std::string upper = absl::AsciiStrToUpper(lower);
+  Json body = {{"name", "upper"},
+               {"cluster_id", upper},
+               {"k8s_cluster_specification",
+                {{"k8s_cluster_id", absl::AsciiStrToUpper(kK8sId)}, {"namespace", "ems-system"}}}};
+  Reply r = Call("POST", "/v1/clusters/enroll", token_, body.dump());
+  ASSERT_EQ(r.status, 202) << r.raw;
+  EXPECT_EQ(r.body["cluster_id"], lower);
+  EXPECT_EQ(WaitJob(token_, r.body["job_id"])["status"], "COMPLETED");
+  for (const std::string& id : {upper, lower}) {
+    Reply show = Call("GET", "/v1/clusters/" + id, token_);
+    ASSERT_EQ(show.status, 200) << id << " " << show.raw;
+    EXPECT_EQ(show.body["cluster_specification"]["k8s_cluster_specification"]["k8s_cluster_id"],
+              kK8sId)
+        << show.raw;
+  }
+  Reply labels =
+      Call("GET", "/v1/clusters/labels?k8s_cluster_id=" + absl::AsciiStrToUpper(kK8sId), token_);
+  EXPECT_EQ(labels.status, 200) << labels.raw;
+  Json again = body;
+  again["name"] = "upper-two";
+  again["cluster_id"] = lower;
+  ExpectError(Call("POST", "/v1/clusters/enroll", token_, again.dump()), 400, "EMS.00004000",
+              "cluster_id");
 }
 
 TEST_F(ContractTest, EnrollClusterValidatesAndAdopts) {

@@ -63,8 +63,13 @@ void RestServer::Serve(const httplib::Request& req, httplib::Response& res, Meth
   } else {
     ApiRequest r;
     r.project_id = *project;
-    for (size_t i = 1; i < req.matches.size(); ++i) r.path.push_back(req.matches[i].str());
-    for (const auto& [k, v] : req.params) r.query.emplace(k, v);  // first value wins
+    // Ids are stored in one spelling (CanonicalUuid): a cluster is found whatever the case
+    // its id is given in.
+    auto canonical = [](std::string v) { return IsUuid(v) ? CanonicalUuid(v) : v; };
+    for (size_t i = 1; i < req.matches.size(); ++i) {
+      r.path.push_back(canonical(req.matches[i].str()));
+    }
+    for (const auto& [k, v] : req.params) r.query.emplace(k, canonical(v));  // first value wins
     r.body = req.body;
     reply = (handlers_->*method)(r);
   }

@@ -212,7 +212,19 @@ void FakeKubeApiServer::Handle(const httplib::Request& req, httplib::Response& r
       if (m != "POST") {
         return Error(res, 405, "MethodNotAllowed", "this fake does not list " + kind);
       }
-      const std::string key = absl::StrCat(kind, "/", ns, "/", StrOr(body["metadata"], "name"));
+      const std::string name = StrOr(body["metadata"], "name");
+      // Object names are lower-case RFC 1123 subdomains; the real server refuses others.
+      static const std::regex kSubdomain(
+          R"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)");
+      if (name.size() > 253 || !std::regex_match(name, kSubdomain)) {
+        return Error(
+            res, 422, "Invalid",
+            absl::StrCat(kind, " \"", name, "\" is invalid: metadata.name: Invalid value: \"", name,
+                         "\": a lowercase RFC 1123 subdomain must consist of lower case "
+                         "alphanumeric characters, '-' or '.', and must start and end "
+                         "with an alphanumeric character"));
+      }
+      const std::string key = absl::StrCat(kind, "/", ns, "/", name);
       if (objects_.contains(key)) return Error(res, 409, "AlreadyExists", key + " already exists");
       body["metadata"]["namespace"] = ns;
       body["metadata"]["resourceVersion"] = NextVersionLocked();

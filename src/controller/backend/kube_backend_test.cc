@@ -511,5 +511,20 @@ TEST_F(KubeCdKeyTest, FakeApiServerKeepsSecretsFaithful) {
   EXPECT_EQ(SecretKey(api_.Object("secrets", "ems-system", "bad")), "k");
 }
 
+// Object names are lower-case RFC 1123 subdomains on a real API server (422 otherwise): the
+// fake refuses the same, so a name built from an upper-case id fails here as it would there.
+TEST_F(KubeBackendTest, FakeApiServerRefusesNamesKubernetesRefuses) {
+  KubeClient client({.api_server = api_.url(), .token_file = (dir_ / "token").string()});
+  for (const char* name : {"ems-node-ABCDEF12-config", "-ems", "ems-", "ems_node", ""}) {
+    SCOPED_TRACE(name);
+    Json cm = {{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", {{"name", name}}}};
+    auto r = client.Create("/api/v1/namespaces/ems-system/configmaps", cm);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+    EXPECT_NE(r.status().message().find("RFC 1123"), std::string::npos) << r.status();
+  }
+  Json ok = {{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", {{"name", "ems.node-1"}}}};
+  EXPECT_TRUE(client.Create("/api/v1/namespaces/ems-system/configmaps", ok).ok());
+}
+
 }  // namespace
 }  // namespace ems::controller
