@@ -99,6 +99,23 @@ TEST_F(ContractTest, TokenEndpointWithoutLoopbackTrustNeedsTheAdminToken) {
   EXPECT_EQ(ok->status, 201) << ok->body;
 }
 
+// A proxy on the controller's host (a TLS terminator) connects from loopback for every client:
+// a request it marks as forwarded must not mint tokens as if it were local.
+TEST_F(ContractTest, AForwardedLoopbackRequestMintsNoToken) {
+  httplib::Client c("127.0.0.1", server_->port());
+  for (const char* header : {"X-Forwarded-For", "Forwarded", "X-Real-IP"}) {
+    SCOPED_TRACE(header);
+    auto r = c.Post("/v1/tokens", {{header, "203.0.113.7"}}, R"({"project_id":"p"})",
+                    "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 401) << r->body;
+    EXPECT_NE(r->body.find("forwarded"), std::string::npos) << r->body;
+  }
+  auto local = c.Post("/v1/tokens", R"({"project_id":"p"})", "application/json");
+  ASSERT_TRUE(local);
+  EXPECT_EQ(local->status, 201) << local->body;
+}
+
 TEST_F(ContractTest, ListReleasesAndPagination) {
   Reply r = Call("GET", "/v1/releases", token_);
   ASSERT_EQ(r.status, 200) << r.raw;

@@ -89,10 +89,16 @@ void RestServer::CreateToken(const httplib::Request& req, httplib::Response& res
   requests_.fetch_add(1, std::memory_order_relaxed);
   const std::string presented = req.get_header_value("X-Auth-Token");
   const bool admin = !options_.admin_token.empty() && SameSecret(presented, options_.admin_token);
-  if (!admin && !(options_.loopback_token_create && IsLoopback(req.remote_addr))) {
+  // A proxy on this host (the TLS proxy docs/controller.md suggests) connects from loopback
+  // for every client it serves: a request it says it forwarded is not a local one.
+  const bool forwarded = req.has_header("Forwarded") || req.has_header("X-Forwarded-For") ||
+                         req.has_header("X-Real-IP");
+  if (!admin && !(options_.loopback_token_create && IsLoopback(req.remote_addr) && !forwarded)) {
     client_errors_.fetch_add(1, std::memory_order_relaxed);
-    return WriteError(res, AuthFailed("minting tokens needs the admin token (admin.token in the "
-                                      "controller's --state_dir) or a loopback connection"));
+    return WriteError(
+        res, AuthFailed(absl::StrCat("minting tokens needs the admin token (admin.token in the "
+                                     "controller's --state_dir) or a loopback connection",
+                                     forwarded ? " not forwarded by a proxy" : "")));
   }
   auto body = ParseJson(req.body, "request body");
   if (!body.ok()) return WriteError(res, body.status());
