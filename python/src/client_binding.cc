@@ -55,12 +55,15 @@ class PyClient {
   std::shared_ptr<Client> client_;
 };
 
-const BlockKey& KeyAt(const py::sequence& keys, size_t i, const char* what) {
+// A copy: keys[i] may be the only reference to the Key (a sequence that makes its items on
+// demand), and the item dies with this call.
+BlockKey KeyAt(const py::sequence& keys, size_t i, const char* what) {
+  const py::object item = keys[i];
   try {
-    return keys[i].cast<const BlockKey&>();
+    return item.cast<BlockKey>();
   } catch (const py::cast_error&) {
-    throw py::type_error(absl::StrCat(what, "[", i, "]: expected ems.Key, got ",
-                                      Py_TYPE(py::object(keys[i]).ptr())->tp_name));
+    throw py::type_error(
+        absl::StrCat(what, "[", i, "]: expected ems.Key, got ", Py_TYPE(item.ptr())->tp_name));
   }
 }
 

@@ -2,6 +2,7 @@
 checked), zero-copy, errors, batches, and several Python threads at once."""
 
 import array
+import collections.abc
 import itertools
 import mmap
 import threading
@@ -247,3 +248,37 @@ def test_threads_share_one_client(client):
     for t in pool:
         t.join()
     assert not failures
+
+
+class KeyView(collections.abc.Sequence):
+    """Keys made on demand from digests: the sequence holds no reference to the Key objects
+    it returns, so each one lives only as long as its caller keeps it."""
+
+    def __init__(self, ns, digests):
+        self.ns, self.digests = ns, digests
+
+    def __len__(self):
+        return len(self.digests)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return KeyView(self.ns, self.digests[i])
+        return ems.Key(self.ns, self.digests[i])
+
+
+def test_keys_from_a_sequence_that_makes_them(client):
+    # A namespace longer than std::string's inline buffer: the key owns heap memory, freed
+    # with the Key object.
+    ns = "py/view/" + "n" * 64
+    keys = fresh_keys(6, ns=ns)
+    view = KeyView(ns, [k.digest for k in keys])
+    values = [payload(1000 + i, 40 + i) for i in range(6)]
+    parents = [None] + list(KeyView(ns, view.digests[:5]))
+    assert client.batch_put(view, values, parents=parents) == [None] * 6
+    assert client.match_prefix(view) == 6
+    assert client.exists(view) == [True] * 6
+    outs = [np.zeros(1100, np.uint8) for _ in range(6)]
+    assert client.batch_get(view, outs) == [v.size for v in values]
+    assert all(np.array_equal(o[: v.size], v) for o, v in zip(outs, values))
+    assert client.match_prefix(keys) == 6  # the same keys as the Key objects name
+    assert client.remove(view) == 6
