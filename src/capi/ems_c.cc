@@ -104,6 +104,41 @@ absl::StatusOr<std::vector<ems::BlockKey>> ToKeys(const ems_key* keys, size_t n)
   return out;
 }
 
+// `status` of items[i], the item named in its message.
+absl::Status Named(const absl::Status& status, size_t i) {
+  return absl::Status(status.code(), absl::StrCat("items[", i, "]: ", status.message()));
+}
+
+// Checks items[i] and fills `put`; its parent goes to `parent`, which must outlive `put`.
+absl::Status ToPutItem(const ems_put_item& item, size_t i, ems::PutItem& put,
+                       ems::BlockKey& parent) {
+  auto k = ToKey(&item.key, absl::StrCat("items[", i, "].key").c_str());
+  if (!k.ok()) return k.status();
+  if (item.value == nullptr && item.size > 0) {
+    return NullArgument(absl::StrCat("items[", i, "].value").c_str());
+  }
+  put.key = *std::move(k);
+  put.value = {static_cast<const uint8_t*>(item.value), item.size};
+  if (item.parent != nullptr) {
+    auto p = ToKey(item.parent, absl::StrCat("items[", i, "].parent").c_str());
+    if (!p.ok()) return p.status();
+    parent = *std::move(p);
+    put.parent = &parent;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ToGetItem(const ems_get_item& item, size_t i, ems::GetItem& get) {
+  auto k = ToKey(&item.key, absl::StrCat("items[", i, "].key").c_str());
+  if (!k.ok()) return k.status();
+  if (item.buffer == nullptr && item.capacity > 0) {
+    return NullArgument(absl::StrCat("items[", i, "].buffer").c_str());
+  }
+  get.key = *std::move(k);
+  get.buffer = {static_cast<uint8_t*>(item.buffer), item.capacity};
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 extern "C" {
@@ -221,33 +256,31 @@ ems_code ems_batch_put(ems_client* client, const ems_put_item* items, size_t n, 
   return Guard(errmsg, [&]() -> ems_code {
     if (client == nullptr) return Fail(NullArgument("client"), errmsg);
     if (items == nullptr && n > 0) return Fail(NullArgument("items"), errmsg);
-    // Keys first (parents point into `parents`, which must not reallocate afterwards).
-    std::vector<ems::BlockKey> keys(n), parents(n);
-    std::vector<ems::PutItem> puts(n);
+    // An item that fails its checks gets its own code and the others are still stored, so
+    // codes[i] always says what became of items[i]. Parents point into `parents`, which
+    // does not reallocate.
+    std::vector<absl::Status> results(n);
+    std::vector<ems::BlockKey> parents(n);
+    std::vector<ems::PutItem> puts;
+    std::vector<size_t> sent;  // puts[j] is items[sent[j]]
+    puts.reserve(n);
+    sent.reserve(n);
     for (size_t i = 0; i < n; ++i) {
-      auto k = ToKey(&items[i].key, absl::StrCat("items[", i, "].key").c_str());
-      if (!k.ok()) return Fail(k.status(), errmsg);
-      if (items[i].value == nullptr && items[i].size > 0) {
-        return Fail(NullArgument(absl::StrCat("items[", i, "].value").c_str()), errmsg);
-      }
-      puts[i].key = *std::move(k);
-      puts[i].value = {static_cast<const uint8_t*>(items[i].value), items[i].size};
-      if (items[i].parent != nullptr) {
-        auto p = ToKey(items[i].parent, absl::StrCat("items[", i, "].parent").c_str());
-        if (!p.ok()) return Fail(p.status(), errmsg);
-        parents[i] = *std::move(p);
-        puts[i].parent = &parents[i];
-      }
+      ems::PutItem put;
+      results[i] = ToPutItem(items[i], i, put, parents[i]);
+      if (!results[i].ok()) continue;
+      puts.push_back(std::move(put));
+      sent.push_back(i);
     }
-    std::vector<absl::Status> results = client->impl->BatchPut(puts);
+    std::vector<absl::Status> stored = client->impl->BatchPut(puts);
+    for (size_t j = 0; j < sent.size(); ++j) {
+      const absl::Status& s = stored[j];
+      if (!s.ok()) results[sent[j]] = Named(s, sent[j]);
+    }
     ems_code first = EMS_OK;
     for (size_t i = 0; i < n; ++i) {
       if (codes != nullptr) codes[i] = static_cast<ems_code>(results[i].code());
-      if (first == EMS_OK && !results[i].ok()) {
-        first = Fail(
-            absl::Status(results[i].code(), absl::StrCat("items[", i, "]: ", results[i].message())),
-            errmsg);
-      }
+      if (first == EMS_OK && !results[i].ok()) first = Fail(results[i], errmsg);
     }
     return first;
   });
@@ -257,25 +290,34 @@ ems_code ems_batch_get(ems_client* client, ems_get_item* items, size_t n, char**
   return Guard(errmsg, [&]() -> ems_code {
     if (client == nullptr) return Fail(NullArgument("client"), errmsg);
     if (items == nullptr && n > 0) return Fail(NullArgument("items"), errmsg);
-    std::vector<ems::GetItem> gets(n);
+    // As in ems_batch_put: an item that fails its checks is one failed item, not the batch.
+    std::vector<absl::StatusOr<size_t>> results(n);
+    std::vector<ems::GetItem> gets;
+    std::vector<size_t> sent;  // gets[j] is items[sent[j]]
+    gets.reserve(n);
+    sent.reserve(n);
     for (size_t i = 0; i < n; ++i) {
-      auto k = ToKey(&items[i].key, absl::StrCat("items[", i, "].key").c_str());
-      if (!k.ok()) return Fail(k.status(), errmsg);
-      if (items[i].buffer == nullptr && items[i].capacity > 0) {
-        return Fail(NullArgument(absl::StrCat("items[", i, "].buffer").c_str()), errmsg);
+      ems::GetItem get;
+      if (absl::Status s = ToGetItem(items[i], i, get); !s.ok()) {
+        results[i] = std::move(s);
+        continue;
       }
-      gets[i].key = *std::move(k);
-      gets[i].buffer = {static_cast<uint8_t*>(items[i].buffer), items[i].capacity};
+      gets.push_back(std::move(get));
+      sent.push_back(i);
     }
-    std::vector<absl::StatusOr<size_t>> results = client->impl->BatchGet(gets);
+    std::vector<absl::StatusOr<size_t>> got = client->impl->BatchGet(gets);
+    for (size_t j = 0; j < sent.size(); ++j) {
+      const size_t i = sent[j];
+      results[i] = got[j].ok() || absl::IsNotFound(got[j].status())
+                       ? std::move(got[j])
+                       : absl::StatusOr<size_t>(Named(got[j].status(), i));
+    }
     ems_code first = EMS_OK;
     for (size_t i = 0; i < n; ++i) {
       items[i].code = static_cast<ems_code>(results[i].status().code());
       items[i].size = results[i].ok() ? *results[i] : 0;
       if (first == EMS_OK && !results[i].ok() && !absl::IsNotFound(results[i].status())) {
-        first = Fail(absl::Status(results[i].status().code(),
-                                  absl::StrCat("items[", i, "]: ", results[i].status().message())),
-                     errmsg);
+        first = Fail(results[i].status(), errmsg);
       }
     }
     return first;

@@ -108,12 +108,14 @@ EMS_C_EXPORT ems_code ems_put(ems_client* client, const ems_key* key, const void
 EMS_C_EXPORT ems_code ems_get(ems_client* client, const ems_key* key, void* buffer, size_t capacity,
                               size_t* size, char** errmsg);
 
-/* Per-item results go to codes[i] (may be NULL). Returns EMS_OK if every item succeeded,
- * otherwise the code of the first failed item (its message in *errmsg). */
+/* Per-item results go to codes[i] (may be NULL); an item with a bad key or a NULL value fails
+ * alone, the others are still stored. Returns EMS_OK if every item succeeded, otherwise the
+ * code of the first failed item (its message in *errmsg). */
 EMS_C_EXPORT ems_code ems_batch_put(ems_client* client, const ems_put_item* items, size_t n,
                                     ems_code* codes, char** errmsg);
-/* Fills items[i].size and items[i].code. Misses are not failures: returns EMS_OK unless an
- * item failed with a code other than EMS_NOT_FOUND (then that code, message in *errmsg). */
+/* Fills items[i].size and items[i].code of every item (a bad item fails alone). Misses are
+ * not failures: returns EMS_OK unless an item failed with a code other than EMS_NOT_FOUND
+ * (then that code, message in *errmsg). */
 EMS_C_EXPORT ems_code ems_batch_get(ems_client* client, ems_get_item* items, size_t n,
                                     char** errmsg);
 

@@ -205,6 +205,47 @@ TEST_F(CApiTest, BatchPutReportsTheFirstFailedItem) {
   EXPECT_NE(Take(err).find("items[1].key"), std::string::npos);
 }
 
+// A bad item is one failed item: codes[i] and items[i].code say what became of every item (a
+// caller that trusts codes[0] == EMS_OK must find items[0] stored, or read).
+TEST_F(CApiTest, ABadItemFailsAloneAndEveryItemGetsItsCode) {
+  const auto v = testing::TestValue(4, 1000);
+  ems_key bad = CKey(5);
+  bad.ns_len = 0;  // empty namespace
+  ems_put_item puts[3] = {{CKey(4), v.data(), v.size(), nullptr},
+                          {bad, v.data(), v.size(), nullptr},
+                          {CKey(6), v.data(), v.size(), nullptr}};
+  ems_code codes[3] = {EMS_OK, EMS_OK, EMS_OK};  // as calloc leaves them
+  char* err = nullptr;
+  EXPECT_EQ(ems_batch_put(client_, puts, 3, codes, &err), EMS_INVALID_ARGUMENT);
+  EXPECT_NE(Take(err).find("items[1].key"), std::string::npos);
+  EXPECT_EQ(codes[1], EMS_INVALID_ARGUMENT);
+  for (int i : {0, 2}) {
+    SCOPED_TRACE(i);
+    ASSERT_EQ(codes[i], EMS_OK);
+    std::vector<uint8_t> out(v.size());
+    size_t got = 0;
+    ASSERT_EQ(ems_get(client_, &puts[i].key, out.data(), out.size(), &got, &err), EMS_OK)
+        << Take(err);
+    EXPECT_EQ(out, v);
+  }
+
+  // Items reused from an earlier batch: their code and size must not survive.
+  std::vector<std::vector<uint8_t>> bufs(3, std::vector<uint8_t>(v.size(), 0xee));
+  ems_get_item gets[3];
+  for (int i = 0; i < 3; ++i) gets[i] = {puts[i].key, bufs[i].data(), v.size(), v.size(), EMS_OK};
+  err = nullptr;
+  EXPECT_EQ(ems_batch_get(client_, gets, 3, &err), EMS_INVALID_ARGUMENT);
+  EXPECT_NE(Take(err).find("items[1].key"), std::string::npos);
+  EXPECT_EQ(gets[1].code, EMS_INVALID_ARGUMENT);
+  EXPECT_EQ(gets[1].size, 0u);
+  for (int i : {0, 2}) {
+    SCOPED_TRACE(i);
+    ASSERT_EQ(gets[i].code, EMS_OK);
+    ASSERT_EQ(gets[i].size, v.size());
+    EXPECT_EQ(bufs[i], v);
+  }
+}
+
 TEST(CApiHashTest, MatchesTheCppHasher) {
   std::vector<uint32_t> tokens(4096);
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint32_t>(i * 2654435761u);
