@@ -12,7 +12,8 @@ vLLM splits a connector in two halves that run in different processes:
 One EMS block holds one vLLM block (``block_size`` tokens) for every layer: the bytes of
 ``kv_caches[layer][:, block_id]`` (or ``[block_id]`` for caches without the leading K/V axis)
 for each layer in registration order. Its key is ``(namespace, chained prefix digest)``, so
-any engine that runs the same model with the same layout shares it.
+any engine that runs the same model with the same layout shares it. Like vLLM's own prefix
+cache, the digest also covers the request's LoRA adapter, multimodal inputs and cache salt.
 
 Tensors are handled as numpy arrays (CPU torch tensors give one with ``.numpy()`` at no cost);
 on a GPU the two copy helpers at the bottom become device<->pinned-host copies. See
@@ -24,6 +25,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import enum
+import json
 import logging
 from typing import Any, Iterable, Optional, Sequence
 
@@ -83,6 +85,7 @@ class Transfer:
     req_id: str
     keys: list
     block_ids: list
+    parent: Any = None  # saves: the key of the block before keys[0] in the prompt, if any
 
 
 @dataclasses.dataclass
@@ -110,6 +113,38 @@ def _block_ids(blocks: Any) -> list:
     if isinstance(blocks, tuple) or (blocks and isinstance(blocks[0], (list, tuple))):
         blocks = blocks[0]  # the first (full-attention) group
     return list(blocks)
+
+
+def _resumed_req_ids(cached: Any) -> set:
+    """Cached requests that resume after preemption: vLLM 0.9-0.11 flag each one in
+    ``resumed_from_preemption``, later versions list them in ``resumed_req_ids``."""
+    ids = getattr(cached, "resumed_req_ids", None)
+    if ids is not None:
+        return set(ids)
+    flags = getattr(cached, "resumed_from_preemption", None) or []
+    return {r for r, f in zip(getattr(cached, "req_ids", []) or [], flags) if f}
+
+
+def _hash_extra(request: Any) -> bytes:
+    """What vLLM's own prefix cache hashes besides the token ids (the extra keys of
+    vllm.v1.core.kv_cache_utils): the LoRA adapter, the multimodal inputs (their placeholder
+    token ids are the same for every image) and the cache salt. It goes into every block's
+    digest, so requests that vLLM keeps apart never share EMS blocks; b"" for a plain request,
+    whose keys stay ``PrefixHasher.keys(ns, tokens)``."""
+    parts = []
+    lora = getattr(request, "lora_request", None)
+    if lora is not None:
+        parts.append(["lora", str(getattr(lora, "lora_name", lora))])
+    features = getattr(request, "mm_features", None)
+    if features:  # vLLM >= 0.10.2; before, mm_hashes
+        hashes = [getattr(f, "identifier", None) or getattr(f, "mm_hash", None) for f in features]
+    else:
+        hashes = getattr(request, "mm_hashes", None) or []
+    parts += [["mm", str(h)] for h in hashes]
+    salt = getattr(request, "cache_salt", None)
+    if salt:
+        parts.append(["salt", str(salt)])
+    return json.dumps(parts).encode() if parts else b""
 
 
 class EmsKVConnector(_Base):  # type: ignore[misc,valid-type]
@@ -145,6 +180,7 @@ class EmsKVConnector(_Base):  # type: ignore[misc,valid-type]
         self._metadata: Optional[EmsConnectorMetadata] = None
         self._save_staging: Optional[np.ndarray] = None
         self._save_keys: list = []
+        self._save_parents: list = []
         self._save_blocks: list = []
         self._save_future: Optional[concurrent.futures.Future] = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "ems-save")
@@ -153,8 +189,8 @@ class EmsKVConnector(_Base):  # type: ignore[misc,valid-type]
 
     # ---- scheduler side ----------------------------------------------------------------
 
-    def _keys(self, tokens: Sequence[int], ns: Optional[str] = None) -> list:
-        return self._hasher.keys(ns or self._namespace(0), tokens)
+    def _keys(self, tokens: Sequence[int], extra: bytes = b"", ns: Optional[str] = None) -> list:
+        return self._hasher.keys(ns or self._namespace(0), tokens, extra)
 
     def _namespace(self, rank: int) -> str:
         return f"{self.config.namespace}/rank{rank}"
@@ -168,7 +204,7 @@ class EmsKVConnector(_Base):  # type: ignore[misc,valid-type]
         usable = (len(tokens) - 1) // self.config.block_size
         # Every full block is matched (so a fully stored prompt is not saved again); only the
         # usable ones are offered to vLLM.
-        keys = self._keys(tokens)
+        keys = self._keys(tokens, _hash_extra(request))
         try:
             matched = self._client.match_prefix(keys) if keys else 0
         except ems.EmsError as e:
@@ -192,41 +228,51 @@ class EmsKVConnector(_Base):  # type: ignore[misc,valid-type]
 
     def build_connector_meta(self, scheduler_output: Any) -> EmsConnectorMetadata:
         meta = EmsConnectorMetadata()
-        bs = self.config.block_size
         scheduled = scheduler_output.num_scheduled_tokens
         for new in getattr(scheduler_output, "scheduled_new_reqs", []):
             state = self._requests.get(new.req_id)
             if state is None:
                 continue
             state.block_ids = _block_ids(new.block_ids)
-            if state.load_blocks:
-                first = state.local_tokens // bs
-                idx = range(first, first + state.load_blocks)
-                meta.loads.append(
-                    Transfer(new.req_id, [state.keys[i] for i in idx],
-                             [state.block_ids[i] for i in idx])
-                )
-                state.load_blocks = 0
+            self._add_loads(meta, new.req_id, state)
             done = new.num_computed_tokens + scheduled[new.req_id]
             self._add_saves(meta, new.req_id, state, done)
         cached = getattr(scheduler_output, "scheduled_cached_reqs", None)
+        resumed = _resumed_req_ids(cached)
         for i, req_id in enumerate(getattr(cached, "req_ids", []) or []):
             state = self._requests.get(req_id)
             if state is None:
                 continue
             new_ids = cached.new_block_ids[i]
-            if new_ids:
+            if req_id in resumed:
+                # Back from preemption: new_block_ids are all of its blocks, and vLLM counts
+                # the EMS hit matched again as computed, so it is loaded like a new request's.
+                state.block_ids = _block_ids(new_ids) if new_ids else []
+                self._add_loads(meta, req_id, state)
+            elif new_ids:
                 state.block_ids.extend(_block_ids(new_ids))
             self._add_saves(meta, req_id, state, cached.num_computed_tokens[i] + scheduled[req_id])
         return meta
+
+    def _add_loads(self, meta, req_id, state) -> None:
+        """Loads the EMS hit that update_state_after_alloc reported, after vLLM's local hit."""
+        if state.load_blocks:
+            first = state.local_tokens // self.config.block_size
+            idx = range(first, first + state.load_blocks)
+            meta.loads.append(
+                Transfer(req_id, [state.keys[i] for i in idx], [state.block_ids[i] for i in idx])
+            )
+            state.load_blocks = 0
 
     def _add_saves(self, meta, req_id, state, done_tokens) -> None:
         """Saves the prompt blocks that become full in this step and are not stored yet."""
         full = min(done_tokens // self.config.block_size, len(state.keys), len(state.block_ids))
         if full > state.saved:
             idx = range(state.saved, full)
+            parent = state.keys[state.saved - 1] if state.saved else None
             meta.saves.append(
-                Transfer(req_id, [state.keys[i] for i in idx], [state.block_ids[i] for i in idx])
+                Transfer(req_id, [state.keys[i] for i in idx], [state.block_ids[i] for i in idx],
+                         parent)
             )
             state.saved = full
 
@@ -293,7 +339,12 @@ class EmsKVConnector(_Base):  # type: ignore[misc,valid-type]
         if layer == 0:
             self.wait_for_save()  # the previous step's puts still own the staging array
             block_ids = [b for t in self._metadata.saves for b in t.block_ids]
-            self._save_keys = [k for t in self._metadata.saves for k in self._worker_keys(t.keys)]
+            self._save_keys, self._save_parents = [], []
+            for t in self._metadata.saves:  # each block's parent is the one before it
+                keys = self._worker_keys(t.keys)
+                parent = self._worker_keys([t.parent])[0] if t.parent is not None else None
+                self._save_keys += keys
+                self._save_parents += [parent] + keys[:-1]
             self._save_staging = np.empty(
                 (len(block_ids), len(self._caches), self._block_bytes), np.uint8
             )
@@ -303,9 +354,9 @@ class EmsKVConnector(_Base):  # type: ignore[misc,valid-type]
             self._save_staging[j, layer] = _block_view(kv, block_id).reshape(-1).view(np.uint8)
         if layer == len(self._caches) - 1:
             staging, keys = self._save_staging, self._save_keys
-            parents = [None] + keys[:-1]
             self._save_future = self._executor.submit(
-                self._client.batch_put, keys, list(staging.reshape(len(keys), -1)), parents
+                self._client.batch_put, keys, list(staging.reshape(len(keys), -1)),
+                self._save_parents
             )
 
     def wait_for_save(self) -> None:

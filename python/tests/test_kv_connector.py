@@ -19,6 +19,9 @@ _ns = itertools.count()
 class Request:  # the fields of vllm.v1.request.Request the connector reads
     request_id: str
     prompt_token_ids: list
+    lora_request: object = None  # vllm.lora.request.LoRARequest (lora_name, lora_int_id)
+    mm_features: list = dataclasses.field(default_factory=list)  # .identifier of each item
+    cache_salt: object = None
 
 
 @dataclasses.dataclass
@@ -204,3 +207,103 @@ def test_config_from_a_vllm_config(node):
     vllm_config.kv_transfer_config.kv_connector_extra_config["adress"] = "typo"
     with pytest.raises(ValueError, match="adress"):
         EmsKVConnector(vllm_config, Role.WORKER)
+
+
+@pytest.mark.parametrize("resumed_field", ["resumed_from_preemption", "resumed_req_ids"])
+def test_a_resumed_preempted_request_loads_its_hits(cfg, client, resumed_field):
+    """vLLM resumes a preempted request through get_num_new_matched_tokens and
+    update_state_after_alloc again, then schedules it among the *cached* requests (flagged
+    resumed: vLLM 0.9-0.11 `resumed_from_preemption`, later `resumed_req_ids`), with
+    new_block_ids naming all of its blocks. vLLM counts the EMS hit as computed, so the
+    connector must load it there too, into those blocks."""
+    sched = EmsKVConnector(cfg, Role.SCHEDULER, client=client)
+    w1, w2 = Worker(cfg, client), Worker(cfg, client)
+    prompt = list(range(2000, 2100))  # 6 full blocks + 4 tokens
+    run_prefill(sched, w1, Request("a", prompt), list(range(7)))
+    # "b" ran before (its state is on the worker), was preempted, and now resumes.
+    req = Request("b", prompt)
+    n, _ = sched.get_num_new_matched_tokens(req, 0)
+    assert n == 96
+    blocks = list(range(20, 27))
+    sched.update_state_after_alloc(req, (blocks,), n)
+    resumed = [True] if resumed_field == "resumed_from_preemption" else {"b"}
+    cached = types.SimpleNamespace(req_ids=["b"], new_block_ids=[(blocks,)],
+                                   num_computed_tokens=[n], **{resumed_field: resumed})
+    meta = sched.build_connector_meta(scheduler_output([], {"b": len(prompt) - n}, cached))
+    assert [t.block_ids for t in meta.loads] == [blocks[:6]]
+    assert not meta.saves
+    w2.step(meta, {})
+    for name in w1.caches:
+        assert np.array_equal(w2.caches[name][:, 20:26], w1.caches[name][:, 0:6]), name
+
+
+def test_requests_vllm_keeps_apart_share_no_blocks(cfg, client):
+    """vLLM's own prefix cache hashes the LoRA adapter, the multimodal inputs and the
+    cache_salt with the token ids: under another adapter the same tokens have other KV, two
+    images sit behind the same placeholder token ids, and a salt keeps tenants apart. EMS
+    must not hand such a request the blocks of a plain one, nor of each other."""
+    sched = EmsKVConnector(cfg, Role.SCHEDULER, client=client)
+    w = Worker(cfg, client)
+    prompt = list(range(4000, 4100))  # 6 full blocks + 4 tokens
+    run_prefill(sched, w, Request("plain", prompt), list(range(7)))
+    assert sched.get_num_new_matched_tokens(Request("plain2", prompt), 0) == (96, False)
+    lora = types.SimpleNamespace(lora_name="sql-adapter", lora_int_id=1)
+    image = types.SimpleNamespace(identifier="3f2a9c-image-hash")
+    apart = {
+        "lora": Request("l", prompt, lora_request=lora),
+        "image": Request("i", prompt, mm_features=[image]),
+        "salt": Request("s", prompt, cache_salt="tenant-b"),
+    }
+    for name, req in apart.items():
+        assert sched.get_num_new_matched_tokens(req, 0) == (0, False), name
+    # A request shares with its own kind: same adapter, same image, same salt.
+    for name, req in apart.items():
+        run_prefill(sched, w, req, list(range(10, 17)))
+        again = dataclasses.replace(req, request_id=req.request_id + "2")
+        assert sched.get_num_new_matched_tokens(again, 0) == (96, False), name
+    other = types.SimpleNamespace(lora_name="chat-adapter", lora_int_id=2)
+    assert sched.get_num_new_matched_tokens(Request("l3", prompt, lora_request=other), 0) == (
+        0, False)
+
+
+class RecordingClient:
+    """An ems.Client that records the parents each batch_put names."""
+
+    def __init__(self, client):
+        self.client, self.parents = client, []
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def batch_put(self, keys, values, parents=None):
+        self.parents.append(dict(zip(keys, parents or [None] * len(keys))))
+        return self.client.batch_put(keys, values, parents)
+
+
+def test_saves_name_each_blocks_own_parent(cfg, client):
+    """A put names the previous block of its own prompt as parent (the prefix eviction policy
+    keeps a parent while its children are cached): not the last block of another request
+    saved in the same step, and not none when the chain continues from an earlier step."""
+    sched = EmsKVConnector(cfg, Role.SCHEDULER, client=client)
+    rec = RecordingClient(client)
+    w = Worker(cfg, rec)
+    a, b = list(range(5000, 5100)), list(range(6000, 6100))
+    keys_a = ems.PrefixHasher(BS).keys(cfg.namespace + "/rank0", a)
+    keys_b = ems.PrefixHasher(BS).keys(cfg.namespace + "/rank0", b)
+    for req in (Request("a", a), Request("b", b)):
+        assert sched.get_num_new_matched_tokens(req, 0) == (0, False)
+    sched.update_state_after_alloc(Request("a", a), ([0, 1, 2, 3, 4, 5, 6],), 0)
+    sched.update_state_after_alloc(Request("b", b), ([10, 11, 12],), 0)
+    new = [NewRequestData("a", a, ([0, 1, 2, 3, 4, 5, 6],), 0),
+           NewRequestData("b", b, ([10, 11, 12],), 0)]
+    meta = sched.build_connector_meta(scheduler_output(new, {"a": 100, "b": 40}))  # b chunked
+    w.step(meta, {})
+    cached = types.SimpleNamespace(req_ids=["b"], new_block_ids=[([13, 14, 15, 16],)],
+                                   num_computed_tokens=[40])
+    meta = sched.build_connector_meta(scheduler_output([], {"b": 60}, cached))
+    w.step(meta, {})
+    assert w.conn.stats["saved_blocks"] == 12
+    want = [None] + keys_a[:5]
+    assert [rec.parents[0][k] for k in keys_a] == want
+    assert rec.parents[0][keys_b[0]] is None and rec.parents[0][keys_b[1]] == keys_b[0]
+    assert [rec.parents[1][k] for k in keys_b[2:]] == keys_b[1:5]
