@@ -270,6 +270,32 @@ TEST_F(JobsTest, ACancelOfAClaimedJobThatHasNotStartedIsLeftToItsRunner) {
   EXPECT_EQ(backend_.Running(id), (std::set<std::string>{"node-0", "node-1", "node-2"}));
 }
 
+// A delete stops the resizes queued behind it like a cancel does: a queued one at once, tasks
+// and all; one a runner has claimed is left to the runner, which sees the cancel.
+TEST_F(JobsTest, ADeleteStopsQueuedResizesLikeACancel) {
+  const std::string id = RunningCluster("alpha");
+  StopAll();  // no reconciler: this test claims a job as a runner would
+  run_reconciler_ = false;
+  Start();
+  token_ = Token("proj-a");
+  Reply claimed_expand = Call("POST", "/v1/clusters/" + id + "/expand", token_, Names(3, 4));
+  ASSERT_EQ(claimed_expand.status, 202) << claimed_expand.raw;
+  std::vector<Job> claimed = registry_->ClaimRunnableJobs();
+  ASSERT_EQ(claimed.size(), 1u);
+  Reply queued = Call("POST", "/v1/clusters/" + id + "/expand", token_, Names(4, 5));
+  ASSERT_EQ(queued.status, 202) << queued.raw;
+  ASSERT_EQ(Call("DELETE", "/v1/clusters/" + id, token_).status, 202);
+
+  Json q = Call("GET", "/v1/jobs/" + queued.body["job_id"].get<std::string>(), token_).body;
+  EXPECT_EQ(q["status"], "STOPPED") << q;
+  for (const Json& t : q["task_list"]) EXPECT_EQ(t["status"], "STOPPED") << q;
+  auto c = registry_->GetJobById(claimed[0].id);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->status, kJobInit) << "the runner holding it must see the cancel, not a job "
+                                    "that is already over";
+  EXPECT_TRUE(c->cancel_requested);
+}
+
 TEST_F(JobsTest, CancelJobsContract) {
   const std::string id = RunningCluster("alpha");
   StopAll();  // no reconciler: jobs stay queued

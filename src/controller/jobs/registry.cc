@@ -193,9 +193,12 @@ absl::StatusOr<std::string> Registry::DeleteCluster(const std::string& project,
   for (const auto& [jid, j] : jobs_) {
     if (j.cluster_id != id || IsTerminal(j.status)) continue;
     Job copy = j;
-    if (j.status == kJobInit && IsResize(j.kind)) {
+    // As in CancelJobs: a queued resize stops here, with its tasks; one a runner has claimed,
+    // even unstarted, is the runner's to stop, or it would run the steps of a STOPPED job.
+    if (j.status == kJobInit && IsResize(j.kind) && !claimed_.contains(jid)) {
       copy.status = kJobStopped;
       copy.end_at = now;
+      for (Task& t : copy.tasks) t.status = kJobStopped;
     } else {
       copy.cancel_requested = true;  // the runner stops at its next step
     }
