@@ -162,6 +162,25 @@ TEST_F(MembershipAuthTest, AClusterOfAProjectWithCdKeysTakesMapChangesOnlyWithOn
   EXPECT_TRUE(Register("ad-hoc", "n1", "").ok());
 }
 
+// A pod still terminating after its drain timed out heartbeats into the map its cluster's
+// delete job emptied, is told NOT_FOUND, and registers again: it rejoined the map of a deleted
+// cluster for good. No node joins a cluster being deleted; its state reports still count.
+TEST_F(MembershipAuthTest, NoNodeJoinsAClusterBeingDeleted) {
+  const std::string id = NewCluster("proj-a", "alpha");
+  ASSERT_TRUE(Register(id, "node-0", "").ok());
+  ASSERT_TRUE(registry_->DeleteCluster("proj-a", id).ok());
+  grpc::Status late = Register(id, "node-1", "");
+  EXPECT_EQ(late.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << late.error_message();
+  EXPECT_NE(late.error_message().find(id), std::string::npos) << late.error_message();
+  EXPECT_TRUE(SetDown(id, "node-0", "").ok()) << "a node's drain is still reported";
+  auto map = membership_->GetMap(id);
+  ASSERT_TRUE(map.ok()) << map.status();
+  ASSERT_EQ(map->nodes_size(), 1) << "node-1 is not in the map";
+  EXPECT_EQ(map->nodes(0).state(), v1::DOWN);
+  // Maps nobody created through the API stay open.
+  EXPECT_TRUE(Register("adhoc", "node-0", "").ok());
+}
+
 TEST_F(MembershipAuthTest, ANodePresentsItsCdKeyAndRegistersOnceItHasTheRightOne) {
   const std::string cluster = NewCluster("p1", "c");
   const std::string key = NewKey("p1");

@@ -7,10 +7,14 @@
 namespace ems::controller {
 
 MapChangeAuthorizer ProjectCdKeyAuthorizer(Registry* registry, CredentialStore* credentials) {
-  return [registry, credentials](const std::string& cluster,
-                                 const std::string& cd_key) -> absl::Status {
+  return [registry, credentials](const std::string& cluster, const std::string& cd_key,
+                                 MapChange change) -> absl::Status {
     auto c = registry->GetClusterById(cluster);
     if (!c.ok()) return absl::OkStatus();  // a map nobody created through the API
+    if (change == MapChange::kRegister && (c->status == kDeleting || c->status == kDeleted)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cluster ", cluster, " is ", c->status, ": no node joins it"));
+    }
     auto keys = credentials->List(c->project_id);
     if (!keys.ok()) return keys.status();  // cannot tell: refuse
     if (keys->empty()) return absl::OkStatus();
@@ -25,20 +29,20 @@ MapChangeAuthorizer ProjectCdKeyAuthorizer(Registry* registry, CredentialStore* 
   };
 }
 
-grpc::Status MembershipService::Authorize(grpc::ServerContext* ctx,
-                                          const std::string& cluster) const {
+grpc::Status MembershipService::Authorize(grpc::ServerContext* ctx, const std::string& cluster,
+                                          MapChange change) const {
   if (!authorize_) return grpc::Status::OK;
   std::string cd_key;
   const auto& metadata = ctx->client_metadata();
   if (auto it = metadata.find(kCdKeyHeader); it != metadata.end()) {
     cd_key.assign(it->second.data(), it->second.size());
   }
-  return ToGrpcStatus(authorize_(cluster, cd_key));
+  return ToGrpcStatus(authorize_(cluster, cd_key, change));
 }
 
 grpc::Status MembershipService::Register(grpc::ServerContext* ctx, const v1::RegisterRequest* req,
                                          v1::RegisterResponse* resp) {
-  if (grpc::Status s = Authorize(ctx, req->cluster()); !s.ok()) return s;
+  if (grpc::Status s = Authorize(ctx, req->cluster(), MapChange::kRegister); !s.ok()) return s;
   auto map = membership_->Register(req->cluster(), req->node());
   if (!map.ok()) return ToGrpcStatus(map.status());
   *resp->mutable_map() = *std::move(map);
@@ -83,7 +87,7 @@ grpc::Status MembershipService::WatchClusterMap(grpc::ServerContext* ctx,
 grpc::Status MembershipService::SetNodeState(grpc::ServerContext* ctx,
                                              const v1::SetNodeStateRequest* req,
                                              v1::SetNodeStateResponse* resp) {
-  if (grpc::Status s = Authorize(ctx, req->cluster()); !s.ok()) return s;
+  if (grpc::Status s = Authorize(ctx, req->cluster(), MapChange::kSetState); !s.ok()) return s;
   auto map = membership_->SetNodeState(req->cluster(), req->node_id(), req->state(),
                                        /*by_node=*/true);
   if (!map.ok()) return ToGrpcStatus(map.status());

@@ -15,10 +15,13 @@
 
 namespace ems::controller {
 
-// Decides whether a caller presenting `cd_key` ("" = none) may change the map of `cluster`:
-// OK, or the error to answer with.
-using MapChangeAuthorizer =
-    std::function<absl::Status(const std::string& cluster, const std::string& cd_key)>;
+// The map changes a caller may ask for.
+enum class MapChange { kRegister, kSetState };
+
+// Decides whether a caller presenting `cd_key` ("" = none) may make `change` to the map of
+// `cluster`: OK, or the error to answer with.
+using MapChangeAuthorizer = std::function<absl::Status(
+    const std::string& cluster, const std::string& cd_key, MapChange change)>;
 
 // Who may add a node to a cluster's map (Register) or set a node's state (SetNodeState): an
 // unauthenticated caller that could would take a cluster's nodes out of the ring, or put its
@@ -29,6 +32,9 @@ using MapChangeAuthorizer =
 // as in tests and ems-bench). Heartbeats and map reads stay open: a heartbeat only keeps a
 // registered node UP, and a node that started before its project's first cdKey keeps
 // heartbeating while its key file catches up; the map holds addresses, not data.
+// No node registers into a cluster being deleted or deleted: a pod still terminating after its
+// drain timed out would otherwise rejoin the map its delete job emptied, for good. Its state
+// reports (a drain on SIGTERM) still go through.
 MapChangeAuthorizer ProjectCdKeyAuthorizer(Registry* registry, CredentialStore* credentials);
 
 // Thread-safe. `membership` is not owned and must outlive the service.
@@ -54,7 +60,8 @@ class MembershipService final : public v1::Membership::Service {
 
  private:
   // OK if the caller of `ctx` may change the map of `cluster`.
-  grpc::Status Authorize(grpc::ServerContext* ctx, const std::string& cluster) const;
+  grpc::Status Authorize(grpc::ServerContext* ctx, const std::string& cluster,
+                         MapChange change) const;
 
   Membership* const membership_;
   const MapChangeAuthorizer authorize_;
