@@ -34,6 +34,15 @@ class JobsTest : public ControlPlaneTest {
 
   Json Show(const std::string& id) { return Call("GET", "/v1/clusters/" + id, token_).body; }
 
+  // Restarts the control plane without a reconciler: jobs stay queued, or a test claims
+  // them as a runner would. token_ is a new token of proj-a.
+  void RestartWithoutReconciler() {
+    StopAll();
+    run_reconciler_ = false;
+    Start();
+    token_ = Token("proj-a");
+  }
+
   static std::string Names(int from, int to) {
     Json list = Json::array();
     for (int i = from; i < to; ++i) list.push_back("node-" + std::to_string(i));
@@ -136,10 +145,7 @@ TEST_F(JobsTest, ResizeBoundaries) {
 }
 
 TEST_F(JobsTest, ResizeNeedsARunningCluster) {
-  StopAll();
-  run_reconciler_ = false;
-  Start();
-  token_ = Token("proj-a");
+  RestartWithoutReconciler();
   Reply r = Call("POST", "/v1/clusters", token_, CreateBody("alpha"));
   const std::string id = r.body["cluster_id"];
   ExpectError(Call("POST", "/v1/clusters/" + id + "/expand", token_, Names(3, 4)), 400,
@@ -241,10 +247,7 @@ TEST_F(JobsTest, AShrinkQueuedBehindAnExpandThatDidNotRunIsCheckedAgain) {
 // STOPPED while the runner went on to run all its steps; now it asks the runner to stop.
 TEST_F(JobsTest, ACancelOfAClaimedJobThatHasNotStartedIsLeftToItsRunner) {
   const std::string id = RunningCluster("alpha");
-  StopAll();  // no reconciler: this test claims the job as a runner would
-  run_reconciler_ = false;
-  Start();
-  token_ = Token("proj-a");
+  RestartWithoutReconciler();  // this test claims the job as a runner would
   Reply expand = Call("POST", "/v1/clusters/" + id + "/expand", token_, Names(3, 5));
   ASSERT_EQ(expand.status, 202) << expand.raw;
   const std::string job = expand.body["job_id"];
@@ -274,10 +277,7 @@ TEST_F(JobsTest, ACancelOfAClaimedJobThatHasNotStartedIsLeftToItsRunner) {
 // and all; one a runner has claimed is left to the runner, which sees the cancel.
 TEST_F(JobsTest, ADeleteStopsQueuedResizesLikeACancel) {
   const std::string id = RunningCluster("alpha");
-  StopAll();  // no reconciler: this test claims a job as a runner would
-  run_reconciler_ = false;
-  Start();
-  token_ = Token("proj-a");
+  RestartWithoutReconciler();  // this test claims a job as a runner would
   Reply claimed_expand = Call("POST", "/v1/clusters/" + id + "/expand", token_, Names(3, 4));
   ASSERT_EQ(claimed_expand.status, 202) << claimed_expand.raw;
   std::vector<Job> claimed = registry_->ClaimRunnableJobs();
@@ -298,10 +298,7 @@ TEST_F(JobsTest, ADeleteStopsQueuedResizesLikeACancel) {
 
 TEST_F(JobsTest, CancelJobsContract) {
   const std::string id = RunningCluster("alpha");
-  StopAll();  // no reconciler: jobs stay queued
-  run_reconciler_ = false;
-  Start();
-  token_ = Token("proj-a");
+  RestartWithoutReconciler();  // jobs stay queued
   Reply queued = Call("POST", "/v1/clusters/" + id + "/expand", token_, Names(3, 4));
   const std::string q = queued.body["job_id"];
   const std::string create = Call("GET", "/v1/jobs", token_).body["jobs"][0]["id"];
@@ -399,10 +396,7 @@ TEST_F(JobsTest, DeleteOvertakesARunningCreate) {
 }
 
 TEST_F(JobsTest, DeleteWhileDeletingIsRejected) {
-  StopAll();
-  run_reconciler_ = false;
-  Start();
-  token_ = Token("proj-a");
+  RestartWithoutReconciler();
   Reply r = Call("POST", "/v1/clusters", token_, CreateBody("alpha"));
   const std::string id = r.body["cluster_id"];
   ASSERT_EQ(Call("DELETE", "/v1/clusters/" + id, token_).status, 202);
@@ -467,10 +461,7 @@ TEST_F(JobsTest, ANewCredentialDoesNotDisplaceTheFirst) {
 }
 
 TEST_F(JobsTest, AcknowledgedStateSurvivesARestartAndQueuedJobsResume) {
-  StopAll();
-  run_reconciler_ = false;
-  Start();
-  token_ = Token("proj-a");
+  RestartWithoutReconciler();
   Reply r = Call("POST", "/v1/clusters", token_, CreateBody("alpha"));
   ASSERT_EQ(r.status, 202);
   Reply cred = Call("POST", "/v1/ems/proj-a/credentials", token_);
