@@ -190,6 +190,15 @@ class ProtocolFuzzTest : public ::testing::Test {
     cases_ = EnvOr("EMS_FUZZ_CASES", 1500);
   }
 
+  // A LocalServer over the pool on a socket in the temp directory (it removes the socket when
+  // it stops); `tag` keeps the tests' paths apart.
+  absl::StatusOr<std::unique_ptr<node::LocalServer>> StartLocalServer(const std::string& tag) {
+    local_path_ =
+        (std::filesystem::temp_directory_path() / absl::StrCat("ems-", tag, "-", getpid(), ".sock"))
+            .string();
+    return node::LocalServer::Start(pool_.get(), {.socket_path = local_path_, .node_id = "fuzz"});
+  }
+
   // What must hold after any input: no pin, no write in progress, every sealed block of the
   // key space intact.
   void ExpectPoolIntact() {
@@ -212,6 +221,7 @@ class ProtocolFuzzTest : public ::testing::Test {
   }
 
   std::unique_ptr<pool::Pool> pool_;
+  std::string local_path_;  // of the last StartLocalServer
   uint64_t seed_ = 0;
   uint64_t cases_ = 0;
 };
@@ -401,11 +411,9 @@ v1::LocalRequest LocalStep(Fuzz& f, const std::vector<uint64_t>& mine,
 }
 
 TEST_F(ProtocolFuzzTest, TheLocalPathSurvivesMalformedAndHostileRequests) {
-  const std::string path =
-      (std::filesystem::temp_directory_path() / absl::StrCat("ems-fuzz-", getpid(), ".sock"))
-          .string();
-  auto server = node::LocalServer::Start(pool_.get(), {.socket_path = path, .node_id = "fuzz"});
+  auto server = StartLocalServer("fuzz");
   ASSERT_TRUE(server.ok()) << server.status();
+  const std::string& path = local_path_;
 
   Fuzz f(seed_);
   std::vector<uint64_t> all;  // every lease granted to any connection
@@ -489,12 +497,9 @@ TEST_F(ProtocolFuzzTest, TheLocalPathSurvivesMalformedAndHostileRequests) {
 // (no keys matched) got a zero-length reply, which the client reads like a closed socket. The
 // fuzz found it under ThreadSanitizer's timing.
 TEST_F(ProtocolFuzzTest, AnAnswerWithNothingToSayIsStillAPacketWithContent) {
-  const std::string path =
-      (std::filesystem::temp_directory_path() / absl::StrCat("ems-empty-", getpid(), ".sock"))
-          .string();
-  auto server = node::LocalServer::Start(pool_.get(), {.socket_path = path, .node_id = "fuzz"});
+  auto server = StartLocalServer("empty");
   ASSERT_TRUE(server.ok()) << server.status();
-  testing::RawLocal raw(path);
+  testing::RawLocal raw(local_path_);
   ASSERT_TRUE(raw.ok());
   v1::LocalRequest nothing;  // id 0, no keys: matched 0, code OK
   nothing.mutable_match_prefix();

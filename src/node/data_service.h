@@ -15,8 +15,6 @@
 
 namespace ems::node {
 
-// Metadata keys shared with the client.
-
 struct DataServiceOptions {
   std::string node_id;
   // When set and holding a key, requests must carry it in kCdKeyHeader (UNAUTHENTICATED

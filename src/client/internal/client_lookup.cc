@@ -266,9 +266,9 @@ absl::StatusOr<size_t> ClientImpl::Remove(absl::Span<const BlockKey> keys) {
   for (auto& [conn, idx] : ByEveryReadOwner(r, keys)) {
     auto call = std::make_unique<Call>();
     call->conn = conn;
-    call->items = idx;
     conn->Prepare(&call->ctx, 0);
     for (size_t i : idx) ToProto(keys[i], call->req.add_keys());
+    call->items = std::move(idx);
     calls.push_back(std::move(call));
   }
   RunParallel(calls, [](Call& c, std::function<void(grpc::Status)> done) {
