@@ -2,6 +2,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "gtest/gtest.h"
+#include "pool/internal/id_table.h"
 #include "pool/internal/prefix_policy.h"
 
 namespace ems::pool {
@@ -237,6 +238,24 @@ TEST(EvictionPolicyTest, PrefixDuelSwitchesToTheTuningWhoseShadowHitsMore) {
   EXPECT_EQ(early_hits, 0) << "under LRU eight one-shot blocks push the set out every round";
   EXPECT_EQ(late_hits, 400) << "cold blocks first: the set is hit every round";
   EXPECT_EQ(p.size(), kCapacity);
+}
+
+// The prefix policy and its shadows share one table of ids: an id stays found while any of
+// them holds it, and its slot is given to another id only after the last one let it go.
+TEST(EvictionPolicyTest, IdTableKeepsAnIdUntilItsLastHolderReleasesIt) {
+  internal::IdTable t;
+  const internal::IdTable::Slot a = t.Acquire(7);
+  EXPECT_EQ(t.Acquire(7), a) << "a second holder gets the same slot";
+  EXPECT_EQ(t.Find(7), a);
+  t.Release(a, 7);
+  EXPECT_EQ(t.Find(7), a) << "one holder left";
+  const internal::IdTable::Slot b = t.Acquire(8);
+  EXPECT_NE(b, a);
+  t.Release(a, 7);
+  EXPECT_EQ(t.Find(7), internal::IdTable::kNone);
+  EXPECT_EQ(t.Acquire(9), a) << "the freed slot is reused";
+  EXPECT_EQ(t.Find(8), b);
+  EXPECT_EQ(t.capacity(), 2u);
 }
 
 }  // namespace

@@ -21,7 +21,7 @@ constexpr double kSwitchMargin = 1.05;
 
 // A candidate tuning run over the same stream, metadata only.
 struct PrefixPolicy::Shadow {
-  explicit Shadow(Tuning t) : policy(std::vector<Tuning>{t}) {}
+  Shadow(Tuning t, std::shared_ptr<IdTable> ids) : policy(std::vector<Tuning>{t}, std::move(ids)) {}
   PrefixPolicy policy;
   double score = 0;      // prefix hits it would have had, halved every window
   uint64_t last_id = 0;  // the use before; a block is a prefix hit only if its parent was
@@ -32,10 +32,14 @@ std::vector<PrefixPolicy::Tuning> PrefixPolicy::DefaultTunings() {
   return {{.cold = 0.5, .hit = 1}, {.cold = 0, .hit = 0}, {.cold = 1, .hit = 4}};
 }
 
-PrefixPolicy::PrefixPolicy(std::vector<Tuning> tunings) : tunings_(std::move(tunings)) {
+PrefixPolicy::PrefixPolicy(std::vector<Tuning> tunings)
+    : PrefixPolicy(std::move(tunings), std::make_shared<IdTable>()) {}
+
+PrefixPolicy::PrefixPolicy(std::vector<Tuning> tunings, std::shared_ptr<IdTable> ids)
+    : tunings_(std::move(tunings)), ids_(std::move(ids)) {
   if (tunings_.empty()) tunings_.push_back({});
   if (tunings_.size() > 1) {
-    for (const Tuning& t : tunings_) shadows_.push_back(std::make_unique<Shadow>(t));
+    for (const Tuning& t : tunings_) shadows_.push_back(std::make_unique<Shadow>(t, ids_));
   }
 }
 
@@ -55,8 +59,8 @@ uint64_t PrefixPolicy::Priority(const Node& n) const {
 }
 
 void PrefixPolicy::ShadowUse(uint64_t id, uint64_t parent) {
-  // The lookups below are cache misses at large sizes; start them all at once.
-  for (auto& s : shadows_) s->policy.slot_of_.prefetch(id);
+  // The lookup below is a cache miss at large sizes; start it now.
+  ids_->Prefetch(id);
   for (auto& s : shadows_) {
     PrefixPolicy& shadow = s->policy;
     const Slot slot = shadow.Find(id);
@@ -100,8 +104,8 @@ void PrefixPolicy::Retune(size_t k) {
 }
 
 PrefixPolicy::Slot PrefixPolicy::Find(uint64_t id) const {
-  auto it = slot_of_.find(id);
-  return it == slot_of_.end() ? kNone : it->second;
+  const Slot s = ids_->Find(id);  // kNone is past every slot
+  return s < slots_.size() && slots_[s].state != State::kFree ? s : kNone;
 }
 
 bool PrefixPolicy::Use(uint64_t id, uint64_t parent) {
@@ -133,14 +137,10 @@ void PrefixPolicy::Insert(uint64_t id, uint64_t parent) {
   const bool ghost = s != kNone;  // not tracked (the caller checked), so a ghost
   if (ghost) {
     --ghosts_;  // its entry in ghost_order_ goes stale
-  } else if (!free_slots_.empty()) {
-    s = free_slots_.back();
-    free_slots_.pop_back();
   } else {
-    s = static_cast<Slot>(slots_.size());
-    slots_.emplace_back();
+    s = ids_->Acquire(id);
+    if (s >= slots_.size()) slots_.resize(ids_->capacity());
   }
-  if (!ghost) slot_of_.emplace(id, s);
   Node& node = slots_[s];
   node.id = id;
   node.parent = 0;
@@ -189,10 +189,9 @@ void PrefixPolicy::Untrack(Slot s) {
 
 void PrefixPolicy::Free(Slot s) {
   Node& n = slots_[s];
-  slot_of_.erase(n.id);
   n.state = State::kFree;
   ++n.gen;
-  free_slots_.push_back(s);
+  ids_->Release(s, n.id);
 }
 
 void PrefixPolicy::OnErase(uint64_t id) {
@@ -234,7 +233,7 @@ void PrefixPolicy::EvictTracked(Slot s) {
   if (!ghost_order_.empty()) {
     const GhostEntry& next = ghost_order_.front();
     __builtin_prefetch(&slots_[next.slot]);
-    slot_of_.prefetch(next.id);
+    ids_->PrefetchRelease(next.slot, next.id);
   }
 }
 

@@ -25,8 +25,8 @@
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "pool/eviction_policy.h"
+#include "pool/internal/id_table.h"
 
 namespace ems::pool::internal {
 
@@ -59,15 +59,15 @@ class PrefixPolicy final : public EvictionPolicy {
   size_t tuning() const { return current_; }
 
  private:
-  // Tracked blocks and ghosts live in one table of slots, found by id through one hash map:
-  // a use costs one lookup whether the block is tracked, a ghost or new, and an eviction
-  // turns a slot into a ghost in place. Leaves are a binary heap with lazy deletion: an entry
-  // whose block has since moved, gained a child or gone is skipped when it comes to the top,
-  // so nothing is written outside the heap when entries move. Before, a node map, a ghost map
-  // and a std::set of leaves cost three lookups and an allocation per use, for the policy and
-  // again for each shadow (pool_benchmark Policy, docs/replay.md).
-  using Slot = uint32_t;
-  static constexpr Slot kNone = UINT32_MAX;
+  // Tracked blocks and ghosts live in one table of slots, found by id through one hash map
+  // shared with the shadows (IdTable): a use costs one lookup whether the block is tracked, a
+  // ghost or new, and an eviction turns a slot into a ghost in place. Leaves are a binary heap with
+  // lazy deletion: an entry whose block has since moved, gained a child or gone is skipped when it
+  // comes to the top, so nothing is written outside the heap when entries move. Before, a node map,
+  // a ghost map and a std::set of leaves cost three lookups and an allocation per use, for the
+  // policy and again for each shadow (pool_benchmark Policy, docs/replay.md).
+  using Slot = IdTable::Slot;
+  static constexpr Slot kNone = IdTable::kNone;
   enum class State : uint8_t { kFree, kTracked, kGhost };
   struct Node {
     uint64_t id = 0;
@@ -90,6 +90,9 @@ class PrefixPolicy final : public EvictionPolicy {
     Slot slot;
   };
   struct Shadow;
+
+  // A policy whose slots come from `ids`: a shadow shares its owner's.
+  PrefixPolicy(std::vector<Tuning> tunings, std::shared_ptr<IdTable> ids);
 
   // The tick, moved earlier for cold leaves and later for leaves that were hit.
   uint64_t Priority(const Node& n) const;
@@ -128,11 +131,10 @@ class PrefixPolicy final : public EvictionPolicy {
   std::vector<std::unique_ptr<Shadow>> shadows_;  // one per tuning when there are several
   uint64_t window_uses_ = 0;                      // uses since the scores were last halved
 
-  absl::flat_hash_map<uint64_t, Slot> slot_of_;  // tracked ids and ghosts
-  std::vector<Node> slots_;
-  std::vector<Slot> free_slots_;
-  std::vector<Leaf> heap_;     // tracked nodes without children, and stale entries
-  std::vector<Leaf> skipped_;  // Evict's scratch: leaves it could not evict
+  std::shared_ptr<IdTable> ids_;  // tracked ids and ghosts, and the shadows'
+  std::vector<Node> slots_;       // by IdTable slot; kFree where only a shadow holds one
+  std::vector<Leaf> heap_;        // tracked nodes without children, and stale entries
+  std::vector<Leaf> skipped_;     // Evict's scratch: leaves it could not evict
   size_t tracked_ = 0;
   uint64_t clock_ = 0;
   size_t max_size_ = 0;  // the largest tracked population seen; bounds the ghost list
