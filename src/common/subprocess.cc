@@ -84,7 +84,25 @@ absl::StatusOr<std::unique_ptr<Process>> Process::Start(const std::string& binar
       p->values_[kv.first] = kv.second;
     }
   }
+  int wake[2];
+  if (pipe2(wake, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
+  p->drain_wake_fd_ = wake[0];
+  p->wake_fd_ = wake[1];
+  p->drain_ = std::thread([raw = p.get()] { raw->DrainStdout(); });
   return p;
+}
+
+void Process::DrainStdout() {
+  pollfd fds[2] = {{stdout_fd_, POLLIN, 0}, {drain_wake_fd_, POLLIN, 0}};
+  char chunk[4096];
+  while (true) {
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (fds[1].revents != 0) return;  // the destructor is done with the child
+    if (read(stdout_fd_, chunk, sizeof(chunk)) <= 0) return;  // EOF: every writer is gone
+  }
 }
 
 Process::~Process() {
@@ -92,7 +110,15 @@ Process::~Process() {
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
   }
-  if (stdout_fd_ >= 0) close(stdout_fd_);
+  if (drain_.joinable()) {
+    // Not EOF: a grandchild may still hold the pipe's write end.
+    const char wake = 0;
+    (void)!write(wake_fd_, &wake, 1);
+    drain_.join();
+  }
+  for (int fd : {stdout_fd_, wake_fd_, drain_wake_fd_}) {
+    if (fd >= 0) close(fd);
+  }
 }
 
 std::string Process::Value(const std::string& word) const {

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -21,7 +22,8 @@ namespace ems {
 class Process {
  public:
   // Runs `binary` with `args`, then reads stdout lines until every word in `wait_for`
-  // (e.g. "LISTENING") has started a line; their rest is kept (see Value). Stderr is inherited.
+  // (e.g. "LISTENING") has started a line; their rest is kept (see Value). What the child
+  // prints on stdout after that is read and dropped. Stderr is inherited.
   static absl::StatusOr<std::unique_ptr<Process>> Start(const std::string& binary,
                                                         const std::vector<std::string>& args,
                                                         const std::vector<std::string>& wait_for,
@@ -40,8 +42,15 @@ class Process {
 
  private:
   Process() = default;
+  // Reads the child's stdout to its end, or until the destructor wakes it, and drops it: a
+  // pipe nobody reads fills at 64 KiB and then blocks the child's next write for good.
+  void DrainStdout();
+
   pid_t pid_ = -1;
   int stdout_fd_ = -1;
+  int wake_fd_ = -1;  // the destructor writes here to end the drain (read end: drain_wake_fd_)
+  int drain_wake_fd_ = -1;
+  std::thread drain_;
   absl::flat_hash_map<std::string, std::string> values_;
 };
 

@@ -54,5 +54,16 @@ TEST(ProcessTest, AChildIsTerminatedWhenItsParentIsKilled) {
   if (!gone) kill(child, SIGKILL);
 }
 
+// The pipe a child's stdout goes to holds 64 KiB. A child that keeps printing after its ready
+// line (a daemon's log on stdout, a chatty tool) must not block on a full pipe that nobody
+// reads: it would stop serving, and Wait would time out.
+TEST(ProcessTest, AChildThatKeepsWritingToStdoutAfterItIsReadyIsNotBlocked) {
+  auto child = Process::Start(
+      "/bin/sh", {"-c", "echo READY now; yes line | head -c 1048576; exit 3"}, {"READY"});
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_EQ((*child)->Value("READY"), "now");
+  EXPECT_EQ((*child)->Wait(absl::Seconds(10)), 3) << "the child blocked writing to stdout";
+}
+
 }  // namespace
 }  // namespace ems
