@@ -51,7 +51,8 @@ typedef enum ems_code {
 
 typedef enum ems_hash_algorithm { EMS_HASH_XXH3_128 = 0, EMS_HASH_SHA256 = 1 } ems_hash_algorithm;
 
-/* A block key: namespace bytes (1..256 printable ASCII, not NUL-terminated) and a digest. */
+/* A block key: namespace bytes (1..256 printable ASCII, 0x21..0x7e: no space; not
+   NUL-terminated) and a digest. */
 typedef struct ems_key {
   const char* ns;
   size_t ns_len;
