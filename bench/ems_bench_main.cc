@@ -9,6 +9,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "common/logging.h"
 #include "common/mutex_checks.h"
 #include "harness/commands.h"
 #include "replay/replay_command.h"
@@ -40,6 +41,7 @@ void PrintCommands() {
 
 int main(int argc, char** argv) {
   ems::DisableMutexDeadlockDetection();  // measure what the binaries run (mutex_checks.h)
+  ems::LogToStderrUnlessSetUp();         // stdout is for results and JSON lines
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "help") == 0) {
     PrintCommands();
     return argc < 2 ? 2 : 0;

@@ -1,7 +1,9 @@
 #include "common/logging.h"
 
+#include <memory>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/stubs/logging.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
@@ -9,6 +11,8 @@
 
 namespace ems {
 namespace {
+
+using StderrSink = spdlog::sinks::stderr_color_sink_mt;
 
 void ProtobufLog(google::protobuf::LogLevel level, const char* file, int line,
                  const std::string& message) {
@@ -45,12 +49,30 @@ bool LogThrottle::Allow(absl::Time now, uint64_t* held_back) {
 
 void RouteProtobufLogs() { google::protobuf::SetLogHandler(&ProtobufLog); }
 
-void InitLogging(absl::string_view level) {
-  auto logger = spdlog::stderr_color_mt("ems");
-  spdlog::set_default_logger(logger);
+absl::Status InitLogging(absl::string_view level) {
+  const spdlog::level::level_enum parsed = spdlog::level::from_str(std::string(level));
+  if (parsed == spdlog::level::off && level != "off") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown log level '", level, "'; expected trace, debug, info, warn, error or off"));
+  }
+  // Not registered by name first (stderr_color_mt): a default logger already named "ems"
+  // (LogToStderrUnlessSetUp) would make that throw. set_default_logger registers it.
+  spdlog::set_default_logger(
+      std::make_shared<spdlog::logger>("ems", std::make_shared<StderrSink>()));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%t] %v");
-  spdlog::set_level(spdlog::level::from_str(std::string(level)));
+  spdlog::set_level(parsed);
   RouteProtobufLogs();
+  return absl::OkStatus();
+}
+
+void LogToStderrUnlessSetUp() {
+  static absl::Mutex mu(absl::kConstInit);
+  absl::MutexLock lock(&mu);
+  const std::shared_ptr<spdlog::logger> current = spdlog::default_logger();
+  if (!current->name().empty()) return;
+  auto logger = std::make_shared<spdlog::logger>("ems", std::make_shared<StderrSink>());
+  logger->set_level(current->level());
+  spdlog::set_default_logger(std::move(logger));
 }
 
 }  // namespace ems

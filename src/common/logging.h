@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -13,8 +14,17 @@ namespace ems {
 
 // Sets the default logger's level ("trace".."off") and a pattern with time and thread, and
 // routes libprotobuf's log lines through it (RouteProtobufLogs). Logs go to stderr so stdout
-// stays free for a binary's own output (JSON lines, tables).
-void InitLogging(absl::string_view level);
+// stays free for a binary's own output (JSON lines, tables). INVALID_ARGUMENT, changing
+// nothing, for a level spdlog does not name: it reads any such name ("INFO", "warning ") as
+// "off", which would silence even the error a failing start-up exits with.
+absl::Status InitLogging(absl::string_view level);
+
+// Library code (the client, the pool) logs through spdlog's default logger, which spdlog
+// writes to stdout until a program sets up its own. Points it at stderr, at the same level, in
+// a program that did not (one whose default logger still has spdlog's own empty name):
+// ems-bench prints results and JSON lines on stdout, and a Python or C program's stdout is
+// its own. Called by Client::Connect; a default logger the program set up is left alone.
+void LogToStderrUnlessSetUp();
 
 // Sends libprotobuf's own log lines to spdlog's default logger, at most one per
 // kProtobufLogInterval, as warnings (errors) or debug lines (the rest). Left alone, its parser

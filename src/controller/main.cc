@@ -122,7 +122,10 @@ int main(int argc, char** argv) {
       "usage: ems-controller --listen HOST:PORT --state_dir DIR --backend local|kubernetes "
       "[--local_node_memory_cap_mb N]");
   absl::ParseCommandLine(argc, argv);
-  ems::InitLogging(absl::GetFlag(FLAGS_log_level));
+  if (absl::Status s = ems::InitLogging(absl::GetFlag(FLAGS_log_level)); !s.ok()) {
+    std::fprintf(stderr, "ems-controller: --log_level: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
   ems::DisableMutexDeadlockDetection();  // see mutex_checks.h
   using namespace ems::controller;
 

@@ -82,7 +82,10 @@ int main(int argc, char** argv) {
       "serves a DRAM pool of KV-cache blocks over gRPC.\n"
       "usage: ems-node [--flag=value ...]   (--helpfull lists library flags too)");
   absl::ParseCommandLine(argc, argv);
-  ems::InitLogging(absl::GetFlag(FLAGS_log_level));
+  if (absl::Status s = ems::InitLogging(absl::GetFlag(FLAGS_log_level)); !s.ok()) {
+    std::fprintf(stderr, "ems-node: --log_level: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
   ems::DisableMutexDeadlockDetection();  // see mutex_checks.h
 
   // SIGTERM and SIGINT are taken synchronously by the main thread (sigwait): every other

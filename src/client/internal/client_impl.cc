@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/internal/fanout.h"
 #include "common/grpc_status.h"
+#include "common/logging.h"
 #include "spdlog/spdlog.h"
 
 namespace ems::client::internal {
@@ -270,6 +271,7 @@ absl::StatusOr<v1::StatsResponse> ClientImpl::Stats() {
 namespace ems {
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
+  LogToStderrUnlessSetUp();  // our lines are not the host program's output
   auto client = std::make_unique<client::internal::ClientImpl>(options);
   if (absl::Status s = client->Init(); !s.ok()) return s;
   return std::unique_ptr<Client>(std::move(client));
