@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -97,9 +98,50 @@ bool MirrorsInStep(Client& client, const std::vector<BlockKey>& prompt) {
   return false;
 }
 
+bool IsLookupTarget(absl::string_view t) {
+  return t == "ems" || t == "ems-remote" || t == "ems-mirror" || t == "ems-grpc" || t == "redis";
+}
+
+// INVALID_ARGUMENT naming the first flag out of range. Checked before any server starts: 0
+// prompts divided by zero once a cluster was up (its directory left in /tmp), 0 seconds
+// printed "nan" into the JSON, and a misspelt target surfaced after the others had run.
+absl::Status CheckLookupFlags(const std::vector<std::string>& targets) {
+  struct Count {
+    const char* flag;
+    int value, max;
+  };
+  // Each node is a process and each thread a loop on this machine, as in `replay`.
+  const Count counts[] = {
+      {"--lookup_keys", absl::GetFlag(FLAGS_lookup_keys), 4096},
+      {"--lookup_prompts", absl::GetFlag(FLAGS_lookup_prompts), 1 << 20},
+      {"--lookup_nodes", absl::GetFlag(FLAGS_lookup_nodes), 64},
+      {"--lookup_threads", absl::GetFlag(FLAGS_lookup_threads), 1024},
+  };
+  for (const Count& c : counts) {
+    if (c.value < 1 || c.value > c.max) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(c.flag, " must be between 1 and ", c.max, ", got ", c.value));
+    }
+  }
+  if (const double s = absl::GetFlag(FLAGS_lookup_seconds); !(s > 0 && s <= 3600)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--lookup_seconds must be above 0 and at most 3600, got ", s));
+  }
+  for (const std::string& t : targets) {
+    if (!IsLookupTarget(t))
+      return absl::InvalidArgumentError(absl::StrCat("unknown target '", t, "'"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int RunLookup(int, char**) {
+  const std::vector<std::string> targets = absl::StrSplit(absl::GetFlag(FLAGS_lookup_targets), ',');
+  if (absl::Status s = CheckLookupFlags(targets); !s.ok()) {
+    std::fprintf(stderr, "lookup: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   const int keys = absl::GetFlag(FLAGS_lookup_keys);
   const int prompts = absl::GetFlag(FLAGS_lookup_prompts);
   const int nodes = absl::GetFlag(FLAGS_lookup_nodes);
@@ -108,7 +150,7 @@ int RunLookup(int, char**) {
   const auto data = MakePrompts(prompts, keys);
   const std::vector<uint8_t> value(64, 'v');
   int rc = 0;
-  for (absl::string_view target : absl::StrSplit(absl::GetFlag(FLAGS_lookup_targets), ',')) {
+  for (absl::string_view target : targets) {
     if (target == "ems" || target == "ems-remote" || target == "ems-mirror" ||
         target == "ems-grpc") {
       auto cluster = LocalCluster::Start(nodes, 32, {}, /*local_sockets=*/true);
@@ -190,9 +232,6 @@ int RunLookup(int, char**) {
       for (redisContext* c : conns) redisFree(c);
       Print("redis", keys, 1, r);
       rc |= r.wrong != 0;
-    } else {
-      std::fprintf(stderr, "lookup: unknown target '%s'\n", std::string(target).c_str());
-      return 2;
     }
   }
   return rc;

@@ -1,5 +1,7 @@
 // ems-bench putget: stores chained-prefix blocks through an ems-node, reads every one back,
 // verifies every byte, and reports what happened.
+#include "harness/putget.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -44,11 +46,51 @@ void FillBlock(uint64_t i, absl::Span<uint8_t> out) {
 
 }  // namespace
 
+StoreAndVerifyResult StoreAndVerify(Client& client, const std::vector<BlockKey>& keys,
+                                    uint64_t block_bytes, absl::FunctionRef<absl::Time()> now) {
+  StoreAndVerifyResult r;
+  std::vector<uint8_t> value(block_bytes), out(block_bytes), want(block_bytes);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    FillBlock(i, absl::MakeSpan(value));
+    const absl::Time t0 = now();
+    absl::Status s = client.Put(keys[i], value, i > 0 ? &keys[i - 1] : nullptr);
+    const absl::Duration took = now() - t0;
+    r.put_latency.Add(took);
+    r.put_time += took;
+    if (!s.ok()) {
+      r.put_error = absl::Status(s.code(), absl::StrCat("put of block ", i, ": ", s.message()));
+      return r;
+    }
+  }
+  r.matched = client.MatchPrefix(keys);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const absl::Time t0 = now();
+    auto n = client.Get(keys[i], absl::MakeSpan(out));
+    const absl::Duration took = now() - t0;
+    r.get_latency.Add(took);
+    r.get_time += took;
+    if (!n.ok()) {
+      ++r.missing;
+      continue;
+    }
+    FillBlock(i, absl::MakeSpan(want));
+    if (*n != block_bytes || out != want) ++r.wrong;
+  }
+  return r;
+}
+
 int RunPutGet(int, char**) {
   const int blocks = absl::GetFlag(FLAGS_blocks);
   const uint64_t bytes = absl::GetFlag(FLAGS_block_bytes);
   if (blocks <= 0 || bytes == 0) {
     std::fprintf(stderr, "putget: --blocks and --block_bytes must be positive\n");
+    return 2;
+  }
+  // The prompt is hashed in blocks of this many tokens: 0 divided by zero, and a negative
+  // count became a prompt of 2^64 tokens.
+  const int block_tokens = absl::GetFlag(FLAGS_block_tokens);
+  if (block_tokens <= 0) {
+    std::fprintf(stderr, "putget: --block_tokens must be positive, got %d\n", block_tokens);
     return 2;
   }
   std::unique_ptr<Process> node;
@@ -69,51 +111,29 @@ int RunPutGet(int, char**) {
                   static_cast<unsigned long long>(pages * 2));
     }
   }
-  auto client = Client::Connect({.address = address,
-                                 .local_socket = absl::GetFlag(FLAGS_local_socket)});
+  auto client =
+      Client::Connect({.address = address, .local_socket = absl::GetFlag(FLAGS_local_socket)});
   if (!client.ok()) {
     std::fprintf(stderr, "putget: %s\n", client.status().ToString().c_str());
     return 1;
   }
 
   // A synthetic prompt of blocks × block_tokens tokens, hashed into chained keys.
-  const int block_tokens = absl::GetFlag(FLAGS_block_tokens);
   std::vector<uint32_t> tokens(static_cast<size_t>(blocks) * block_tokens);
   for (size_t t = 0; t < tokens.size(); ++t) tokens[t] = static_cast<uint32_t>((t * 7919) % 128000);
   const std::vector<Digest> digests = PrefixHasher(block_tokens).Hash(tokens);
   std::vector<BlockKey> keys;
   for (const Digest& d : digests) keys.push_back(BlockKey{absl::GetFlag(FLAGS_ns), d});
 
-  std::vector<uint8_t> value(bytes), out(bytes), want(bytes);
-  LatencyRecorder put_lat, get_lat;
-  const absl::Time put_start = absl::Now();
-  for (int i = 0; i < blocks; ++i) {
-    FillBlock(i, absl::MakeSpan(value));
-    const absl::Time t0 = absl::Now();
-    absl::Status s = (*client)->Put(keys[i], value, i > 0 ? &keys[i - 1] : nullptr);
-    put_lat.Add(absl::Now() - t0);
-    if (!s.ok()) {
-      std::fprintf(stderr, "putget: put of block %d failed: %s\n", i, s.ToString().c_str());
-      return 1;
-    }
+  const StoreAndVerifyResult run = StoreAndVerify(**client, keys, bytes);
+  if (!run.put_error.ok()) {
+    std::fprintf(stderr, "putget: %s\n", run.put_error.ToString().c_str());
+    return 1;
   }
-  const absl::Duration put_time = absl::Now() - put_start;
-
-  auto matched = (*client)->MatchPrefix(keys);
-  int wrong = 0, missing = 0;
-  const absl::Time get_start = absl::Now();
-  for (int i = 0; i < blocks; ++i) {
-    const absl::Time t0 = absl::Now();
-    auto n = (*client)->Get(keys[i], absl::MakeSpan(out));
-    get_lat.Add(absl::Now() - t0);
-    if (!n.ok()) {
-      ++missing;
-      continue;
-    }
-    FillBlock(i, absl::MakeSpan(want));
-    if (*n != bytes || out != want) ++wrong;
-  }
-  const absl::Duration get_time = absl::Now() - get_start;
+  const absl::StatusOr<size_t>& matched = run.matched;
+  const int wrong = run.wrong, missing = run.missing;
+  const absl::Duration put_time = run.put_time, get_time = run.get_time;
+  const LatencyRecorder &put_lat = run.put_latency, &get_lat = run.get_latency;
   auto stats = (*client)->Stats();
 
   const double total = static_cast<double>(blocks) * bytes;
@@ -122,7 +142,8 @@ int RunPutGet(int, char**) {
         "{\"blocks\":%d,\"block_bytes\":%llu,\"put_gbps\":%.3f,\"get_gbps\":%.3f,"
         "\"put_p50_us\":%.1f,\"put_p99_us\":%.1f,\"get_p50_us\":%.1f,\"get_p99_us\":%.1f,"
         "\"matched\":%zu,\"missing\":%d,\"wrong\":%d}\n",
-        blocks, static_cast<unsigned long long>(bytes), total / absl::ToDoubleSeconds(put_time) / 1e9,
+        blocks, static_cast<unsigned long long>(bytes),
+        total / absl::ToDoubleSeconds(put_time) / 1e9,
         total / absl::ToDoubleSeconds(get_time) / 1e9, put_lat.PercentileUs(50),
         put_lat.PercentileUs(99), get_lat.PercentileUs(50), get_lat.PercentileUs(99),
         matched.ok() ? *matched : 0, missing, wrong);
@@ -140,12 +161,13 @@ int RunPutGet(int, char**) {
     std::printf("  verified %d blocks byte for byte: %d wrong, %d missing\n", blocks - missing,
                 wrong, missing);
     if (stats.ok()) {
-      std::printf("  node: %llu keys, %.1f of %.1f MiB used, hit ratio %.3f, %llu evictions, "
-                  "hugepages=%s\n",
-                  static_cast<unsigned long long>(stats->keys()), stats->used_bytes() / 1048576.0,
-                  stats->capacity_bytes() / 1048576.0, stats->hit_ratio(),
-                  static_cast<unsigned long long>(stats->evictions()),
-                  stats->hugepages() ? "true" : "false (THP fallback)");
+      std::printf(
+          "  node: %llu keys, %.1f of %.1f MiB used, hit ratio %.3f, %llu evictions, "
+          "hugepages=%s\n",
+          static_cast<unsigned long long>(stats->keys()), stats->used_bytes() / 1048576.0,
+          stats->capacity_bytes() / 1048576.0, stats->hit_ratio(),
+          static_cast<unsigned long long>(stats->evictions()),
+          stats->hugepages() ? "true" : "false (THP fallback)");
       std::fflush(stdout);
     }
   }

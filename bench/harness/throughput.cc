@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
 #include "common/prefix_hash.h"
@@ -180,12 +181,34 @@ class MemcpyTarget : public Target {
   std::vector<std::vector<uint8_t>> store_;
 };
 
-uint64_t ParseSize(absl::string_view s) {
+// A --sizes entry: bytes, or a count of KiB or MiB. An entry that is not one ("64KB", "2M",
+// "0") is an error naming it: read as whatever digits it starts with, "64KB" ran a 64-byte
+// case under a 64 KB label, and 0 divided by zero.
+absl::StatusOr<uint64_t> ParseSize(absl::string_view s) {
   uint64_t n = 0;
-  if (absl::EndsWith(s, "MiB") && absl::SimpleAtoi(s.substr(0, s.size() - 3), &n)) return n << 20;
-  if (absl::EndsWith(s, "KiB") && absl::SimpleAtoi(s.substr(0, s.size() - 3), &n)) return n << 10;
-  absl::SimpleAtoi(s, &n);
-  return n;
+  int shift = 0;
+  absl::string_view digits = s;
+  if (absl::ConsumeSuffix(&digits, "MiB")) {
+    shift = 20;
+  } else if (absl::ConsumeSuffix(&digits, "KiB")) {
+    shift = 10;
+  }
+  // At most 1 GiB, so the shift cannot wrap (the nodes and memcached refuse values over 64 MiB).
+  if (!absl::SimpleAtoi(digits, &n) || n == 0 || n > (uint64_t{1} << (30 - shift))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bad --sizes entry '", s, "': want bytes up to 1 GiB, like 65536, 64KiB or 2MiB"));
+  }
+  return n << shift;
+}
+
+// A --concurrency entry: a thread count from 1 to 1024.
+absl::StatusOr<int> ParseConcurrency(absl::string_view s) {
+  int c = 0;
+  if (!absl::SimpleAtoi(s, &c) || c < 1 || c > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad --concurrency entry '", s, "': want a thread count from 1 to 1024"));
+  }
+  return c;
 }
 
 void Fill(uint64_t seed, absl::Span<uint8_t> out) {
@@ -356,12 +379,23 @@ CaseResult Median(std::vector<CaseResult> rounds) {
 int RunThroughput(int, char**) {
   std::vector<uint64_t> sizes;
   for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_sizes), ',')) {
-    sizes.push_back(ParseSize(s));
+    auto size = ParseSize(s);
+    if (!size.ok()) {
+      std::fprintf(stderr, "throughput: %s\n", std::string(size.status().message()).c_str());
+      return 2;
+    }
+    sizes.push_back(*size);
   }
+  // Every entry counts: one dropped in silence left the list empty (a crash below) or ran
+  // fewer cases than asked.
   std::vector<int> concurrency;
   for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_concurrency), ',')) {
-    int c = 0;
-    if (absl::SimpleAtoi(s, &c) && c > 0) concurrency.push_back(c);
+    auto c = ParseConcurrency(s);
+    if (!c.ok()) {
+      std::fprintf(stderr, "throughput: %s\n", std::string(c.status().message()).c_str());
+      return 2;
+    }
+    concurrency.push_back(*c);
   }
   const uint64_t per_case = absl::GetFlag(FLAGS_bytes_per_case);
   const int max_threads = *std::max_element(concurrency.begin(), concurrency.end());

@@ -159,6 +159,19 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
           absl::StrCat(flag, " must be a bandwidth in GB/s above 0, got ", gbps)));
     }
   }
+  // A negative factor ran back to back, as if it were 0.
+  if (const double speedup = absl::GetFlag(FLAGS_speedup); !(speedup >= 0 && speedup < 1e9)) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--speedup must be 0 (back to back) or above, got ", speedup)));
+  }
+  // The CSV and the plots are written after the replay: a path that cannot take them should
+  // fail the run now, not after minutes of replay.
+  if (const std::string csv = absl::GetFlag(FLAGS_csv); !csv.empty()) {
+    if (absl::Status s = CheckCsvPath(csv); !s.ok()) return Fail(s);
+  }
+  if (const std::string dir = absl::GetFlag(FLAGS_plot_dir); !dir.empty()) {
+    if (absl::Status s = CheckPlotDir(dir); !s.ok()) return Fail(s);
+  }
   const bool own_cluster =
       absl::GetFlag(FLAGS_controller).empty() && absl::GetFlag(FLAGS_address).empty();
   // A cluster this replay starts holds whole blocks per node: round to a multiple of nodes.

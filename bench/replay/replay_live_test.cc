@@ -133,6 +133,30 @@ TEST(ReplayLiveTest, BadFlagsAreRejectedByNameBeforeAnythingStarts) {
   }
 }
 
+// The CSV and the plots are written after the replay, which may run for minutes: a path that
+// cannot take them once failed the run only then. A negative --speedup ran back to back.
+TEST(ReplayLiveTest, UnwritableOutputsAndANegativeSpeedupAreRejectedBeforeAnythingStarts) {
+  const std::filesystem::path file =
+      std::filesystem::temp_directory_path() / absl::StrCat("ems_replay_not_a_dir_", getpid());
+  std::ofstream(file) << "a file, not a directory\n";
+  const std::string csv = (file / "requests.csv").string();
+  const std::string plots = (file / "plots").string();
+  const std::pair<std::string, std::string> cases[] = {
+      {"--csv=" + csv, "cannot write --csv " + csv},
+      {"--plot_dir=" + plots, "cannot write --plot-dir " + plots},
+      {"--speedup=-2", "--speedup must be 0 (back to back) or above, got -2"},
+  };
+  for (const auto& [args, error] : cases) {
+    SCOPED_TRACE(args);
+    auto [status, out] =
+        RunBenchStatus(absl::StrCat("--workload=multiturn --sessions=5 --progress=false ", args));
+    EXPECT_NE(status, 0);
+    EXPECT_NE(out.find(error), std::string::npos) << out;
+    EXPECT_EQ(out.find("cluster:"), std::string::npos) << "nothing was started: " << out;
+  }
+  std::filesystem::remove(file);
+}
+
 TEST(ReplayLiveTest, MultiturnOnThreeNodesLandsWithinOnePointOfSimulate) {
   ExpectLiveMatchesSimulate("--workload=multiturn --sessions=100", 300);
 }

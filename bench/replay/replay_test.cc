@@ -78,6 +78,20 @@ TEST(TraceTest, MalformedLinesAreSkippedOrFatalWithTheirLineNumber) {
   EXPECT_EQ(SkippedOrFatal(trace, ":2: not a JSON object").size(), 2u);
 }
 
+// A directory opens as a stream that reads nothing: it was a trace of no requests, and the run
+// ended with "no requests to replay", naming neither the path nor the problem.
+TEST(TraceTest, ADirectoryIsNotATraceOfNoRequests) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "ems_replay_dir_test";
+  std::filesystem::create_directories(dir);
+  for (const bool strict : {false, true}) {
+    auto r = ReadMooncakeTrace(dir.string(), {.strict = strict});
+    ASSERT_FALSE(r.ok()) << "read " << r->size() << " requests from a directory";
+    EXPECT_NE(r.status().message().find("cannot read trace " + dir.string()), std::string::npos)
+        << r.status();
+  }
+  std::filesystem::remove(dir);
+}
+
 TEST(TraceTest, ALineThatGoesBackInTimeIsMalformed) {
   TraceFile trace("ems_replay_order_test.jsonl",
                   R"({"timestamp": 5, "input_length": 10, "output_length": 1, "hash_ids": [0]})"

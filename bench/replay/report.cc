@@ -1,7 +1,12 @@
 #include "replay/report.h"
 
+#include <stdlib.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -50,6 +55,22 @@ std::string Terminals(const std::string& stem, const std::string& plot) {
 struct Spread {
   double mean = 0, p50 = 0, p90 = 0, p99 = 0;
 };
+
+// OK if a file can be made in `dir`, which is created if needed: one is made and removed.
+// (Permissions alone would not tell: root writes anywhere, but not under a regular file.)
+absl::Status ProbeDirectory(const std::filesystem::path& dir, const std::string& what) {
+  std::error_code ec;
+  if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+  std::string probe = ((dir.empty() ? "." : dir) / ".ems-bench-probe-XXXXXX").string();
+  const int fd = mkstemp(probe.data());
+  if (fd < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot write ", what, ": ", std::strerror(errno)));
+  }
+  close(fd);
+  unlink(probe.c_str());
+  return absl::OkStatus();
+}
 
 Spread SpreadMs(const std::vector<double>& seconds) {
   std::vector<double> ms;
@@ -150,6 +171,18 @@ void PrintJson(const std::vector<BaselineStats>& stats) {
         s.p50_ms, s.p90_ms, s.p99_ms, s.savings, s.queued_mean_ms, s.queued_p50_ms, s.queued_p90_ms,
         s.queued_p99_ms, s.queued_savings, s.load);
   }
+}
+
+absl::Status CheckCsvPath(const std::string& path) {
+  const std::string what = absl::StrCat("--csv ", path);
+  if (std::error_code ec; std::filesystem::is_directory(path, ec)) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot write ", what, ": a directory"));
+  }
+  return ProbeDirectory(std::filesystem::path(path).parent_path(), what);
+}
+
+absl::Status CheckPlotDir(const std::string& dir) {
+  return ProbeDirectory(dir, absl::StrCat("--plot-dir ", dir));
 }
 
 absl::Status WriteCsv(const std::string& path, const std::vector<Request>& requests,

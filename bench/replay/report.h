@@ -52,12 +52,18 @@ struct CsvExtra {
   std::vector<int> routed_instance;  // the same for the cache-aware router
   std::vector<double> lookup_ms, get_ms, put_ms, late_ms;
 };
+// OK if WriteCsv could create `path` now (its directories are created, and a file is made in
+// the last and removed); otherwise an error naming --csv and the path. For a run to check
+// before it starts, not after the replay.
+absl::Status CheckCsvPath(const std::string& path);
 absl::Status WriteCsv(const std::string& path, const std::vector<Request>& requests,
                       const std::vector<Baseline>& baselines, const CsvExtra& extra);
 
 // Writes into `dir` (created if needed): ttft_cdf.{dat,gp,png,svg} from `baselines` and
 // hit_ratio.{dat,gp,png,svg} from `sweep` (prefix hit ratio vs capacity, one line per policy;
 // `live_*` marks the live run's point). Returns the paths of the images written.
+// The same for WritePlots' `dir`, named as --plot-dir.
+absl::Status CheckPlotDir(const std::string& dir);
 absl::StatusOr<std::vector<std::string>> WritePlots(const std::string& dir,
                                                     const std::vector<Baseline>& baselines,
                                                     const std::vector<SimResult>& sweep,

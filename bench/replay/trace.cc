@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -48,6 +49,10 @@ absl::StatusOr<std::vector<Request>> ReadMooncakeTrace(const std::string& path,
                                                        const TraceReadOptions& options) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open trace ", path));
+  // A directory opens, then fails its first read: without this it was a trace of no requests.
+  if (std::error_code ec; std::filesystem::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot read trace ", path, ": a directory"));
+  }
   std::vector<Request> out;
   std::string line;
   size_t line_no = 0, skipped = 0;

@@ -34,7 +34,7 @@ struct TraceReadOptions {
 // `input_length`, `output_length`, `hash_ids`, in order of `timestamp` (a line that goes back
 // in time is malformed). Skipped lines are reported on stderr with their line numbers (the
 // first kMaxReportedLines of them, then how many in all).
-// NOT_FOUND if the file cannot be opened.
+// NOT_FOUND if the file cannot be opened; INVALID_ARGUMENT if `path` is a directory.
 absl::StatusOr<std::vector<Request>> ReadMooncakeTrace(const std::string& path,
                                                        const TraceReadOptions& options);
 
