@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -149,6 +150,44 @@ TEST(ClientFaultsTest, ClusterBulkBatchGetOverStalledNodesTakesOneTimeout) {
       << "BatchGet over 3 stalled nodes with a 2 s timeout took " << took;
 }
 
+// 2c. The requests themselves went out one node after the other, each with a whole timeout of
+//     its own: a client's first call to a node waits for the node's HELLO answer, and a put
+//     larger than the socket buffers waits for the node to read it. A fresh client's BatchGet
+//     over N stalled nodes, or a BatchPut of large values, took N timeouts.
+TEST(ClientFaultsTest, ClusterBulkRequestsToStalledNodesTakeOneTimeout) {
+  // Stalled for seconds, but never marked DOWN: the clients keep routing to them.
+  auto cluster = testing::Cluster::Start({.nodes = 3, .down_after_missed = 100});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto writer = testing::ClusterClient(**cluster);  // timeout 2 s
+  ASSERT_NE(writer, nullptr);
+  PutAll(*writer, 30);                             // leaves a pooled bulk connection to each node
+  auto fresh = testing::ClusterClient(**cluster);  // has no connection to any node yet
+  ASSERT_NE(fresh, nullptr);
+  constexpr size_t kLarge = 1 << 20;
+  constexpr int kLargeBlocks = 120;  // 40 MiB a node: more than its socket buffers take
+  std::vector<std::vector<uint8_t>> values;
+  std::vector<PutItem> puts;
+  for (int i = 0; i < kLargeBlocks; ++i) values.push_back(TestValue(1000 + i, kLarge));
+  for (int i = 0; i < kLargeBlocks; ++i) puts.push_back({TestKey(1000 + i), values[i], nullptr});
+  std::vector<std::vector<uint8_t>> bufs(30, std::vector<uint8_t>(kBlockBytes));
+  std::vector<GetItem> gets;
+  for (int i = 0; i < 30; ++i) gets.push_back({TestKey(i), absl::MakeSpan(bufs[i])});
+
+  for (int n = 0; n < 3; ++n) Stop((*cluster)->node(n));
+  absl::Time start = absl::Now();
+  auto got = fresh->BatchGet(gets);
+  const absl::Duration get_took = absl::Now() - start;
+  start = absl::Now();
+  auto put = writer->BatchPut(puts);
+  const absl::Duration put_took = absl::Now() - start;
+  for (int n = 0; n < 3; ++n) (*cluster)->node(n).Signal(SIGCONT);
+  for (auto& g : got) EXPECT_TRUE(absl::IsNotFound(g.status())) << g.status();
+  EXPECT_LT(get_took, absl::Seconds(4))
+      << "a new client's BatchGet over 3 stalled nodes with a 2 s timeout took " << get_took;
+  EXPECT_LT(put_took, absl::Seconds(4))
+      << "a BatchPut of 120 MiB over 3 stalled nodes with a 2 s timeout took " << put_took;
+}
+
 // 3. Remove counts copies, not keys: with replication_factor 2 every key counts twice.
 TEST(ClientFaultsTest, RemoveReturnsTheNumberOfKeysWithReplication) {
   auto cluster = testing::Cluster::Start({.nodes = 3, .replication_factor = 2});
@@ -162,6 +201,32 @@ TEST(ClientFaultsTest, RemoveReturnsTheNumberOfKeysWithReplication) {
   ASSERT_TRUE(removed.ok()) << removed.status();
   EXPECT_EQ(*removed, 10u) << "Remove of 10 stored keys";
   EXPECT_EQ(*client->MatchPrefix(keys), 0u);
+}
+
+// 3b. With replication a node that dies loses no block: Get reads each from its replica. A
+//     lookup asked only each key's first owner, and until the controller marked the dead one
+//     DOWN it matched none of a prompt from the first block that node owned.
+TEST(ClientFaultsTest, ALookupFindsTheReplicasOfADeadNodesBlocks) {
+  // DOWN only after 20 missed heartbeats (6 s): the client keeps the map naming the dead node.
+  auto cluster =
+      testing::Cluster::Start({.nodes = 3, .replication_factor = 2, .down_after_missed = 20});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto client = testing::ClusterClient(**cluster);
+  ASSERT_NE(client, nullptr);
+  constexpr int kBlocks = 60;
+  PutAll(*client, kBlocks);
+  std::vector<BlockKey> keys;
+  for (int i = 0; i < kBlocks; ++i) keys.push_back(TestKey(i));
+  ASSERT_EQ(*client->MatchPrefix(keys), static_cast<size_t>(kBlocks));
+
+  const uint64_t before = client->epoch();
+  (*cluster)->node(0).Signal(SIGKILL);
+  (*cluster)->node(0).Wait();
+  EXPECT_EQ(testing::CountReadable(*client, kBlocks), kBlocks);
+  auto matched = client->MatchPrefix(keys);
+  ASSERT_EQ(client->epoch(), before) << "node-0 was marked DOWN already: the test proves nothing";
+  ASSERT_TRUE(matched.ok()) << matched.status();
+  EXPECT_EQ(*matched, static_cast<size_t>(kBlocks)) << "every block is still readable";
 }
 
 // 4. A timeout of absl::InfiniteDuration() ("no deadline") overflows the gRPC deadline: the
@@ -307,6 +372,30 @@ TEST(ClientFaultsTest, ALookupWhileANodeDrainsFindsTheBlocksItStillHolds) {
   auto matched = client->MatchPrefix(keys);
   ASSERT_TRUE(matched.ok()) << matched.status();
   EXPECT_EQ(*matched, static_cast<size_t>(kBlocks)) << "every block is still readable";
+}
+
+// Exists, like MatchPrefix, must find the blocks a draining node still holds: it asked only
+// each key's new owner, and said "absent" of blocks that every Get still read back.
+TEST(ClientFaultsTest, ExistsWhileANodeDrainsFindsTheBlocksItStillHolds) {
+  auto cluster = testing::Cluster::Start({.nodes = 3, .node_flags = {"--migration_mbps=0.001"}});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto client = testing::ClusterClient(**cluster);
+  ASSERT_NE(client, nullptr);
+  constexpr int kBlocks = 60;
+  PutAll(*client, kBlocks);
+  std::vector<BlockKey> keys;
+  for (int i = 0; i < kBlocks; ++i) keys.push_back(TestKey(i));
+  ASSERT_EQ(*client->Exists(keys), std::vector<bool>(kBlocks, true));
+
+  const uint64_t before = client->epoch();
+  ASSERT_TRUE((*cluster)->SetState("node-0", v1::DRAINING).ok());
+  for (int i = 0; i < 250 && client->epoch() == before; ++i) absl::SleepFor(absl::Milliseconds(20));
+  ASSERT_GT(client->epoch(), before) << "the client never saw the drain";
+  EXPECT_EQ(testing::CountReadable(*client, kBlocks), kBlocks);
+  auto exists = client->Exists(keys);
+  ASSERT_TRUE(exists.ok()) << exists.status();
+  EXPECT_EQ(std::count(exists->begin(), exists->end(), true), kBlocks)
+      << "every block is still readable";
 }
 
 }  // namespace

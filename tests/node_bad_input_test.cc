@@ -140,6 +140,43 @@ TEST_F(NodeBadInputTest, AnOverlongNamespaceIsRefusedBeforeItIsSent) {
   EXPECT_EQ(out, value);
 }
 
+// One key with a bad namespace byte in a BatchGet is that item's error, named, and no other
+// item's: the node refuses a request holding such a key whole, and every block asked of it in
+// the same request (here the keeper, stored and intact) came back INVALID_ARGUMENT too.
+TEST_F(NodeBadInputTest, ABadKeyInABatchFailsOnlyItself) {
+  BlockKey bad = TestKey(7);
+  bad.ns = "test model";  // a space: not printable ASCII as namespaces must be
+  for (bool bulk : {true, false}) {
+    auto client = Client::Connect({.address = address_, .use_local = false, .use_bulk = bulk});
+    ASSERT_TRUE(client.ok()) << client.status();
+    std::vector<uint8_t> good(keeper_.size()), other(keeper_.size());
+    std::vector<GetItem> items = {{TestKey(1), absl::MakeSpan(good)}, {bad, absl::MakeSpan(other)}};
+    auto got = (*client)->BatchGet(items);
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_TRUE(got[0].ok()) << (bulk ? "bulk: " : "gRPC: ") << got[0].status();
+    if (got[0].ok()) {
+      EXPECT_EQ(good, keeper_);
+    }
+    EXPECT_EQ(got[1].status().code(), absl::StatusCode::kInvalidArgument) << got[1].status();
+    EXPECT_TRUE(absl::StrContains(got[1].status().message(), "non-printable byte 0x20"))
+        << got[1].status();
+
+    // A BatchPut already kept them apart (the node checks each put's key): the good block is
+    // stored, the bad one refused.
+    const BlockKey fresh = TestKey(bulk ? 11 : 12);
+    const std::vector<uint8_t> value(4096, bulk ? 'b' : 'g');
+    std::vector<PutItem> puts = {{fresh, value, nullptr}, {bad, value, nullptr}};
+    auto stored = (*client)->BatchPut(puts);
+    ASSERT_EQ(stored.size(), 2u);
+    EXPECT_TRUE(stored[0].ok()) << (bulk ? "bulk: " : "gRPC: ") << stored[0];
+    EXPECT_EQ(stored[1].code(), absl::StatusCode::kInvalidArgument) << stored[1];
+    std::vector<uint8_t> back(value.size());
+    auto n = (*client)->Get(fresh, absl::MakeSpan(back));
+    ASSERT_TRUE(n.ok()) << n.status();
+    EXPECT_EQ(back, value);
+  }
+}
+
 TEST_F(NodeBadInputTest, OversizeValuesAreRefused) {
   const std::vector<uint8_t> over_max(33554432 + 1, 'x');
   absl::Status s = client_->Put(TestKey(2), over_max);

@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -28,24 +29,29 @@ absl::Status IoError(const char* what, int err) {
 // docs/zero-copy.md); the kernel caps them at net.core.[rw]mem_max.
 constexpr int kSocketBufferBytes = 4 << 20;
 
-}  // namespace
-
-void AppendKey(const BlockKey& key, std::string* out) {
-  EMS_DCHECK(key.ns.size() <= UINT16_MAX, "a namespace too long for the wire");
-  const uint16_t n = static_cast<uint16_t>(key.ns.size());
-  out->append(reinterpret_cast<const char*>(&n), sizeof(n));
-  out->append(key.ns);
-  out->append(reinterpret_cast<const char*>(key.digest.bytes.data()), kDigestBytes);
-}
-
-absl::Status WriteAll(int fd, struct iovec* iov, int iovcnt) {
+// bulk::WriteAll. With `max_wait`: sends without blocking, and waits for room in the socket
+// at most `(*max_wait)()` at a time (DEADLINE_EXCEEDED after that).
+absl::Status WriteAllImpl(int fd, struct iovec* iov, int iovcnt,
+                          const absl::FunctionRef<absl::Duration()>* max_wait) {
   while (iovcnt > 0) {
     struct msghdr msg = {};
     msg.msg_iov = iov;
     msg.msg_iovlen = static_cast<size_t>(std::min(iovcnt, IOV_MAX));
-    const ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    const ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | (max_wait != nullptr ? MSG_DONTWAIT : 0));
     if (n < 0) {
       if (errno == EINTR) continue;
+      if (max_wait != nullptr && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        const absl::Duration wait = (*max_wait)();
+        const int ms = wait == absl::InfiniteDuration()
+                           ? -1
+                           : static_cast<int>(
+                                 std::clamp<int64_t>(absl::ToInt64Milliseconds(wait), 1, INT_MAX));
+        struct pollfd p = {fd, POLLOUT, 0};
+        const int ready = poll(&p, 1, ms);
+        if (ready == 0) return IoError("send", EAGAIN);
+        if (ready < 0 && errno != EINTR) return IoError("send", errno);
+        continue;  // room (or an error the next send reports)
+      }
       return IoError("send", errno);
     }
     size_t left = static_cast<size_t>(n);
@@ -60,6 +66,25 @@ absl::Status WriteAll(int fd, struct iovec* iov, int iovcnt) {
     }
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+void AppendKey(const BlockKey& key, std::string* out) {
+  EMS_DCHECK(key.ns.size() <= UINT16_MAX, "a namespace too long for the wire");
+  const uint16_t n = static_cast<uint16_t>(key.ns.size());
+  out->append(reinterpret_cast<const char*>(&n), sizeof(n));
+  out->append(key.ns);
+  out->append(reinterpret_cast<const char*>(key.digest.bytes.data()), kDigestBytes);
+}
+
+absl::Status WriteAll(int fd, struct iovec* iov, int iovcnt) {
+  return WriteAllImpl(fd, iov, iovcnt, nullptr);
+}
+
+absl::Status WriteAll(int fd, struct iovec* iov, int iovcnt,
+                      absl::FunctionRef<absl::Duration()> max_wait) {
+  return WriteAllImpl(fd, iov, iovcnt, &max_wait);
 }
 
 absl::Status WriteAll(int fd, const void* data, size_t n) {

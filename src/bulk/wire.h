@@ -34,6 +34,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -115,6 +116,12 @@ void AppendKey(const BlockKey& key, std::string* out);
 // Blocking socket I/O. Errors: UNAVAILABLE when the peer closed or the socket failed,
 // DEADLINE_EXCEEDED when the socket's timeout (SO_RCVTIMEO / SO_SNDTIMEO) passed.
 absl::Status WriteAll(int fd, struct iovec* iov, int iovcnt);
+// The same, waiting for room in the socket at most `max_wait()` at a time (each wait asks
+// again), not the socket's fixed timeout: a blocking send waits out its whole timeout even when
+// the peer takes part of the data, so a stalled peer whose kernel still fills its buffers kept
+// the writer for several timeouts. A caller with a deadline passes what is left of it.
+absl::Status WriteAll(int fd, struct iovec* iov, int iovcnt,
+                      absl::FunctionRef<absl::Duration()> max_wait);
 absl::Status WriteAll(int fd, const void* data, size_t n);
 absl::Status ReadAll(int fd, void* data, size_t n);
 

@@ -105,7 +105,7 @@ absl::StatusOr<int> BulkChannel::Open(absl::Duration timeout) {
   return fd;
 }
 
-absl::StatusOr<int> BulkChannel::Take(bool* reused) {
+absl::StatusOr<int> BulkChannel::Take(bool* reused, absl::Duration timeout) {
   {
     absl::MutexLock lock(&mu_);
     if (!idle_.empty()) {
@@ -116,7 +116,7 @@ absl::StatusOr<int> BulkChannel::Take(bool* reused) {
     }
   }
   *reused = false;
-  return Open();
+  return Open(timeout);
 }
 
 void BulkChannel::Give(int fd) {
@@ -151,7 +151,7 @@ void BulkCall::AddPut(const BlockKey* key, absl::Span<const uint8_t> value, uint
 
 void BulkCall::AddKey(const BlockKey* key) { items_.push_back({key, nullptr, nullptr, 0, 0}); }
 
-absl::Status BulkCall::SendOn(int fd) {
+absl::Status BulkCall::SendOn(int fd, absl::Time deadline) {
   bulk::RequestHeader h;
   h.op = static_cast<uint8_t>(op_);
   h.count = static_cast<uint32_t>(items_.size());
@@ -170,7 +170,13 @@ absl::Status BulkCall::SendOn(int fd) {
     if (item.parent != nullptr) bulk::AppendKey(*item.parent, &meta);
     ends.push_back(meta.size());
   }
-  if (op_ != bulk::Op::kPut) return bulk::WriteAll(fd, meta.data(), meta.size());
+  // Waits for the node to take the request only until the deadline (at least a floor at a
+  // time, as Finish): with the socket's timeout per send, a stalled node cost several.
+  auto left = [&] { return Left(deadline); };
+  if (op_ != bulk::Op::kPut) {
+    struct iovec one = {meta.data(), meta.size()};
+    return bulk::WriteAll(fd, &one, 1, left);
+  }
   std::vector<struct iovec> iov;
   iov.reserve(2 * items_.size());
   size_t begin = 0;
@@ -179,7 +185,7 @@ absl::Status BulkCall::SendOn(int fd) {
     iov.push_back({items_[i].data, items_[i].size});
     begin = ends[i];
   }
-  return bulk::WriteAll(fd, iov.data(), static_cast<int>(iov.size()));
+  return bulk::WriteAll(fd, iov.data(), static_cast<int>(iov.size()), left);
 }
 
 absl::Status BulkCall::ReceiveOn(int fd) {
@@ -244,25 +250,31 @@ absl::Status BulkCall::ReceiveOn(int fd) {
   return absl::OkStatus();
 }
 
-void BulkCall::Send() {
-  auto fd = channel_->Take(&reused_);
+absl::Duration BulkCall::Left(absl::Time deadline) const {
+  const absl::Duration io_timeout = channel_->options().timeout;
+  return std::clamp(deadline - absl::Now(), std::min(io_timeout, absl::Milliseconds(200)),
+                    io_timeout);
+}
+
+void BulkCall::Send(absl::Time deadline) {
+  // Requests to several nodes go out one after the other: each may wait (for a new
+  // connection's HELLO, for a node to read a large put) only until the fan-out's deadline,
+  // or stalled nodes cost the caller one timeout each.
+  auto fd = channel_->Take(&reused_, Left(deadline));
   if (!fd.ok()) {
     status_ = fd.status();
     return;
   }
   fd_ = *fd;
-  status_ = SendOn(fd_);
+  status_ = SendOn(fd_, deadline);
 }
 
 void BulkCall::Finish(absl::Time deadline) {
   const absl::Duration io_timeout = channel_->options().timeout;
   // The answer is awaited until the fan-out's deadline, not a fresh timeout per node: stalled
-  // nodes finished one after another must not add up. A floor keeps a healthy node whose
-  // answer is still streaming in from failing for want of a few milliseconds.
+  // nodes finished one after another must not add up.
   auto limit = [&](int fd) {
-    const absl::Duration left = std::clamp(
-        deadline - absl::Now(), std::min(io_timeout, absl::Milliseconds(200)), io_timeout);
-    const struct timeval tv = absl::ToTimeval(left);
+    const struct timeval tv = absl::ToTimeval(Left(deadline));
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   };
   if (fd_ >= 0 && status_.ok()) {
@@ -278,8 +290,8 @@ void BulkCall::Finish(absl::Time deadline) {
     Close();
     retried_ = true;
     reused_ = false;
-    auto fd = channel_->Open();
-    status_ = fd.ok() ? SendOn(*fd) : fd.status();
+    auto fd = channel_->Open(Left(deadline));
+    status_ = fd.ok() ? SendOn(*fd, deadline) : fd.status();
     if (fd.ok()) fd_ = *fd;
     if (status_.ok()) {
       limit(fd_);
@@ -290,6 +302,7 @@ void BulkCall::Finish(absl::Time deadline) {
   if (fd_ >= 0 && (status_.ok() || absl::IsFailedPrecondition(status_))) {
     const struct timeval tv = absl::ToTimeval(io_timeout);  // the pool's default again
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));  // Open may have set less
     channel_->Give(fd_);
     fd_ = -1;
   }

@@ -49,8 +49,9 @@ class BulkChannel {
 
  private:
   friend class BulkCall;
-  // An idle connection (`*reused` = true) or a new one that has passed HELLO.
-  absl::StatusOr<int> Take(bool* reused);
+  // An idle connection (`*reused` = true) or a new one that has passed HELLO, waiting at most
+  // `timeout` for it.
+  absl::StatusOr<int> Take(bool* reused, absl::Duration timeout);
   // Keeps `fd` for the next call, or closes it when kMaxIdle are kept already.
   void Give(int fd);
 
@@ -73,7 +74,10 @@ class BulkCall {
               const BlockKey* parent);
   void AddKey(const BlockKey* key);  // MATCH_PREFIX
 
-  void Send();
+  // Sends the request, waiting for the node (a new connection's HELLO, a put the node reads
+  // slowly) at most until `deadline` (at least a short floor).
+  void Send(absl::Time deadline);
+  void Send() { Send(absl::Now() + channel_->options().timeout); }
   // Reads the answer, waiting at most until `deadline` (at least a short floor).
   void Finish(absl::Time deadline);
   void Finish() { Finish(absl::Now() + channel_->options().timeout); }
@@ -95,7 +99,11 @@ class BulkCall {
     uint64_t size;
     uint64_t checksum;
   };
-  absl::Status SendOn(int fd);
+  // What is left until `deadline`, at least a short floor and at most the channel's timeout:
+  // a fan-out's stalled nodes share one timeout, and a healthy node still streaming is not
+  // failed for want of a few milliseconds.
+  absl::Duration Left(absl::Time deadline) const;
+  absl::Status SendOn(int fd, absl::Time deadline);
   absl::Status ReceiveOn(int fd);
   void Close();
 

@@ -85,11 +85,17 @@ class ClientImpl final : public Client {
   // port moved or the local path is lost; a client would otherwise fail every call, or send
   // every call over the network.
   void RecheckSingle();
-  absl::StatusOr<size_t> MatchPrefixOnce(absl::Span<const BlockKey> keys);
+  // `*unreachable`: some owner asked failed in transport (its keys counted as missing).
+  absl::StatusOr<size_t> MatchPrefixOnce(absl::Span<const BlockKey> keys, bool* unreachable);
   // How many leading `keys` some node that may hold them (ReadOwners: the owners, then
   // DRAINING nodes that owned them before) still has: one Exists round to every such node.
   // Unreachable nodes count as not holding.
   size_t LeadingHeldByAnyReadOwner(const Routing& r, absl::Span<const BlockKey> keys);
+  // Which `keys` some node that may hold them (ReadOwners) has: one Exists round to every
+  // such node. `*error`: the first failure, other than a cluster node that could not be
+  // reached (it counts as not holding).
+  std::vector<bool> HeldByAnyReadOwner(const Routing& r, absl::Span<const BlockKey> keys,
+                                       absl::Status* error);
   // Every node that may hold one of `keys` (its ReadOwners), with the indices of those keys:
   // Remove and LeadingHeldByAnyReadOwner ask each node once for all of its keys.
   std::vector<std::pair<ConnPtr, std::vector<size_t>>> ByEveryReadOwner(

@@ -65,7 +65,8 @@ absl::StatusOr<size_t> ClientImpl::MatchPrefix(absl::Span<const BlockKey> keys) 
       return absl::InvalidArgumentError(absl::StrCat("keys[", i, "]: ", bad.message()));
     }
   }
-  absl::StatusOr<size_t> matched = MatchPrefixOnce(keys);
+  bool unreachable = false;
+  absl::StatusOr<size_t> matched = MatchPrefixOnce(keys, &unreachable);
   if (!cluster_ && absl::IsUnavailable(matched.status())) RecheckSingle();
   if (!cluster_ || !matched.ok() || *matched == keys.size()) return matched;
   // While a node drains, the blocks it has not pushed yet are still there to read (Get asks
@@ -73,8 +74,12 @@ absl::StatusOr<size_t> ClientImpl::MatchPrefix(absl::Span<const BlockKey> keys) 
   // whose blocks the draining node held matched nothing from its first such block on
   // (1 of 60 in a test, all 60 readable). Then the rest of the prompt is asked of every node
   // that may hold it, in one more round, for as long as a drain lasts.
+  // Likewise an owner that could not be reached (dead, and not yet marked DOWN) holds nothing
+  // as far as the lookup knows, but with replication Get reads its blocks from the replicas.
   Routing r = Current();
-  if (r.view == nullptr || !r.view->has_draining()) return matched;
+  if (r.view == nullptr) return matched;
+  const bool replicas = unreachable && r.view->replication_factor() > 1;
+  if (!r.view->has_draining() && !replicas) return matched;
   return *matched + LeadingHeldByAnyReadOwner(r, keys.subspan(*matched));
 }
 
@@ -92,7 +97,8 @@ std::vector<std::pair<ClientImpl::ConnPtr, std::vector<size_t>>> ClientImpl::ByE
   return groups;
 }
 
-size_t ClientImpl::LeadingHeldByAnyReadOwner(const Routing& r, absl::Span<const BlockKey> keys) {
+std::vector<bool> ClientImpl::HeldByAnyReadOwner(const Routing& r, absl::Span<const BlockKey> keys,
+                                                 absl::Status* error) {
   using Call = RemoteCall<v1::ExistsRequest, v1::ExistsResponse>;
   std::vector<std::unique_ptr<Call>> calls;
   for (auto& [conn, idx] : ByEveryReadOwner(r, keys)) {
@@ -108,16 +114,31 @@ size_t ClientImpl::LeadingHeldByAnyReadOwner(const Routing& r, absl::Span<const 
   });
   std::vector<bool> held(keys.size(), false);
   for (auto& c : calls) {
-    if (!c->status.ok()) continue;  // not known to hold anything
+    if (!c->status.ok()) {
+      // Not known to hold anything; in a cluster an unreachable node is a miss, not an error.
+      if (error->ok() && !(cluster_ && IsTransport(c->status.error_code()))) {
+        *error = absl::Status(
+            FromGrpcStatus(c->status).code(),
+            absl::StrCat("exists at ", c->conn->address(), ": ", c->status.error_message()));
+      }
+      continue;
+    }
     for (size_t j = 0; j < c->items.size() && j < static_cast<size_t>(c->resp.present_size());
          ++j) {
       if (c->resp.present(static_cast<int>(j))) held[c->items[j]] = true;
     }
   }
+  return held;
+}
+
+size_t ClientImpl::LeadingHeldByAnyReadOwner(const Routing& r, absl::Span<const BlockKey> keys) {
+  absl::Status ignored;  // a node that fails is not known to hold anything
+  std::vector<bool> held = HeldByAnyReadOwner(r, keys, &ignored);
   return std::find(held.begin(), held.end(), false) - held.begin();
 }
 
-absl::StatusOr<size_t> ClientImpl::MatchPrefixOnce(absl::Span<const BlockKey> all_keys) {
+absl::StatusOr<size_t> ClientImpl::MatchPrefixOnce(absl::Span<const BlockKey> all_keys,
+                                                   bool* unreachable) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     Routing r = Route();
     // Owners on this host answer from their block directories, and mirrored ones from their
@@ -159,6 +180,7 @@ absl::StatusOr<size_t> ClientImpl::MatchPrefixOnce(absl::Span<const BlockKey> al
         auto m = local->MatchPrefix(sub);
         if (!m.ok()) {
           if (!IsTransport(m.status())) error = m.status();
+          *unreachable |= IsTransport(m.status());
           first_miss = std::min(first_miss, idx[0]);
         } else if (*m < idx.size()) {
           first_miss = std::min(first_miss, idx[*m]);
@@ -193,6 +215,7 @@ absl::StatusOr<size_t> ClientImpl::MatchPrefixOnce(absl::Span<const BlockKey> al
                                                          ": ", status.message()));
       } else {
         counters_.get_timeouts.fetch_add(1, std::memory_order_relaxed);
+        *unreachable = true;
       }
       first_miss = std::min(first_miss, g.items[0]);
     }
@@ -212,6 +235,7 @@ absl::StatusOr<size_t> ClientImpl::MatchPrefixOnce(absl::Span<const BlockKey> al
             absl::StrCat("match prefix at ", c->conn->address(), ": ", c->status.error_message()));
       } else {
         counters_.get_timeouts.fetch_add(1, std::memory_order_relaxed);
+        *unreachable = true;
       }
       first_miss = std::min(first_miss, c->items[0]);
     }
@@ -223,39 +247,11 @@ absl::StatusOr<size_t> ClientImpl::MatchPrefixOnce(absl::Span<const BlockKey> al
 }
 
 absl::StatusOr<std::vector<bool>> ClientImpl::Exists(absl::Span<const BlockKey> keys) {
-  Routing r = Route();
-  std::vector<bool> present(keys.size(), false);
-  std::vector<size_t> all(keys.size());
-  for (size_t i = 0; i < keys.size(); ++i) all[i] = i;
-  auto groups = GroupBy(all, [&](size_t i) -> ConnPtr {
-    auto c = Candidates(r, keys[i], false);
-    return c.empty() ? nullptr : c[0];
-  });
-  using Call = RemoteCall<v1::ExistsRequest, v1::ExistsResponse>;
-  std::vector<std::unique_ptr<Call>> calls;
-  for (auto& [conn, idx] : groups) {
-    auto call = std::make_unique<Call>();
-    call->conn = conn;
-    call->items = idx;
-    conn->Prepare(&call->ctx, 0);  // existence is advisory: no ownership check
-    for (size_t i : idx) ToProto(keys[i], call->req.add_keys());
-    calls.push_back(std::move(call));
-  }
-  RunParallel(calls, [](Call& c, std::function<void(grpc::Status)> done) {
-    c.conn->stub()->async()->Exists(&c.ctx, &c.req, &c.resp, std::move(done));
-  });
-  for (auto& c : calls) {
-    if (!c->status.ok()) {
-      if (cluster_ && IsTransport(c->status.error_code())) continue;  // absent as far as we know
-      return absl::Status(
-          FromGrpcStatus(c->status).code(),
-          absl::StrCat("exists at ", c->conn->address(), ": ", c->status.error_message()));
-    }
-    for (size_t j = 0; j < c->items.size() && j < static_cast<size_t>(c->resp.present_size());
-         ++j) {
-      present[c->items[j]] = c->resp.present(static_cast<int>(j));
-    }
-  }
+  // Every node that may hold a key is asked, as Get would read it: a draining node still
+  // holds what it has not pushed yet, and a replica holds what its dead owner did.
+  absl::Status error;
+  std::vector<bool> present = HeldByAnyReadOwner(Route(), keys, &error);
+  if (!error.ok()) return error;
   return present;
 }
 

@@ -79,11 +79,12 @@ void AddBulkCalls(const std::shared_ptr<NodeConnection>& conn, bulk::Op op, uint
 }
 
 // Sends every request, then reads every answer: the nodes work in parallel without threads.
-// All answers share one deadline: nodes that stall cost the caller one timeout, not one each.
+// All requests and answers share one deadline: nodes that stall cost the caller one timeout,
+// not one each.
 inline void RunBulk(std::vector<BulkGroup>& groups) {
   if (groups.empty()) return;
   const absl::Time deadline = absl::Now() + groups.front().conn->bulk()->options().timeout;
-  for (BulkGroup& g : groups) g.call->Send();
+  for (BulkGroup& g : groups) g.call->Send(deadline);
   for (BulkGroup& g : groups) g.call->Finish(deadline);
 }
 
