@@ -24,9 +24,25 @@ absl::StatusOr<std::unique_ptr<Membership>> Membership::Create(StateStore* store
                                                                const MembershipOptions& options) {
   MembershipOptions opts = options;
   if (opts.clock == nullptr) opts.clock = Clock::Real();
+  // Refused here, by name, rather than in every map: a vnodes_per_node below 1 made a map
+  // every node and client refuses (ClusterView), and an interval of 0 had nodes heartbeat and
+  // the controller check them in a busy loop.
   if (opts.down_after_missed < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("down_after_missed must be >= 1, got ", opts.down_after_missed));
+  }
+  if (opts.heartbeat_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("heartbeat interval must be above 0, got ",
+                                                   absl::FormatDuration(opts.heartbeat_interval)));
+  }
+  if (opts.vnodes_per_node < 1 || opts.vnodes_per_node > kMaxVnodesPerNode) {
+    return absl::InvalidArgumentError(absl::StrCat("vnodes_per_node must be 1..", kMaxVnodesPerNode,
+                                                   ", got ", opts.vnodes_per_node));
+  }
+  if (opts.replication_factor < 1 || opts.replication_factor > kMaxReplicationFactor) {
+    return absl::InvalidArgumentError(absl::StrCat("replication_factor must be 1..",
+                                                   kMaxReplicationFactor, ", got ",
+                                                   opts.replication_factor));
   }
   std::unique_ptr<Membership> m(new Membership(store, opts));
   EMS_ASSIGN_OR_RETURN(auto records, store->List(kMapKind));

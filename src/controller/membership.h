@@ -16,12 +16,19 @@
 
 namespace ems::controller {
 
+// Every node and client builds the ring of each map it gets: this many points a node keeps
+// that cheap (64 nodes: a million points, 16 MiB).
+inline constexpr int kMaxVnodesPerNode = 16384;
+inline constexpr int kMaxReplicationFactor = 8;
+
 struct MembershipOptions {
   absl::Duration heartbeat_interval = absl::Seconds(1);
   // A node silent for this many intervals is marked DOWN.
   int down_after_missed = 3;
-  uint32_t vnodes_per_node = 2048;
-  uint32_t replication_factor = 1;
+  // Ring points per node of mean capacity (HashRing), 1..kMaxVnodesPerNode.
+  int vnodes_per_node = 2048;
+  // Copies of each block in new maps, 1..kMaxReplicationFactor.
+  int replication_factor = 1;
   Clock* clock = nullptr;  // nullptr = Clock::Real(); not owned
 };
 

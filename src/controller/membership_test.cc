@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "absl/strings/match.h"
 #include "gtest/gtest.h"
 
 namespace ems::controller {
@@ -45,6 +46,35 @@ class MembershipTest : public ::testing::Test {
   std::unique_ptr<StateStore> store_;
   std::unique_ptr<Membership> membership_;
 };
+
+// Options every map is built from are checked once, naming the option: --vnodes_per_node=-1
+// started a controller whose every map nodes and clients refused, and a heartbeat interval of
+// 0 made nodes and the controller spin.
+TEST_F(MembershipTest, CreateRefusesOptionsNoMapCouldBeBuiltFrom) {
+  struct Case {
+    const char* name;
+    MembershipOptions opts;
+  };
+  const Case cases[] = {
+      {"vnodes_per_node", {.vnodes_per_node = -1}},
+      {"vnodes_per_node", {.vnodes_per_node = 0}},
+      {"vnodes_per_node", {.vnodes_per_node = kMaxVnodesPerNode + 1}},
+      {"replication_factor", {.replication_factor = 0}},
+      {"replication_factor", {.replication_factor = -2}},
+      {"heartbeat interval", {.heartbeat_interval = absl::ZeroDuration()}},
+      {"down_after_missed", {.down_after_missed = 0}},
+  };
+  for (const Case& c : cases) {
+    auto m = Membership::Create(store_.get(), c.opts);
+    ASSERT_FALSE(m.ok()) << c.name;
+    EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE(absl::StrContains(m.status().message(), c.name)) << m.status();
+  }
+  MembershipOptions most;
+  most.vnodes_per_node = kMaxVnodesPerNode;
+  most.replication_factor = kMaxReplicationFactor;
+  EXPECT_TRUE(Membership::Create(store_.get(), most).ok());
+}
 
 TEST_F(MembershipTest, RegisterBumpsEpochOnlyOnChange) {
   auto m1 = membership_->Register("c", Node("n1", "127.0.0.1:1"));
