@@ -8,7 +8,7 @@
 #   3. eviction policies on the Mooncake traces if ../shared/traces holds them, else on the
 #      built-in multi-turn workload: LRU, S3-FIFO, the prefix policy and Belady's offline
 #      bound (docs/replay.md).
-# Every byte read back is verified. A few minutes on two cores; figures vary with the
+# Every byte read back is verified. About a minute on two cores; figures vary with the
 # machine's load, so compare targets within one run.
 set -euo pipefail
 BIN=${1:-build/bin}

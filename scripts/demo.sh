@@ -34,8 +34,17 @@ ADDR=$(awk '/^LISTENING/{print $2}' "$WORK/node.out")
 [ -n "$ADDR" ] || { echo "ems-node did not start:"; cat "$WORK/node.err"; exit 1; }
 "$BIN/ems-bench" putget --node="$ADDR" --blocks=64 --block_bytes=2097152 --ns=demo/remote
 kill -TERM "$NODE_PID"
-wait "$NODE_PID" && echo "ems-node stopped cleanly"
+# Not `wait && echo`: set -e does not look left of &&, so a node that failed to stop cleanly
+# went unreported and the demo carried on.
+rc=0
+wait "$NODE_PID" || rc=$?
 NODE_PID=""
+if [ "$rc" -ne 0 ]; then
+  echo "ems-node exited with status $rc on SIGTERM:"
+  cat "$WORK/node.err"
+  exit 1
+fi
+echo "ems-node stopped cleanly"
 
 say "2. replay: multi-turn chat on a 3-node EMS cluster vs no cache vs local caches"
 "$BIN/ems-bench" replay --workload=multiturn --model=llama3-8b --kv-scale=1/1024 \

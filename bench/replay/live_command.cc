@@ -94,13 +94,30 @@ int Fail(const absl::Status& s) {
 // requests served as the queue model sends them: to the instance free first or, `by_prefix`,
 // to the one where they would finish first. Fills `b`'s hits, TTFTs and queued TTFTs; returns
 // the instance of each request. REQUIRES: `policy` names a pool policy.
+// Instance k's share of `capacity` blocks: the remainder of the division goes one block each
+// to the first instances, so the local caches hold what the pool does in all (8 x 187 was 4
+// blocks short of 1,500).
+uint64_t LocalShare(uint64_t capacity, int instances, int k) {
+  const uint64_t n = static_cast<uint64_t>(instances);
+  return capacity / n + (static_cast<uint64_t>(k) < capacity % n ? 1 : 0);
+}
+
+// "8 x 187-188 blocks" (or "8 x 100 blocks" when the division is exact).
+std::string LocalShares(uint64_t capacity, int instances) {
+  const auto lo = static_cast<unsigned long long>(capacity / static_cast<uint64_t>(instances));
+  if (capacity % static_cast<uint64_t>(instances) == 0) {
+    return absl::StrFormat("%d x %llu blocks", instances, lo);
+  }
+  return absl::StrFormat("%d x %llu-%llu blocks", instances, lo, lo + 1);
+}
+
 std::vector<int> ServeLocally(const std::vector<Request>& requests,
                               const std::vector<double>& arrival_s, int instances,
                               uint64_t capacity, const TtftModel& ttft, double gbps, bool by_prefix,
                               const std::string& policy, Baseline& b) {
   std::vector<CacheSim> caches;
   for (int k = 0; k < instances; ++k) {
-    caches.push_back(*CacheSim::Create(policy, capacity / instances));
+    caches.push_back(*CacheSim::Create(policy, LocalShare(capacity, instances, k)));
   }
   auto estimate = [&](size_t i, int k) {
     return ttft.Seconds(0, caches[k].LeadingHits(requests[i]), requests[i].input_length, gbps);
@@ -324,11 +341,7 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
   const size_t n = requests.size();
   Baseline none{"no-cache", "prefill everything", std::vector<size_t>(n, 0), {}};
   Baseline local{
-      "local",
-      absl::StrFormat("%d x %llu blocks, %s", instances,
-                      static_cast<unsigned long long>(capacity / instances), policy.c_str()),
-      {},
-      {}};
+      "local", absl::StrFormat("%s, %s", LocalShares(capacity, instances), policy.c_str()), {}, {}};
   Baseline ems{"ems",
                absl::StrFormat("%llu blocks, %s, live", static_cast<unsigned long long>(capacity),
                                policy.c_str()),
@@ -363,8 +376,7 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
   // it would finish first, its cached prefix there weighed against the wait.
   Baseline routed{
       "routed",
-      absl::StrFormat("%d x %llu blocks, %s, by prefix", instances,
-                      static_cast<unsigned long long>(capacity / instances), policy.c_str()),
+      absl::StrFormat("%s, %s, by prefix", LocalShares(capacity, instances), policy.c_str()),
       {},
       {}};
   extra.routed_instance = ServeLocally(requests, arrival_s, instances, capacity, ttft, local_gbps,

@@ -35,7 +35,12 @@ absl::StatusOr<std::unique_ptr<Process>> Process::Start(const std::string& binar
   if (pipe2(out, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
   const pid_t parent = getpid();
   pid_t pid = fork();
-  if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
+  if (pid < 0) {
+    const int err = errno;
+    close(out[0]);
+    close(out[1]);
+    return absl::InternalError(absl::StrCat("fork: ", std::strerror(err)));
+  }
   if (pid == 0) {
     // A test or benchmark killed before it stops its children (SIGTERM, SIGKILL, a crash)
     // must not leave nodes and controllers running: they get SIGTERM when it dies. (Linux
