@@ -154,6 +154,36 @@ TEST(ClientFaultsTest, ClusterBulkBatchGetOverStalledNodesTakesOneTimeout) {
 //     its own: a client's first call to a node waits for the node's HELLO answer, and a put
 //     larger than the socket buffers waits for the node to read it. A fresh client's BatchGet
 //     over N stalled nodes, or a BatchPut of large values, took N timeouts.
+// 2d. Stats asked the nodes one after the other (a stalled node cost a timeout each) and, when
+//     none could be reached, reported a pool of zeros as OK. Now in parallel; a node that
+//     cannot be reached is left out of the sums, and none reached is an error.
+TEST(ClientFaultsTest, ClusterStatsLeavesOutStalledNodesAndNoneReachedIsAnError) {
+  auto cluster = testing::Cluster::Start({.nodes = 3, .down_after_missed = 100});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto client = testing::ClusterClient(**cluster);  // timeout 2 s
+  ASSERT_NE(client, nullptr);
+  auto all = client->Stats();
+  ASSERT_TRUE(all.ok()) << all.status();
+  const uint64_t per_node = all->capacity_bytes() / 3;
+  ASSERT_GT(per_node, 0u);
+
+  Stop((*cluster)->node(0));
+  auto two = client->Stats();
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(two->capacity_bytes(), 2 * per_node) << "the stalled node is left out";
+
+  Stop((*cluster)->node(1));
+  Stop((*cluster)->node(2));
+  const absl::Time start = absl::Now();
+  auto none = client->Stats();
+  const absl::Duration took = absl::Now() - start;
+  for (int n = 0; n < 3; ++n) (*cluster)->node(n).Signal(SIGCONT);
+  ASSERT_FALSE(none.ok()) << "capacity " << none->capacity_bytes() << " from no node";
+  EXPECT_TRUE(absl::IsDeadlineExceeded(none.status()) || absl::IsUnavailable(none.status()))
+      << none.status();
+  EXPECT_LT(took, absl::Seconds(4)) << "Stats of 3 stalled nodes with a 2 s timeout took " << took;
+}
+
 TEST(ClientFaultsTest, ClusterBulkRequestsToStalledNodesTakeOneTimeout) {
   // Stalled for seconds, but never marked DOWN: the clients keep routing to them.
   auto cluster = testing::Cluster::Start({.nodes = 3, .down_after_missed = 100});

@@ -222,28 +222,45 @@ std::vector<ClientImpl::ConnPtr> ClientImpl::Candidates(const Routing& r, const 
 }
 
 absl::StatusOr<v1::StatsResponse> ClientImpl::Stats() {
-  std::vector<ConnPtr> nodes;
+  using Call = RemoteCall<v1::StatsRequest, v1::StatsResponse>;
+  std::vector<std::unique_ptr<Call>> calls;
   Routing r = Current();
+  auto add = [&](ConnPtr conn) {
+    auto call = std::make_unique<Call>();
+    call->conn = std::move(conn);
+    call->conn->Prepare(&call->ctx, 0);
+    calls.push_back(std::move(call));
+  };
   if (r.view == nullptr) {
-    nodes.push_back(r.single);
+    add(r.single);
   } else {
     for (const v1::NodeInfo& n : r.view->map().nodes()) {
-      if (n.state() != v1::DOWN) nodes.push_back(Conn(n));
+      if (n.state() != v1::DOWN) add(Conn(n));
     }
   }
+  if (calls.empty()) return absl::UnavailableError("stats: no node of the cluster is up");
+  // All at once: asked one after the other, stalled nodes cost a timeout each.
+  RunParallel(calls, [](Call& c, std::function<void(grpc::Status)> done) {
+    c.conn->stub()->async()->Stats(&c.ctx, &c.req, &c.resp, std::move(done));
+  });
   v1::StatsResponse total;
   uint64_t gets = 0, hits = 0;
-  for (ConnPtr& c : nodes) {
-    grpc::ClientContext ctx;
-    c->Prepare(&ctx, 0);
-    v1::StatsResponse s;
-    grpc::Status st = c->stub()->Stats(&ctx, v1::StatsRequest(), &s);
-    if (!st.ok()) {
-      if (cluster_ && IsTransport(st.error_code())) continue;
-      return absl::Status(FromGrpcStatus(st).code(),
-                          absl::StrCat("stats of ", c->address(), ": ", st.error_message()));
+  size_t reached = 0;
+  absl::Status unreachable;  // the first node that could not be asked
+  for (auto& c : calls) {
+    if (!c->status.ok()) {
+      absl::Status st(
+          FromGrpcStatus(c->status).code(),
+          absl::StrCat("stats of ", c->conn->address(), ": ", c->status.error_message()));
+      // In a cluster a node that cannot be reached is left out of the sums, unless none can
+      // be: then there is nothing to report, not a pool of zeros.
+      if (!cluster_ || !IsTransport(c->status.error_code())) return st;
+      if (unreachable.ok()) unreachable = std::move(st);
+      continue;
     }
-    if (nodes.size() == 1) return s;
+    const v1::StatsResponse& s = c->resp;
+    if (calls.size() == 1) return s;
+    ++reached;
     total.set_keys(total.keys() + s.keys());
     total.set_used_bytes(total.used_bytes() + s.used_bytes());
     total.set_capacity_bytes(total.capacity_bytes() + s.capacity_bytes());
@@ -262,6 +279,7 @@ absl::StatusOr<v1::StatsResponse> ClientImpl::Stats() {
     gets += s.get_count();
     hits += s.hit_count();
   }
+  if (reached == 0 && !unreachable.ok()) return unreachable;
   total.set_hit_ratio(gets == 0 ? 0.0 : static_cast<double>(hits) / gets);
   return total;
 }
