@@ -41,9 +41,10 @@ class BulkChannelTest : public ::testing::Test {
     StartServer(absl::Seconds(30));
   }
 
-  void StartServer(absl::Duration io_timeout) {
+  void StartServer(absl::Duration io_timeout, int max_connections = 1024) {
     server_.reset();
     node::BulkServerOptions o;
+    o.max_connections = max_connections;
     o.host = "127.0.0.1";
     o.node_id = "n1";
     o.credential = std::make_shared<node::Credential>(kCdKey);
@@ -385,6 +386,35 @@ TEST_F(BulkChannelTest, AStalledWriterLosesItsBlockAfterTheTimeout) {
   EXPECT_TRUE(PoolReturnsToEmpty()) << "used " << pool_->Stats().used_bytes;
   EXPECT_FALSE(pool_->Contains(TestKey(1)));
   close(fd);
+}
+
+// A peer without the key that connects and says nothing held its connection slot for good:
+// a few idle sockets (1024 by default) shut the channel to every client. A connection must say
+// HELLO within the I/O timeout; only one that has may idle like a pooled connection.
+TEST_F(BulkChannelTest, ConnectionsThatNeverSayHelloDoNotHoldTheChannel) {
+  StartServer(absl::Milliseconds(300), /*max_connections=*/4);
+  std::vector<int> squatters;
+  for (int i = 0; i < 4; ++i) squatters.push_back(RawConnection());
+  absl::SleepFor(absl::Milliseconds(100));  // all accepted
+
+  auto channel = Channel();
+  const BlockKey key = TestKey(1);
+  const std::vector<uint8_t> value = TestValue(1, 4096);
+  absl::Status last;
+  bool stored = false;
+  for (const absl::Time give_up = absl::Now() + absl::Seconds(3);
+       !stored && absl::Now() < give_up;) {
+    BulkCall put(channel.get(), bulk::Op::kPut, 0);
+    put.AddPut(&key, value, Checksum(value.data(), value.size()), nullptr);
+    put.Send();
+    put.Finish();
+    last = put.status();
+    stored = last.ok() && put.results()[0].ok();
+    if (!stored) absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(stored) << "4 silent connections shut out a client with the key: " << last;
+  EXPECT_TRUE(pool_->Contains(key));
+  for (int fd : squatters) close(fd);
 }
 
 // Sockets this process has open (the server's ends are in it too).

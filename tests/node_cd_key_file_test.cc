@@ -11,8 +11,11 @@
 
 #include "absl/strings/match.h"
 #include "client/client.h"
+#include "client/local_channel.h"
+#include "common/key_proto.h"
 #include "gtest/gtest.h"
 #include "testing/blocks.h"
+#include "testing/local_raw.h"
 #include "testing/process.h"
 
 namespace ems {
@@ -133,6 +136,55 @@ TEST_F(NodeCdKeyFileTest, ARewrittenFileTakesEffectWithoutARestart) {
   fs::remove(file);
   ::usleep(2500 * 1000);
   EXPECT_EQ((*anonymous)->Get(TestKey(5), absl::MakeSpan(out)).status().code(),
+            absl::StatusCode::kUnauthenticated);
+}
+
+// The local socket is a data-plane entry point like gRPC and the bulk channel: its hello hands
+// out the whole arena, so a connection that has not presented the key gets nothing, not even a
+// lookup.
+TEST_F(NodeCdKeyFileTest, TheLocalSocketNeedsTheKeyToo) {
+  const std::string socket = (dir_ / "ems.sock").string();
+  auto node = testing::StartNode(
+      {"--huge_page_num=8", "--cd_key_file=" + WriteKeyFile(kKey), "--local_socket=" + socket});
+  ASSERT_TRUE(node.ok()) << node.status();
+  auto keyed =
+      Client::Connect({.address = (*node)->Value("LISTENING"), .cd_key = kKey, .use_local = false});
+  ASSERT_TRUE(keyed.ok()) << keyed.status();
+  const std::vector<uint8_t> value = TestValue(11, 8192);
+  ASSERT_TRUE((*keyed)->Put(TestKey(11), value).ok());
+  const int unauthenticated = static_cast<int>(absl::StatusCode::kUnauthenticated);
+
+  // No hello at all: a read lease on a stored block would hand over its offset.
+  testing::RawLocal no_hello(socket);
+  ASSERT_TRUE(no_hello.ok());
+  v1::LocalRequest read;
+  ToProto(TestKey(11), read.mutable_read()->add_keys());
+  v1::LocalResponse resp;
+  ASSERT_TRUE(no_hello.Call(read, &resp));
+  EXPECT_EQ(resp.code(), unauthenticated) << resp.DebugString();
+  EXPECT_EQ(resp.grants_size(), 0) << resp.DebugString();
+
+  // A hello without the key, or with another: no arena.
+  for (const std::string& presented : {std::string(), std::string("0123")}) {
+    testing::RawLocal raw(socket);
+    ASSERT_TRUE(raw.ok());
+    v1::LocalRequest hello;
+    hello.mutable_hello()->set_cd_key(presented);
+    std::vector<int> fds;
+    ASSERT_TRUE(raw.Call(hello, &resp, &fds));
+    for (int fd : fds) ::close(fd);
+    EXPECT_EQ(resp.code(), unauthenticated) << "'" << presented << "': " << resp.DebugString();
+    EXPECT_TRUE(fds.empty()) << "the arena went to a client presenting '" << presented << "'";
+  }
+
+  // With the key, the local path serves.
+  auto local = client::LocalChannel::Connect({.socket_path = socket, .cd_key = kKey});
+  ASSERT_TRUE(local.ok()) << local.status();
+  std::vector<uint8_t> out(value.size());
+  auto n = (*local)->Get(TestKey(11), absl::MakeSpan(out));
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(out, value);
+  EXPECT_EQ(client::LocalChannel::Connect({.socket_path = socket}).status().code(),
             absl::StatusCode::kUnauthenticated);
 }
 

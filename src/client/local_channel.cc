@@ -87,7 +87,7 @@ absl::Status LocalChannel::GoneError() const {
 
 absl::Status LocalChannel::CheckSameArena(Conn& c) {
   v1::LocalRequest hello;
-  hello.mutable_hello();
+  hello.mutable_hello()->set_cd_key(cd_key_);
   std::vector<int> fds;
   auto resp = RoundTrip(c, hello, &fds);
   absl::StatusOr<ArenaId> id = fds.empty() ? absl::InternalError("no arena passed") : IdOf(fds[0]);
@@ -113,7 +113,7 @@ absl::StatusOr<std::unique_ptr<LocalChannel>> LocalChannel::Connect(const Option
   auto conn = Dial(options.socket_path, options.timeout);
   if (!conn.ok()) return conn.status();
   v1::LocalRequest hello;
-  hello.mutable_hello();
+  hello.mutable_hello()->set_cd_key(options.cd_key);
   std::vector<int> fds;
   auto resp = RoundTrip(**conn, hello, &fds);
   const int arena_fd = fds.empty() ? -1 : fds[0];
@@ -168,6 +168,7 @@ LocalChannel::LocalChannel(std::unique_ptr<Conn> first, uint8_t* base, uint64_t 
       arena_id_(arena_id),
       node_id_(std::move(node_id)),
       socket_path_(options.socket_path),
+      cd_key_(options.cd_key),
       verify_(options.verify_checksums),
       max_connections_(options.max_connections),
       write_ahead_blocks_(std::clamp(options.write_ahead_blocks, 0, kMaxWriteAhead)),

@@ -61,6 +61,9 @@ class LocalChannel {
     // Longest wait for the node's answer (and for a free control connection): a stalled node
     // fails a call with DEADLINE_EXCEEDED instead of hanging it.
     absl::Duration timeout = absl::Seconds(10);
+    // The project's cdKey, presented in every connection's hello ("" = none): a node that
+    // requires one serves no connection without it.
+    std::string cd_key;
   };
 
   // Counters since Connect; relaxed, for tests and metrics.
@@ -217,6 +220,7 @@ class LocalChannel {
   const ArenaId arena_id_;
   const std::string node_id_;
   const std::string socket_path_;
+  const std::string cd_key_;  // presented in each new connection's hello
   const bool verify_;
   const int max_connections_;
   const int write_ahead_blocks_;

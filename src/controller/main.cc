@@ -138,7 +138,10 @@ int main(int argc, char** argv) {
 
   const fs::path dir = absl::GetFlag(FLAGS_state_dir);
   std::error_code ec;
-  fs::create_directories(dir, ec);
+  // A state dir we create is the controller's alone (it holds the admin token, the state
+  // database with the projects' cdKeys, and the local nodes' key files); one given to us keeps
+  // its mode.
+  if (fs::create_directories(dir, ec)) fs::permissions(dir, fs::perms::owner_all, ec);
   if (ec) {
     spdlog::error("cannot create --state_dir {}: {}", dir.string(), ec.message());
     return 1;

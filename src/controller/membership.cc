@@ -18,6 +18,20 @@ v1::NodeInfo* FindNode(v1::ClusterMap& map, const std::string& id) {
   return nullptr;
 }
 
+// INVALID_ARGUMENT naming the first string of a registration longer than kMaxMapStringBytes.
+absl::Status CheckSizes(const std::string& cluster, const v1::NodeInfo& node) {
+  const std::pair<const char*, const std::string*> fields[] = {
+      {"cluster name", &cluster}, {"node id", &node.id()}, {"address", &node.address()},
+      {"zone", &node.zone()},     {"host", &node.host()},  {"local socket", &node.local_socket()}};
+  for (const auto& [name, value] : fields) {
+    if (value->size() > kMaxMapStringBytes) {
+      return absl::InvalidArgumentError(absl::StrCat("register: ", name, " of ", value->size(),
+                                                     " bytes (at most ", kMaxMapStringBytes, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Membership>> Membership::Create(StateStore* store,
@@ -69,6 +83,26 @@ Membership::Cluster& Membership::GetOrCreate(const std::string& name) {
   return c;
 }
 
+absl::Status Membership::ForgetADeadMap(const std::string& wanted) {
+  for (auto it = clusters_.begin(); it != clusters_.end(); ++it) {
+    const auto& nodes = it->second.map.nodes();
+    if (std::any_of(nodes.begin(), nodes.end(),
+                    [](const v1::NodeInfo& n) { return n.state() != v1::DOWN; })) {
+      continue;
+    }
+    // Should the cluster come back, its next map takes its epoch from the clock (Commit):
+    // above every epoch this one gave out.
+    EMS_RETURN_IF_ERROR(store_->Delete(kMapKind, it->first));
+    spdlog::info("membership: forgot the map of {}, whose nodes are all down, for {}", it->first,
+                 wanted);
+    clusters_.erase(it);
+    return absl::OkStatus();
+  }
+  return absl::ResourceExhaustedError(
+      absl::StrCat("register: the controller holds ", clusters_.size(),
+                   " maps with live nodes; no new one for ", wanted));
+}
+
 absl::Status Membership::Commit(Cluster& cluster) {
   // A cluster's first map takes its epoch from the clock (milliseconds since 1970); later
   // ones count up by one. Nodes and clients ignore a map no newer than the one they hold, so
@@ -89,10 +123,19 @@ absl::StatusOr<v1::ClusterMap> Membership::Register(const std::string& cluster,
     return absl::InvalidArgumentError(
         absl::StrCat("register: node ", node.id(), " has no address"));
   }
+  EMS_RETURN_IF_ERROR(CheckSizes(cluster, node));
   absl::MutexLock lock(&mu_);
+  if (!clusters_.contains(cluster) && clusters_.size() >= kMaxMaps) {
+    EMS_RETURN_IF_ERROR(ForgetADeadMap(cluster));
+  }
   Cluster& c = GetOrCreate(cluster);
-  c.last_seen[node.id()] = options_.clock->Now();
   v1::NodeInfo* existing = FindNode(c.map, node.id());
+  if (existing == nullptr && c.map.nodes_size() >= kMaxNodesPerMap) {
+    return absl::ResourceExhaustedError(absl::StrCat("register: cluster ", cluster, " has ",
+                                                     c.map.nodes_size(), " nodes; no room for ",
+                                                     node.id()));
+  }
+  c.last_seen[node.id()] = options_.clock->Now();
   v1::NodeInfo wanted = node;
   // A node re-registering while the controller drains it stays DRAINING: only the controller
   // ends a drain it started. One that drained itself (a pod stopping) and registers again is a

@@ -20,6 +20,16 @@ namespace ems::controller {
 // that cheap (64 nodes: a million points, 16 MiB).
 inline constexpr int kMaxVnodesPerNode = 16384;
 inline constexpr int kMaxReplicationFactor = 8;
+// Register is open for maps nobody created through the API (tests, ems-bench, the static
+// default cluster), so what one call may make the controller hold - in memory, in its state
+// file, and in every map it sends - is bounded: a cluster name and each NodeInfo string
+// (a K8s node name is at most 253 bytes, host:port at most 261) ...
+inline constexpr size_t kMaxMapStringBytes = 512;
+// ... the maps held (the API's clusters and ad-hoc ones; a map none of whose nodes is alive,
+// as a deleted cluster's, makes room for a new one) ...
+inline constexpr size_t kMaxMaps = 4096;
+// ... and the nodes of one map.
+inline constexpr int kMaxNodesPerMap = 1024;
 
 struct MembershipOptions {
   absl::Duration heartbeat_interval = absl::Seconds(1);
@@ -41,7 +51,9 @@ class Membership {
                                                             const MembershipOptions& options);
 
   // Adds the node, or updates its address/zone/capacity and marks it UP. Bumps the epoch when
-  // anything changed. INVALID_ARGUMENT for an empty id, address or cluster.
+  // anything changed. INVALID_ARGUMENT for an empty id, address or cluster, or one of them (or
+  // another field) longer than kMaxMapStringBytes; RESOURCE_EXHAUSTED for a new map beyond
+  // kMaxMaps or a new node beyond kMaxNodesPerMap.
   absl::StatusOr<v1::ClusterMap> Register(const std::string& cluster, const v1::NodeInfo& node);
   // Records a heartbeat. NOT_FOUND if the node is unknown (it should Register). A DOWN node
   // that heartbeats again is UP again (new epoch).
@@ -74,6 +86,9 @@ class Membership {
   Membership(StateStore* store, const MembershipOptions& options)
       : store_(store), options_(options) {}
   Cluster& GetOrCreate(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets a map with no node UP or DRAINING, to make room for `wanted`; RESOURCE_EXHAUSTED if
+  // every map has one.
+  absl::Status ForgetADeadMap(const std::string& wanted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Bumps the epoch and persists the map.
   absl::Status Commit(Cluster& cluster) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

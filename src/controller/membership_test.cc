@@ -98,6 +98,47 @@ TEST_F(MembershipTest, RejectsIncompleteRegistrations) {
   EXPECT_EQ(membership_->Heartbeat("c", "ghost", 0).status().code(), absl::StatusCode::kNotFound);
 }
 
+// Register is open for maps nobody created through the API: whoever reaches the port must not
+// grow the controller's memory and state file (and every map it sends) without end. A 1 MiB
+// address went into the map, every commit of which rewrote the whole map.
+TEST_F(MembershipTest, RegisterIsBoundedInFieldSizesNodesAndMaps) {
+  const std::string huge(1 << 20, 'a');
+  for (v1::NodeInfo n : {Node(huge, "a:1"), Node("n", huge + ":1")}) {
+    auto r = membership_->Register("c", n);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
+        << "a registration of " << n.ByteSizeLong() << " bytes: " << r.status();
+  }
+  v1::NodeInfo zoned = Node("n", "a:1");
+  zoned.set_zone(huge);
+  EXPECT_EQ(membership_->Register("c", zoned).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(membership_->Register(huge, Node("n", "a:1")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(membership_->GetMap("c").ok()) << "no refused registration made a map";
+
+  // Nodes of one map: a node already in it still re-registers when it is full.
+  absl::Status refused;
+  int i = 0;
+  for (; i < 5000 && refused.ok(); ++i) {
+    refused = membership_->Register("full", Node("n" + std::to_string(i), "a:1")).status();
+  }
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted)
+      << i << " nodes registered in one map: " << refused;
+  EXPECT_TRUE(membership_->Register("full", Node("n0", "a:2")).ok());
+
+  // Maps.
+  refused = absl::OkStatus();
+  for (i = 0; i < 10000 && refused.ok(); ++i) {
+    refused = membership_->Register("m" + std::to_string(i), Node("n", "a:1")).status();
+  }
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted)
+      << i << " maps made by registrations: " << refused;
+  EXPECT_TRUE(membership_->Register("m0", Node("n2", "a:2")).ok()) << "existing maps still grow";
+  // Maps whose nodes are all down (deleted clusters', abandoned ones) make room.
+  clock_.Advance(absl::Seconds(10));
+  membership_->MarkSilentNodesDown();
+  EXPECT_TRUE(membership_->Register("new", Node("n", "a:1")).ok());
+}
+
 TEST_F(MembershipTest, SilentNodeGoesDownAfterThreeMissedHeartbeatsAndComesBack) {
   const uint64_t first = membership_->Register("c", Node("n1", "a:1"))->epoch();
   ASSERT_TRUE(membership_->Register("c", Node("n2", "a:2")).ok());

@@ -1,6 +1,12 @@
 #include "controller/state_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -37,9 +43,32 @@ class Statement {
   int rc_;
 };
 
+// The state holds every project's cdKeys in the clear: only the controller's user may read
+// it, whatever the umask, and a file an older controller created readable is tightened.
+// SQLite gives its -wal and -shm files the database's mode when it creates them.
+absl::Status RestrictToOwner(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0 || ::fchmod(fd, 0600) != 0) {
+    absl::Status s = absl::InternalError(
+        absl::StrCat("cannot make state database ", path, " private: ", std::strerror(errno)));
+    if (fd >= 0) ::close(fd);
+    return s;
+  }
+  ::close(fd);
+  for (const char* suffix : {"-wal", "-shm"}) {
+    const std::string side = path + suffix;
+    if (::chmod(side.c_str(), 0600) != 0 && errno != ENOENT) {
+      return absl::InternalError(
+          absl::StrCat("cannot make ", side, " private: ", std::strerror(errno)));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path) {
+  EMS_RETURN_IF_ERROR(RestrictToOwner(path));
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
       SQLITE_OK) {

@@ -1,5 +1,6 @@
 #include "controller/state_store.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -58,6 +59,38 @@ TEST(StateStoreTest, ASecondOpenOfTheSameStateIsRefusedUntilTheFirstCloses) {
   auto all = (*again)->List("k");
   ASSERT_TRUE(all.ok()) << all.status();
   EXPECT_EQ(all->size(), 2u);
+  std::filesystem::remove_all(dir);
+}
+
+// The state holds every project's cdKeys in the clear (CredentialStore): under the common
+// umask 022 the database was created 0644, so every user of the host could read them.
+TEST(StateStoreTest, OnlyTheOwnerCanReadTheState) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("ems_store_mode_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "s.db").string();
+  const mode_t old_umask = ::umask(022);
+  auto mode = [](const std::string& p) {
+    struct stat st {};
+    return ::stat(p.c_str(), &st) == 0 ? st.st_mode & 0777 : 0;
+  };
+  {
+    auto store = StateStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->Put("credential", "p/k", "{\"cdKey\":\"secret\"}").ok());
+    EXPECT_EQ(mode(path), 0600u) << std::oct << mode(path);
+    ASSERT_TRUE(std::filesystem::exists(path + "-wal"));
+    EXPECT_EQ(mode(path + "-wal"), 0600u) << std::oct << mode(path + "-wal");
+  }
+  // A database an older controller left readable is made private when opened.
+  ::chmod(path.c_str(), 0644);
+  {
+    auto store = StateStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    EXPECT_EQ(mode(path), 0600u) << std::oct << mode(path);
+  }
+  ::umask(old_umask);
   std::filesystem::remove_all(dir);
 }
 

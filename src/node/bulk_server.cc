@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <limits>
@@ -58,13 +59,18 @@ absl::StatusOr<std::vector<BlockKey>> ReadKeys(bulk::Reader& in, uint32_t count,
   return keys;
 }
 
-// Waits until a request starts (or the connection ends): pooled connections idle for long.
-bool WaitReadable(int fd) {
+// Waits until a request starts; false when the connection ends or `timeout` passes first.
+bool WaitReadable(int fd, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
   struct pollfd p = {fd, POLLIN, 0};
   while (true) {
-    const int n = poll(&p, 1, -1);
+    const int64_t left_ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+    const int wait_ms = timeout == absl::InfiniteDuration()
+                            ? -1
+                            : static_cast<int>(std::clamp<int64_t>(left_ms, 0, INT32_MAX));
+    const int n = poll(&p, 1, wait_ms);
     if (n > 0) return true;
-    if (n < 0 && errno != EINTR) return false;
+    if (n == 0 || errno != EINTR) return false;
   }
 }
 
@@ -135,7 +141,11 @@ void BulkServer::Serve(int fd) {
   bool hello = false;
   std::string hello_key;            // what the HELLO presented
   uint64_t checked_generation = 0;  // the credential's generation hello_key last passed
-  while (in.buffered() > 0 || WaitReadable(fd)) {
+  // Pooled connections idle for long between requests, but only once they said HELLO: a peer
+  // without the key that connects and says nothing would otherwise hold a connection slot for
+  // good, and max_connections of them would shut the channel to every client.
+  while (in.buffered() > 0 ||
+         WaitReadable(fd, hello ? absl::InfiniteDuration() : options_.io_timeout)) {
     bulk::RequestHeader h;
     if (!in.Read(&h, sizeof(h)).ok()) return;
     if (h.magic != bulk::kMagic || h.version != bulk::kVersion) {

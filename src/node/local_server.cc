@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/key.h"
 #include "common/key_proto.h"
+#include "common/status_macros.h"
 #include "ems/v1/local.pb.h"
 #include "spdlog/spdlog.h"
 
@@ -208,10 +209,26 @@ absl::Status LocalServer::Seal(const v1::LocalSeal& seal,
   return absl::OkStatus();
 }
 
+absl::Status LocalServer::Admit(const v1::LocalRequest& req, std::string* hello_key,
+                                std::optional<uint64_t>* checked_generation) const {
+  if (!options_.credential) return absl::OkStatus();
+  if (req.has_hello()) {
+    *hello_key = req.hello().cd_key();
+    checked_generation->reset();
+  }
+  const uint64_t generation = options_.credential->generation();
+  if (*checked_generation == generation) return absl::OkStatus();
+  EMS_RETURN_IF_ERROR(options_.credential->Check(options_.node_id, *hello_key, "its local hello"));
+  *checked_generation = generation;
+  return absl::OkStatus();
+}
+
 void LocalServer::Serve(int fd) {
   // Leases granted on this connection and not yet sealed or released.
   absl::flat_hash_set<pool::LeaseId> leases;
   std::string buf(kMaxMessageBytes, '\0');
+  std::string hello_key;                       // what the last hello presented
+  std::optional<uint64_t> checked_generation;  // the credential's generation hello_key passed
   while (true) {
     ssize_t n = recv(fd, buf.data(), buf.size(), MSG_TRUNC);
     // Closed, reset or shut down; or a zero-length packet, which SOCK_SEQPACKET cannot tell
@@ -227,6 +244,14 @@ void LocalServer::Serve(int fd) {
       resp.set_message(static_cast<size_t>(n) > buf.size()
                            ? absl::StrCat("local request of ", n, " bytes exceeds ", buf.size())
                            : "local request is not a valid LocalRequest message");
+    } else if (absl::Status s = Admit(req, &hello_key, &checked_generation); !s.ok()) {
+      // Refused before anything is granted or recorded; the connection ends with its leases,
+      // like a bulk connection whose key no longer passes.
+      resp.set_id(req.id());
+      resp.set_code(static_cast<int>(s.code()));
+      resp.set_message(std::string(s.message()));
+      SendResponse(fd, resp, {});
+      break;
     } else {
       resp.set_id(req.id());
       if (req.has_report()) Record(req.report());

@@ -7,16 +7,19 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "node/credential.h"
 #include "node/internal/connection_threads.h"
 #include "pool/pool.h"
 
 namespace ems::v1 {
 class LocalReadReport;
+class LocalRequest;
 class LocalResponse;
 class LocalSeal;
 }  // namespace ems::v1
@@ -27,6 +30,10 @@ struct LocalServerOptions {
   std::string socket_path;  // created (and an existing stale socket replaced) at Start
   std::string node_id;
   int max_connections = 256;
+  // When set and holding a key, a connection is served only after its hello presented it, as
+  // on gRPC and the bulk channel: the hello hands out the whole arena. Shared with them; it can
+  // change while the node serves. nullptr = no key required.
+  std::shared_ptr<const Credential> credential;
 };
 
 // One thread per connection (co-located clients are few: one per inference worker). Every
@@ -47,6 +54,11 @@ class LocalServer {
  private:
   LocalServer(pool::Pool* pool, LocalServerOptions options, dev_t socket_dev, ino_t socket_ino);
   void Serve(int fd);
+  // OK if a connection may make `req`: the key its last hello presented ("" before any; a
+  // hello presents its own) must pass the credential. Checked again only when a hello presents
+  // a key or the credential changed since `*checked_generation`.
+  absl::Status Admit(const v1::LocalRequest& req, std::string* hello_key,
+                     std::optional<uint64_t>* checked_generation) const;
   // Applies a client's report of reads it made through the block directory.
   void Record(const v1::LocalReadReport& report);
   // Seals the connection's write leases or blanks (one grant each in `resp`), then grants the

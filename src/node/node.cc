@@ -100,7 +100,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
 
   if (!o.local_socket.empty()) {
     EMS_ASSIGN_OR_RETURN(node->local_,
-                         LocalServer::Start(node->pool_.get(), {o.local_socket, o.node_id}));
+                         LocalServer::Start(node->pool_.get(), {.socket_path = o.local_socket,
+                                                                .node_id = o.node_id,
+                                                                .credential = node->credential_}));
   }
   if (!o.controller.empty()) {
     MembershipAgentOptions aopts;

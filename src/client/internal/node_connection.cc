@@ -38,7 +38,8 @@ NodeConnection::NodeConnection(std::string id, std::string address, const std::s
     auto local = LocalChannel::Connect({.socket_path = local_socket,
                                         .verify_checksums = options.verify_local_checksums,
                                         .write_ahead_blocks = options.local_write_ahead_blocks,
-                                        .timeout = options.timeout});
+                                        .timeout = options.timeout,
+                                        .cd_key = options.cd_key});
     if (local.ok()) {
       local_ = *std::move(local);
       if (replaces_lost_local) {
