@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/metadata.h"
+#include "common/secret.h"
 
 namespace ems::controller {
 
@@ -19,7 +20,7 @@ MapChangeAuthorizer ProjectCdKeyAuthorizer(Registry* registry, CredentialStore* 
     if (!keys.ok()) return keys.status();  // cannot tell: refuse
     if (keys->empty()) return absl::OkStatus();
     for (const Credential& k : *keys) {
-      if (k.cd_key == cd_key) return absl::OkStatus();
+      if (SameSecret(k.cd_key, cd_key)) return absl::OkStatus();
     }
     return absl::UnauthenticatedError(absl::StrCat(
         cd_key.empty() ? "changing the map of cluster " : "the cdKey presented for cluster ",

@@ -1,12 +1,13 @@
 #include "node/admission.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/secret.h"
 
 namespace ems::node {
 
 absl::Status CheckCdKey(const std::string& node_id, absl::string_view required,
                         absl::string_view given, absl::string_view where) {
-  if (required.empty() || given == required) return absl::OkStatus();
+  if (required.empty() || SameSecret(given, required)) return absl::OkStatus();
   return absl::UnauthenticatedError(
       absl::StrCat("node ", node_id, " requires the project's cdKey in ", where));
 }

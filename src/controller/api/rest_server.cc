@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/exclusive_port.h"
+#include "common/secret.h"
 #include "controller/api/errors.h"
 #include "controller/ids.h"
 #include "spdlog/spdlog.h"
@@ -27,13 +28,6 @@ bool IsLoopback(const std::string& addr) {
 }
 
 // Constant-time comparison, so response timing does not reveal the admin token.
-bool SameSecret(const std::string& a, const std::string& b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
 }  // namespace
 
 RestServer::RestServer(Handlers* handlers, TokenStore* tokens, RestServerOptions options)
