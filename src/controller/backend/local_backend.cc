@@ -2,11 +2,14 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -36,16 +39,33 @@ constexpr char kCdKeyFile[] = "cd_key";  // in each node's directory; --cd_key_f
 absl::Status WriteFileAtomically(const fs::path& p, const std::string& data,
                                  fs::perms mode = fs::perms::unknown) {
   const fs::path tmp = p.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << data;
-    if (!out.good()) return absl::InternalError(absl::StrCat("cannot write ", tmp.string()));
-  }
   std::error_code ec;
-  if (mode != fs::perms::unknown) {
-    fs::permissions(tmp, mode, ec);
-    if (ec) return absl::InternalError(absl::StrCat("cannot chmod ", tmp.string()));
+  fs::remove(tmp, ec);  // a leftover of a crash: O_EXCL below makes a fresh one
+  // Created with its mode, not chmodded after the write: the cdKey file must never be
+  // readable by others, not even between the two.
+  const mode_t create_mode =
+      mode == fs::perms::unknown ? 0666 : static_cast<mode_t>(mode & fs::perms::mask);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, create_mode);
+  if (fd < 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot create ", tmp.string(), ": ", std::strerror(errno)));
   }
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(fd);
+      return absl::InternalError(absl::StrCat("cannot write ", tmp.string()));
+    }
+    done += static_cast<size_t>(n);
+  }
+  // The umask may have taken bits off a mode asked for: set exactly that one.
+  if (mode != fs::perms::unknown && ::fchmod(fd, create_mode) != 0) {
+    ::close(fd);
+    return absl::InternalError(absl::StrCat("cannot chmod ", tmp.string()));
+  }
+  ::close(fd);
   fs::rename(tmp, p, ec);
   if (ec)
     return absl::InternalError(absl::StrCat("cannot rename to ", p.string(), ": ", ec.message()));
