@@ -48,6 +48,14 @@ int ArenaMappings() {
   return n;
 }
 
+// Puts blocks 0..n-1 (PutAll) and returns their keys, in prompt order.
+std::vector<BlockKey> PutPrompt(Client& client, int n) {
+  PutAll(client, n);
+  std::vector<BlockKey> keys;
+  for (int i = 0; i < n; ++i) keys.push_back(TestKey(i));
+  return keys;
+}
+
 // SIGSTOPs `p` and waits until every one of its threads is stopped: kill() returns before they
 // are, and a thread that is serving a request may still answer it.
 void Stop(testing::Process& p) {
@@ -244,9 +252,7 @@ TEST(ClientFaultsTest, ALookupFindsTheReplicasOfADeadNodesBlocks) {
   auto client = testing::ClusterClient(**cluster);
   ASSERT_NE(client, nullptr);
   constexpr int kBlocks = 60;
-  PutAll(*client, kBlocks);
-  std::vector<BlockKey> keys;
-  for (int i = 0; i < kBlocks; ++i) keys.push_back(TestKey(i));
+  const std::vector<BlockKey> keys = PutPrompt(*client, kBlocks);
   ASSERT_EQ(*client->MatchPrefix(keys), static_cast<size_t>(kBlocks));
 
   const uint64_t before = client->epoch();
@@ -389,9 +395,7 @@ TEST(ClientFaultsTest, ALookupWhileANodeDrainsFindsTheBlocksItStillHolds) {
   auto client = testing::ClusterClient(**cluster);
   ASSERT_NE(client, nullptr);
   constexpr int kBlocks = 60;
-  PutAll(*client, kBlocks);
-  std::vector<BlockKey> keys;
-  for (int i = 0; i < kBlocks; ++i) keys.push_back(TestKey(i));
+  const std::vector<BlockKey> keys = PutPrompt(*client, kBlocks);
   ASSERT_EQ(*client->MatchPrefix(keys), static_cast<size_t>(kBlocks));
 
   const uint64_t before = client->epoch();
@@ -402,26 +406,7 @@ TEST(ClientFaultsTest, ALookupWhileANodeDrainsFindsTheBlocksItStillHolds) {
   auto matched = client->MatchPrefix(keys);
   ASSERT_TRUE(matched.ok()) << matched.status();
   EXPECT_EQ(*matched, static_cast<size_t>(kBlocks)) << "every block is still readable";
-}
-
-// Exists, like MatchPrefix, must find the blocks a draining node still holds: it asked only
-// each key's new owner, and said "absent" of blocks that every Get still read back.
-TEST(ClientFaultsTest, ExistsWhileANodeDrainsFindsTheBlocksItStillHolds) {
-  auto cluster = testing::Cluster::Start({.nodes = 3, .node_flags = {"--migration_mbps=0.001"}});
-  ASSERT_TRUE(cluster.ok()) << cluster.status();
-  auto client = testing::ClusterClient(**cluster);
-  ASSERT_NE(client, nullptr);
-  constexpr int kBlocks = 60;
-  PutAll(*client, kBlocks);
-  std::vector<BlockKey> keys;
-  for (int i = 0; i < kBlocks; ++i) keys.push_back(TestKey(i));
-  ASSERT_EQ(*client->Exists(keys), std::vector<bool>(kBlocks, true));
-
-  const uint64_t before = client->epoch();
-  ASSERT_TRUE((*cluster)->SetState("node-0", v1::DRAINING).ok());
-  for (int i = 0; i < 250 && client->epoch() == before; ++i) absl::SleepFor(absl::Milliseconds(20));
-  ASSERT_GT(client->epoch(), before) << "the client never saw the drain";
-  EXPECT_EQ(testing::CountReadable(*client, kBlocks), kBlocks);
+  // Exists too: it asked only each key's new owner, and said "absent" of 14 of the 60.
   auto exists = client->Exists(keys);
   ASSERT_TRUE(exists.ok()) << exists.status();
   EXPECT_EQ(std::count(exists->begin(), exists->end(), true), kBlocks)

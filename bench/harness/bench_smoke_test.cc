@@ -12,8 +12,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "testing/run_bench.h"
 
 namespace {
+
+using ems::bench::testing::RunBenchStatus;
 
 // Runs `ems-bench <args> --json`; returns the JSON objects it printed, one per line.
 std::vector<nlohmann::json> RunBench(const std::string& args) {
@@ -29,19 +32,6 @@ std::vector<nlohmann::json> RunBench(const std::string& args) {
   }
   EXPECT_EQ(pclose(p), 0) << cmd;
   return out;
-}
-
-// Runs `ems-bench <args>`; returns its exit status (-1 if a signal ended it) and everything it
-// printed.
-std::pair<int, std::string> RunBenchStatus(const std::string& args) {
-  const std::string cmd = absl::StrCat(EMS_BIN_DIR, "/ems-bench ", args, " 2>&1");
-  std::FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return {-1, "popen failed"};
-  std::string out;
-  char buf[4096];
-  while (std::fgets(buf, sizeof(buf), p) != nullptr) out += buf;
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 // "64KB" once ran 64-byte blocks under that label, "0" divided by zero and a concurrency list

@@ -5,6 +5,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
+#include "client/testing/unused_client.h"
 #include "common/prefix_hash.h"
 #include "ems/v1/data.pb.h"
 #include "gtest/gtest.h"
@@ -19,7 +20,7 @@ struct FakeClock {
 };
 
 // An in-memory store that keeps what was put; each call takes a millisecond of `clock`.
-class MemoryClient final : public Client {
+class MemoryClient final : public testing::UnusedClient {
  public:
   explicit MemoryClient(FakeClock* clock) : clock_(clock) {}
   absl::Status Put(const BlockKey& key, absl::Span<const uint8_t> value, const BlockKey*) override {
@@ -36,25 +37,12 @@ class MemoryClient final : public Client {
     std::memcpy(out.data(), it->second.data(), it->second.size());
     return it->second.size();
   }
-  std::vector<absl::Status> BatchPut(absl::Span<const PutItem>) override { return {}; }
-  std::vector<absl::StatusOr<size_t>> BatchGet(absl::Span<const GetItem>) override { return {}; }
   absl::StatusOr<size_t> MatchPrefix(absl::Span<const BlockKey> keys) override {
     clock_->t += absl::Seconds(1);  // not a put or a get: none of it is theirs
     size_t n = 0;
     while (n < keys.size() && blocks_.contains(keys[n].digest)) ++n;
     return n;
   }
-  absl::StatusOr<std::vector<bool>> Exists(absl::Span<const BlockKey>) override {
-    return absl::UnimplementedError("not used");
-  }
-  absl::StatusOr<size_t> Remove(absl::Span<const BlockKey>) override {
-    return absl::UnimplementedError("not used");
-  }
-  absl::StatusOr<v1::StatsResponse> Stats() override {
-    return absl::UnimplementedError("not used");
-  }
-  ClientCounters counters() const override { return {}; }
-  uint64_t epoch() const override { return 0; }
 
  private:
   FakeClock* const clock_;
@@ -94,7 +82,7 @@ TEST(PutGetTest, ThroughputTimesTheCallsAndNothingBetweenThem) {
 
 // A read that returns other bytes, or none, is counted, not timed away.
 TEST(PutGetTest, WrongAndMissingReadsAreCounted) {
-  class Flaky final : public Client {
+  class Flaky final : public testing::UnusedClient {
    public:
     absl::Status Put(const BlockKey&, absl::Span<const uint8_t>, const BlockKey*) override {
       return absl::OkStatus();
@@ -104,20 +92,7 @@ TEST(PutGetTest, WrongAndMissingReadsAreCounted) {
       std::memset(out.data(), 0, out.size());
       return out.size();
     }
-    std::vector<absl::Status> BatchPut(absl::Span<const PutItem>) override { return {}; }
-    std::vector<absl::StatusOr<size_t>> BatchGet(absl::Span<const GetItem>) override { return {}; }
     absl::StatusOr<size_t> MatchPrefix(absl::Span<const BlockKey>) override { return 0; }
-    absl::StatusOr<std::vector<bool>> Exists(absl::Span<const BlockKey>) override {
-      return absl::UnimplementedError("not used");
-    }
-    absl::StatusOr<size_t> Remove(absl::Span<const BlockKey>) override {
-      return absl::UnimplementedError("not used");
-    }
-    absl::StatusOr<v1::StatsResponse> Stats() override {
-      return absl::UnimplementedError("not used");
-    }
-    ClientCounters counters() const override { return {}; }
-    uint64_t epoch() const override { return 0; }
 
    private:
     int gets_ = 0;

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "testing/run_bench.h"
 
 namespace {
 
@@ -91,24 +92,23 @@ void ExpectLiveMatchesSimulate(const std::string& workload, int capacity,
   EXPECT_NEAR(live["simulated_ring_prefix_hit_ratio"].get<double>(), r, 1e-9);
 }
 
-// Runs `ems-bench replay <args>`; returns its exit status and everything it printed.
-std::pair<int, std::string> RunBenchStatus(const std::string& args) {
-  const std::string cmd = absl::StrCat(EMS_BIN_DIR, "/ems-bench replay ", args, " 2>&1");
-  std::FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return {-1, "popen failed"};
-  std::string out;
-  char buf[4096];
-  while (std::fgets(buf, sizeof(buf), p) != nullptr) out += buf;
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+// `ems-bench replay <args>` (on a small multi-turn workload) fails naming `error`, before it
+// starts a cluster.
+void ExpectRefusedBeforeAnythingStarts(const std::string& args, const std::string& error) {
+  SCOPED_TRACE(args);
+  auto [status, out] = testing::RunBenchStatus(
+      absl::StrCat("replay --workload=multiturn --sessions=5 --progress=false ", args));
+  EXPECT_NE(status, 0);
+  EXPECT_NE(out.find(error), std::string::npos) << out;
+  EXPECT_EQ(out.find("cluster:"), std::string::npos) << "nothing was started: " << out;
 }
 
 TEST(ReplayLiveTest, CountsOutOfRangeAreRejectedByNameBeforeAnythingStarts) {
   for (const char* args : {"--simulate --simulate_nodes=0", "--simulate --simulate_nodes=100000",
                            "--instances=0", "--instances=100000", "--nodes=0", "--nodes=1000"}) {
     SCOPED_TRACE(args);
-    auto [status, out] =
-        RunBenchStatus(absl::StrCat("--workload=multiturn --sessions=5 --progress=false ", args));
+    auto [status, out] = testing::RunBenchStatus(
+        absl::StrCat("replay --workload=multiturn --sessions=5 --progress=false ", args));
     EXPECT_NE(status, 0);
     const std::string flag = std::string(args).substr(std::string(args).rfind("--") + 2);
     const std::string name = flag.substr(0, flag.find('='));
@@ -124,14 +124,7 @@ TEST(ReplayLiveTest, BadFlagsAreRejectedByNameBeforeAnythingStarts) {
       {"--capacity=18446744073709551615", "--capacity must be at most 2^40 blocks"},  // wrapped
       {"--policies=lru,lruu --plot_dir=/tmp/ems_replay_never", "unknown eviction policy 'lruu'"},
   };
-  for (const auto& [args, error] : cases) {
-    SCOPED_TRACE(args);
-    auto [status, out] =
-        RunBenchStatus(absl::StrCat("--workload=multiturn --sessions=5 --progress=false ", args));
-    EXPECT_NE(status, 0);
-    EXPECT_NE(out.find(error), std::string::npos) << out;
-    EXPECT_EQ(out.find("cluster:"), std::string::npos) << "nothing was started: " << out;
-  }
+  for (const auto& [args, error] : cases) ExpectRefusedBeforeAnythingStarts(args, error);
 }
 
 // The CSV and the plots are written after the replay, which may run for minutes: a path that
@@ -147,14 +140,7 @@ TEST(ReplayLiveTest, UnwritableOutputsAndANegativeSpeedupAreRejectedBeforeAnythi
       {"--plot_dir=" + plots, "cannot write --plot-dir " + plots},
       {"--speedup=-2", "--speedup must be 0 (back to back) or above, got -2"},
   };
-  for (const auto& [args, error] : cases) {
-    SCOPED_TRACE(args);
-    auto [status, out] =
-        RunBenchStatus(absl::StrCat("--workload=multiturn --sessions=5 --progress=false ", args));
-    EXPECT_NE(status, 0);
-    EXPECT_NE(out.find(error), std::string::npos) << out;
-    EXPECT_EQ(out.find("cluster:"), std::string::npos) << "nothing was started: " << out;
-  }
+  for (const auto& [args, error] : cases) ExpectRefusedBeforeAnythingStarts(args, error);
   std::filesystem::remove(file);
 }
 

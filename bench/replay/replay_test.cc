@@ -1,6 +1,7 @@
 #include <filesystem>
 
 #include "absl/container/flat_hash_set.h"
+#include "client/testing/unused_client.h"
 #include "ems/v1/data.pb.h"
 #include "gtest/gtest.h"
 #include "harness/stats.h"
@@ -415,14 +416,8 @@ TEST(LiveTest, KeysAndBlockBytesAreDeterministicAndDistinct) {
 
 // A client that answers every read with success and copies nothing: the replay's check must
 // call that corrupt even when its buffer still holds the right bytes from the request before.
-class CopiesNothingClient final : public Client {
+class CopiesNothingClient final : public testing::UnusedClient {
  public:
-  absl::Status Put(const BlockKey&, absl::Span<const uint8_t>, const BlockKey*) override {
-    return absl::UnimplementedError("not used");
-  }
-  absl::StatusOr<size_t> Get(const BlockKey&, absl::Span<uint8_t>) override {
-    return absl::UnimplementedError("not used");
-  }
   std::vector<absl::Status> BatchPut(absl::Span<const PutItem> items) override {
     for (const PutItem& i : items) stored_.insert(i.key.digest);
     return std::vector<absl::Status>(items.size());
@@ -437,17 +432,6 @@ class CopiesNothingClient final : public Client {
     while (n < keys.size() && stored_.contains(keys[n].digest)) ++n;
     return n;
   }
-  absl::StatusOr<std::vector<bool>> Exists(absl::Span<const BlockKey>) override {
-    return absl::UnimplementedError("not used");
-  }
-  absl::StatusOr<size_t> Remove(absl::Span<const BlockKey>) override {
-    return absl::UnimplementedError("not used");
-  }
-  absl::StatusOr<v1::StatsResponse> Stats() override {
-    return absl::UnimplementedError("not used");
-  }
-  ClientCounters counters() const override { return {}; }
-  uint64_t epoch() const override { return 0; }
 
  private:
   absl::flat_hash_set<Digest> stored_;
