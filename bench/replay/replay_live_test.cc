@@ -96,7 +96,7 @@ void ExpectLiveMatchesSimulate(const std::string& workload, int capacity,
 // starts a cluster.
 void ExpectRefusedBeforeAnythingStarts(const std::string& args, const std::string& error) {
   SCOPED_TRACE(args);
-  auto [status, out] = testing::RunBenchStatus(
+  auto [status, out] = ems::bench::testing::RunBenchStatus(
       absl::StrCat("replay --workload=multiturn --sessions=5 --progress=false ", args));
   EXPECT_NE(status, 0);
   EXPECT_NE(out.find(error), std::string::npos) << out;
@@ -107,7 +107,7 @@ TEST(ReplayLiveTest, CountsOutOfRangeAreRejectedByNameBeforeAnythingStarts) {
   for (const char* args : {"--simulate --simulate_nodes=0", "--simulate --simulate_nodes=100000",
                            "--instances=0", "--instances=100000", "--nodes=0", "--nodes=1000"}) {
     SCOPED_TRACE(args);
-    auto [status, out] = testing::RunBenchStatus(
+    auto [status, out] = ems::bench::testing::RunBenchStatus(
         absl::StrCat("replay --workload=multiturn --sessions=5 --progress=false ", args));
     EXPECT_NE(status, 0);
     const std::string flag = std::string(args).substr(std::string(args).rfind("--") + 2);
