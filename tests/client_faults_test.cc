@@ -3,6 +3,7 @@
 // client held for them, batches larger than one gRPC message, Remove with replicas. Each test
 // failed on the client of d411048 (2026-11-30 review).
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,11 +20,13 @@
 #include "absl/time/clock.h"
 #include "client/client.h"
 #include "common/cluster_view.h"
+#include "common/key_proto.h"
 #include "ems/v1/data.pb.h"
 #include "gtest/gtest.h"
 #include "testing/blocks.h"
 #include "testing/cluster.h"
 #include "testing/cluster_client.h"
+#include "testing/local_raw.h"
 #include "testing/process.h"
 
 namespace ems {
@@ -411,6 +414,65 @@ TEST(ClientFaultsTest, ALookupWhileANodeDrainsFindsTheBlocksItStillHolds) {
   ASSERT_TRUE(exists.ok()) << exists.status();
   EXPECT_EQ(std::count(exists->begin(), exists->end(), true), kBlocks)
       << "every block is still readable";
+}
+
+// A drained node reports DOWN and leaves only when nothing more can be stored on it: a write
+// granted before the drain and sealed after the last pass was sealed on the node after it had
+// told the controller it held nothing, its writer was told it was stored, and it went with the
+// node.
+TEST(ClientFaultsTest, ADrainWaitsForWritesInFlightAndMovesThem) {
+  auto cluster = testing::Cluster::Start({.nodes = 2, .local_sockets = true});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto map = (*cluster)->Map();
+  ASSERT_TRUE(map.ok()) << map.status();
+  auto view = ClusterView::Build(*map);
+  ASSERT_TRUE(view.ok()) << view.status();
+  uint64_t k = 0;
+  while (!(*view)->Owns("node-1", TestKey(k))) ++k;
+
+  // A writer on node-1's shared-memory path holds a grant for one of its blocks.
+  testing::RawLocal raw((*cluster)->local_socket(1));
+  ASSERT_TRUE(raw.ok());
+  v1::LocalRequest hello;
+  hello.mutable_hello();
+  v1::LocalResponse welcome;
+  std::vector<int> fds;
+  ASSERT_TRUE(raw.Call(hello, &welcome, &fds));
+  ASSERT_FALSE(fds.empty());
+  void* arena = mmap(nullptr, welcome.arena_bytes(), PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+  for (int fd : fds) close(fd);
+  ASSERT_NE(arena, MAP_FAILED);
+  absl::Cleanup unmap = [&] { munmap(arena, welcome.arena_bytes()); };
+  v1::LocalRequest write;
+  auto* item = write.mutable_write()->add_items();
+  ToProto(TestKey(k), item->mutable_key());
+  item->set_size(kBlockBytes);
+  v1::LocalResponse granted;
+  ASSERT_TRUE(raw.Call(write, &granted));
+  ASSERT_EQ(granted.grants(0).code(), 0) << granted.grants(0).message();
+
+  ASSERT_TRUE((*cluster)->SetState("node-1", v1::DRAINING).ok());
+  absl::SleepFor(absl::Seconds(2));  // several migration periods: a drain with nothing to move
+  const std::vector<uint8_t> value = TestValue(k, kBlockBytes);
+  std::memcpy(static_cast<uint8_t*>(arena) + granted.grants(0).offset(), value.data(),
+              value.size());
+  v1::LocalRequest seal;
+  seal.mutable_seal()->add_leases(granted.grants(0).lease());
+  v1::LocalResponse sealed;
+  ASSERT_TRUE(raw.Call(seal, &sealed));
+  ASSERT_EQ(sealed.grants(0).code(), 0) << sealed.grants(0).message();
+
+  // The drain ends, and node-1 leaves as its pod would.
+  for (int i = 0; i < 500 && (*cluster)->CountState(v1::DOWN) == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ((*cluster)->CountState(v1::DOWN), 1) << "node-1 never finished its drain";
+  (*cluster)->node(1).Signal(SIGTERM);
+  (*cluster)->node(1).Wait();
+  auto reader = testing::ClusterClient(**cluster);
+  ASSERT_NE(reader, nullptr);
+  EXPECT_EQ(testing::CountReadable(*reader, static_cast<int>(k) + 1), 1)
+      << "the block sealed on node-1 during its drain was lost with it";
 }
 
 }  // namespace

@@ -140,6 +140,43 @@ TEST_F(LocalPathTest, LookupsAndReadsGoThroughTheDirectoryWithoutARoundTrip) {
   EXPECT_EQ(small[999], 0xab);
 }
 
+// A long prompt's blocks read in one batch through the directory are all reported to the node.
+// The report went out as one socket message, and a SOCK_SEQPACKET message larger than the
+// sender's buffer (208 KiB by default) is refused whole: the node saw none of these 4,096
+// reads, and its eviction policy took the prompt's blocks for cold.
+TEST_F(LocalPathTest, EveryReadOfALargeBatchThroughTheDirectoryIsReported) {
+  const std::string ns = "tenant-0042/meta-llama/Llama-3.1-70B-Instruct/kv-bf16/tp8-pp1/block16/v2";
+  constexpr int kBlocks = 4096;  // a 64k-token prompt in blocks of 16 tokens
+  constexpr size_t kSize = 4096;
+  auto local = client::LocalChannel::Connect({socket_, /*verify_checksums=*/true});
+  ASSERT_TRUE(local.ok()) << local.status();
+  ASSERT_TRUE((*local)->has_directory());
+  std::vector<BlockKey> keys;
+  std::vector<std::vector<uint8_t>> values;
+  std::vector<client::LocalPutItem> items;
+  for (int k = 0; k < kBlocks; ++k) {
+    keys.push_back(TestKey(k, ns));
+    values.push_back(TestValue(k, kSize));
+  }
+  for (int k = 0; k < kBlocks; ++k) items.push_back({keys[k], values[k]});
+  for (const absl::Status& s : (*local)->BatchPut(items)) ASSERT_TRUE(s.ok()) << s;
+  const uint64_t hits = Stats().hit_count();
+
+  std::vector<std::vector<uint8_t>> bufs(kBlocks, std::vector<uint8_t>(kSize));
+  std::vector<absl::Span<uint8_t>> spans;
+  for (auto& b : bufs) spans.push_back(absl::MakeSpan(b));
+  auto got = (*local)->BatchGet(keys, spans);
+  for (int k = 0; k < kBlocks; ++k) {
+    ASSERT_TRUE(got[k].ok()) << k << ": " << got[k].status();
+    ASSERT_EQ(bufs[k], values[k]) << k;
+  }
+  EXPECT_EQ((*local)->counters().directory_reads, static_cast<uint64_t>(kBlocks));
+  EXPECT_TRUE(WaitForStats([&](const v1::StatsResponse& s) {
+    return s.hit_count() - hits == static_cast<uint64_t>(kBlocks);
+  })) << Stats().hit_count() - hits
+      << " of " << kBlocks << " reads reported";
+}
+
 TEST_F(LocalPathTest, WithoutTheDirectoryEveryReadAsksTheNode) {
   ASSERT_TRUE(remote_->Put(TestKey(330), TestValue(330, 8192)).ok());
   auto local = client::LocalChannel::Connect(
@@ -526,6 +563,35 @@ TEST_F(LocalPathTest, PutsOfNewBlocksTakeOneRoundTripIntoBlanksGrantedAhead) {
     return st.blank_blocks() == 0 && st.used_bytes() == 47u * (256 << 10) + (64 << 10);
   })) << Stats().blank_blocks()
       << " blanks still held";
+}
+
+// Blanks are arena space held for a connection's next puts; a client that stops putting gives
+// them back. They were given back only at that connection's next put, so an idle client (and
+// every connection a burst of parallel puts opened) held its share of the arena for good:
+// still 4 blanks and 1 MiB here after 20 s.
+TEST_F(LocalPathTest, BlanksAnIdleClientHoldsAreGivenBack) {
+  auto local = client::LocalChannel::Connect({.socket_path = socket_, .max_connections = 1});
+  ASSERT_TRUE(local.ok()) << local.status();
+  constexpr size_t kSize = 256 << 10;  // the 64 MiB arena's share per connection: 4 blanks
+  ASSERT_TRUE((*local)->Put(TestKey(800), TestValue(800, kSize)).ok());
+  ASSERT_EQ(Stats().blank_blocks(), 4u);
+  // Idle past the 10 s a blank is kept unused, then given back within a few seconds more.
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < deadline && Stats().blank_blocks() > 0) {
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  auto s = Stats();
+  EXPECT_EQ(s.blank_blocks(), 0u);
+  EXPECT_EQ(s.used_bytes(), kSize) << "only the stored block holds space";
+  // The channel goes on putting (into new blanks) and every block reads back.
+  for (uint64_t k = 801; k <= 804; ++k) {
+    ASSERT_TRUE((*local)->Put(TestKey(k), TestValue(k, kSize)).ok()) << k;
+  }
+  std::vector<uint8_t> out(kSize);
+  for (uint64_t k = 800; k <= 804; ++k) {
+    ASSERT_TRUE(remote_->Get(TestKey(k), absl::MakeSpan(out)).ok()) << k;
+    ASSERT_EQ(out, TestValue(k, kSize)) << k;
+  }
 }
 
 TEST_F(LocalPathTest, ABlockAlreadyStoredIsNotCopiedIntoABlankAndABlankForOneIsGivenBack) {

@@ -25,6 +25,9 @@ constexpr size_t kMaxResponseBytes = 4 << 20;
 // blank after it: well after kBlankKeep, so never under a put that is copying into it.
 constexpr absl::Duration kBlankLease = absl::Seconds(30);
 constexpr absl::Duration kBlankKeep = absl::Seconds(10);
+// How often idle connections are checked for blanks kept past kBlankKeep: each is given back
+// within a quarter of it more.
+constexpr absl::Duration kBlankSweep = absl::Milliseconds(2500);  // kBlankKeep / 4
 // A channel holds at most this share of the arena in blanks, split evenly over its connections:
 // space held ahead is space the cache cannot use.
 constexpr uint64_t kBlankShare = 64;
@@ -179,6 +182,7 @@ LocalChannel::LocalChannel(std::unique_ptr<Conn> first, uint8_t* base, uint64_t 
     idle_.push_back(std::move(first));
     open_ = 1;
   }
+  sweeper_ = std::thread([this] { SweepLoop(); });
   if (directory_ == nullptr) return;
   flusher_ = std::thread([this] { FlushLoop(); });
   auto watch = Dial(socket_path_, timeout_);  // the watcher polls: no timeout applies
@@ -188,6 +192,38 @@ LocalChannel::LocalChannel(std::unique_ptr<Conn> first, uint8_t* base, uint64_t 
     watcher_ = std::thread([this] { WatchLoop(); });
   } else {
     node_gone_.store(true, std::memory_order_relaxed);  // cannot tell: do not trust the mapping
+  }
+}
+
+void LocalChannel::SweepLoop() {
+  while (true) {
+    std::vector<std::unique_ptr<Conn>> holding;  // idle, with a blank kept too long
+    absl::Time now;
+    {
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&closing_), kBlankSweep)) return;
+      now = absl::Now();
+      for (auto it = idle_.begin(); it != idle_.end();) {
+        const bool stale = std::any_of((*it)->blanks.begin(), (*it)->blanks.end(),
+                                       [&](const Blank& b) { return b.taken + kBlankKeep < now; });
+        if (!stale) {
+          ++it;
+          continue;
+        }
+        holding.push_back(std::move(*it));  // borrowed as by a call: no send under mu_
+        it = idle_.erase(it);
+      }
+    }
+    for (std::unique_ptr<Conn>& c : holding) {
+      std::vector<uint64_t> give_back;
+      std::erase_if(c->blanks, [&](const Blank& b) {
+        const bool drop = b.taken + kBlankKeep < now;
+        if (drop) give_back.push_back(b.lease);
+        return drop;
+      });
+      ReleaseLeases(*c, give_back);
+      GiveBack(std::move(c));
+    }
   }
 }
 
@@ -201,6 +237,11 @@ void LocalChannel::WatchLoop() {
 }
 
 LocalChannel::~LocalChannel() {
+  {
+    absl::MutexLock lock(&mu_);
+    closing_ = true;
+  }
+  sweeper_.join();
   if (watcher_.joinable()) {
     shutdown(watch_fd_, SHUT_RDWR);  // wakes the watcher
     watcher_.join();

@@ -55,8 +55,9 @@ class LocalChannel {
     // Blanks (arena space granted ahead, for no key yet) each connection keeps for its next
     // puts: a put of new blocks then copies into blanks and seals them with their keys in one
     // round trip, where asking for space first takes two. The channel holds at most 1/64 of
-    // the arena in blanks, split over `max_connections`; 0 = always ask first. At most 64
-    // (what the node grants per seal); more is taken as 64.
+    // the arena in blanks, split over `max_connections`, and gives back blanks unused for 10 s
+    // whether or not it puts again; 0 = always ask first. At most 64 (what the node grants per
+    // seal); more is taken as 64.
     int write_ahead_blocks = 16;
     // Longest wait for the node's answer (and for a free control connection): a stalled node
     // fails a call with DEADLINE_EXCEEDED instead of hanging it.
@@ -110,10 +111,11 @@ class LocalChannel {
   Counters counters() const;
 
  private:
-  // Items per request, and so per answer. A SOCK_SEQPACKET message goes whole or not at all,
-  // and the sender's socket buffer bounds it (net.core.wmem_default: 208 KiB on Debian; 1 MiB
-  // for the node's receive buffer does not help). 256 items with the longest keys (256-byte
-  // namespaces, with parents) take under 150 KiB, and so do their grants with error messages.
+  // Items per request, and so per answer, and keys per read report. A SOCK_SEQPACKET message
+  // goes whole or not at all, and the sender's socket buffer bounds it (net.core.wmem_default:
+  // 208 KiB on Debian; 1 MiB for the node's receive buffer does not help). 256 items with the
+  // longest keys (256-byte namespaces, with parents) take under 150 KiB, and so do their
+  // grants with error messages.
   static constexpr size_t kItemsPerRequest = 256;
   // Blanks a seal may ask for: the node grants no more (local_server.cc).
   static constexpr int kMaxWriteAhead = 64;
@@ -191,6 +193,10 @@ class LocalChannel {
   void AttachReport(v1::LocalRequest& req);
   void SendReport(const v1::LocalReadReport& report);
   void FlushLoop();
+  // Gives back the blanks idle connections have kept too long (kBlankKeep), until the
+  // destructor: a connection drops them at its next put, and one that never puts again
+  // (an idle client, a connection a burst opened) held them, and their arena space, for good.
+  void SweepLoop();
   // Puts items `idx` the long way: asks for their blocks, copies, seals (two round trips).
   void PutWithGrants(Conn& c, absl::Span<const LocalPutItem> items, const std::vector<size_t>& idx,
                      std::vector<absl::Status>& out);
@@ -245,7 +251,9 @@ class LocalChannel {
 
   mutable absl::Mutex mu_;
   std::vector<std::unique_ptr<Conn>> idle_ ABSL_GUARDED_BY(mu_);
-  int open_ ABSL_GUARDED_BY(mu_) = 0;  // idle + borrowed
+  int open_ ABSL_GUARDED_BY(mu_) = 0;          // idle + borrowed
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;  // the destructor stops the sweeper
+  std::thread sweeper_;
 };
 
 }  // namespace ems::client

@@ -75,9 +75,21 @@ bool LocalChannel::TakeReport(v1::LocalReadReport* report) {
 void LocalChannel::SendReport(const v1::LocalReadReport& report) {
   auto conn = Borrow();
   if (!conn.ok()) return;  // recency and statistics only: a lost report loses no data
-  v1::LocalRequest req;
-  *req.mutable_read_report() = report;
-  SendNoReply(**conn, req);
+  // In messages of kItemsPerRequest keys, as requests are: one batch read through the directory
+  // (a long prompt's blocks) made a report that no socket message could hold, and the node saw
+  // none of those reads.
+  const int hits = report.hits_size();
+  const int per_message = static_cast<int>(kItemsPerRequest);
+  for (int first = 0; first == 0 || first < hits; first += per_message) {
+    v1::LocalRequest req;
+    v1::LocalReadReport* part = req.mutable_read_report();
+    if (first == 0) part->set_misses(report.misses());
+    for (int i = first; i < std::min(hits, first + per_message); ++i) {
+      *part->add_hits() = report.hits(i);
+    }
+    SendNoReply(**conn, req);
+    if ((**conn).broken) return;
+  }
 }
 
 void LocalChannel::FlushLoop() {

@@ -76,17 +76,22 @@ void Migrator::Run() {
     // (epoch 0: a client given one node's address); a client routing by an older map is
     // refused (admission.h). So after a clean pass the pool is read again at the next map, or
     // after `rescan` for those: a full read of a pool of millions of keys every period would
-    // cost more than the migrations it finds.
+    // cost more than the migrations it finds. A draining node is the exception: writes admitted
+    // before the drain may seal after any pass, and it reads its (emptying) pool every period
+    // until it has moved them too.
+    const v1::NodeInfo* self = view->Find(options_.node_id);
+    const bool draining = self != nullptr && self->state() == v1::DRAINING;
     PassResult pass;
-    if (view->epoch() != clean_epoch_ || absl::Now() - clean_at_ >= options_.rescan) {
+    if (draining || view->epoch() != clean_epoch_ || absl::Now() - clean_at_ >= options_.rescan) {
       pass = Pass(*view);
       if (pass.clean) {
         clean_epoch_ = view->epoch();
         clean_at_ = absl::Now();
       }
     }
-    const v1::NodeInfo* self = view->Find(options_.node_id);
-    if (self != nullptr && self->state() == v1::DRAINING && pool_->Keys(1).empty()) {
+    // Drained only when no write is in flight either: one sealed after the report would be
+    // stored, and its writer told so, on a node that is about to leave.
+    if (draining && pool_->Keys(1).empty() && pool_->Stats().unsealed_blocks == 0) {
       bool report = false;
       {
         absl::MutexLock lock(&mu_);
