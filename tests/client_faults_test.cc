@@ -475,5 +475,37 @@ TEST(ClientFaultsTest, ADrainWaitsForWritesInFlightAndMovesThem) {
       << "the block sealed on node-1 during its drain was lost with it";
 }
 
+// A client whose map is older than the node's is refused on every path, so it refreshes and
+// puts the block where the current map reads it. The shared-memory path took such writes
+// without a question: a client that had not yet seen a drain put blocks into the drained node,
+// was told they were stored, and they were gone when the node left (37 of 64 here).
+TEST(ClientFaultsTest, ALocalPutUnderAnOlderMapGoesToTheCurrentOwner) {
+  auto cluster = testing::Cluster::Start({.nodes = 2, .local_sockets = true});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  // A writer that has not refreshed its map since before the drain (its next refresh is far off).
+  auto writer = Client::Connect({.controller = (*cluster)->controller_address(),
+                                 .cluster = "test",
+                                 .timeout = absl::Seconds(2),
+                                 .map_refresh = absl::Hours(1)});
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  const uint64_t stale = (*writer)->epoch();
+  ASSERT_TRUE((*cluster)->SetState("node-1", v1::DRAINING).ok());
+  for (int i = 0; i < 500 && (*cluster)->CountState(v1::DOWN) == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ((*cluster)->CountState(v1::DOWN), 1) << "node-1 never finished its drain";
+  ASSERT_EQ((*writer)->epoch(), stale);
+
+  constexpr int kBlocks = 64;
+  PutAll(**writer, kBlocks);
+  // Drained and DOWN, node-1 leaves (its pod ends after the preStop drain).
+  (*cluster)->node(1).Signal(SIGTERM);
+  (*cluster)->node(1).Wait();
+  auto reader = testing::ClusterClient(**cluster);
+  ASSERT_NE(reader, nullptr);
+  EXPECT_EQ(testing::CountReadable(*reader, kBlocks), kBlocks)
+      << "blocks put through shared memory under an older map were lost with the drained node";
+}
+
 }  // namespace
 }  // namespace ems

@@ -420,7 +420,8 @@ uint64_t LocalChannel::CopyIn(uint8_t* dst, absl::Span<const uint8_t> value) con
   return 0;
 }
 
-std::vector<absl::Status> LocalChannel::BatchPut(absl::Span<const LocalPutItem> all) {
+std::vector<absl::Status> LocalChannel::BatchPut(absl::Span<const LocalPutItem> all,
+                                                 uint64_t epoch) {
   std::vector<absl::Status> out(all.size());
   auto conn = Borrow();
   if (!conn.ok()) {
@@ -433,11 +434,11 @@ std::vector<absl::Status> LocalChannel::BatchPut(absl::Span<const LocalPutItem> 
     std::vector<absl::Status> part(items.size());
     std::vector<size_t> rest;
     if (FitsBlanks(c, items)) {
-      PutIntoBlanks(c, items, part, rest);
+      PutIntoBlanks(c, items, epoch, part, rest);
     } else {
       for (size_t i = 0; i < items.size(); ++i) rest.push_back(i);
     }
-    if (!rest.empty()) PutWithGrants(c, items, rest, part);
+    if (!rest.empty()) PutWithGrants(c, items, rest, epoch, part);
     std::move(part.begin(), part.end(), out.begin() + static_cast<ptrdiff_t>(first));
   }
   return out;
@@ -456,9 +457,10 @@ bool LocalChannel::FitsBlanks(const Conn& c, absl::Span<const LocalPutItem> item
   return true;
 }
 
-void LocalChannel::PutIntoBlanks(Conn& c, absl::Span<const LocalPutItem> items,
+void LocalChannel::PutIntoBlanks(Conn& c, absl::Span<const LocalPutItem> items, uint64_t epoch,
                                  std::vector<absl::Status>& out, std::vector<size_t>& retry) {
   v1::LocalRequest req;
+  req.set_epoch(epoch);
   AttachReport(req);
   v1::LocalSeal* seal = req.mutable_seal();
   for (const LocalPutItem& item : items) {
@@ -490,8 +492,10 @@ void LocalChannel::PutIntoBlanks(Conn& c, absl::Span<const LocalPutItem> items,
 }
 
 void LocalChannel::PutWithGrants(Conn& c, absl::Span<const LocalPutItem> items,
-                                 const std::vector<size_t>& idx, std::vector<absl::Status>& out) {
+                                 const std::vector<size_t>& idx, uint64_t epoch,
+                                 std::vector<absl::Status>& out) {
   v1::LocalRequest req;
+  req.set_epoch(epoch);
   AttachReport(req);
   for (size_t i : idx) ToWrite(items[i], req.mutable_write()->add_items());
   auto resp = CountedRoundTrip(c, req);

@@ -81,8 +81,10 @@ class LocalChannel {
 
   // Writes each value into its block and seals it; one status per item. An item already
   // stored with the same size is OK (nothing copied, unless it was stored since the directory
-  // last said it was not).
-  std::vector<absl::Status> BatchPut(absl::Span<const LocalPutItem> items);
+  // last said it was not). `epoch` is the caller's cluster map (0 = none): an item is
+  // FAILED_PRECONDITION, and not stored, when the node's map is newer and no longer places it
+  // there (route it again under a fresh map).
+  std::vector<absl::Status> BatchPut(absl::Span<const LocalPutItem> items, uint64_t epoch = 0);
   absl::Status Put(const BlockKey& key, absl::Span<const uint8_t> value,
                    const BlockKey* parent = nullptr);
 
@@ -199,11 +201,11 @@ class LocalChannel {
   void SweepLoop();
   // Puts items `idx` the long way: asks for their blocks, copies, seals (two round trips).
   void PutWithGrants(Conn& c, absl::Span<const LocalPutItem> items, const std::vector<size_t>& idx,
-                     std::vector<absl::Status>& out);
+                     uint64_t epoch, std::vector<absl::Status>& out);
   // Puts every item into one of `c`'s blanks and seals them with their keys (one round trip).
   // Items whose blank the node no longer knows (expired) go to `retry`.
-  void PutIntoBlanks(Conn& c, absl::Span<const LocalPutItem> items, std::vector<absl::Status>& out,
-                     std::vector<size_t>& retry);
+  void PutIntoBlanks(Conn& c, absl::Span<const LocalPutItem> items, uint64_t epoch,
+                     std::vector<absl::Status>& out, std::vector<size_t>& retry);
   // Whether `c` holds a blank for every item, and no item is known to be stored already (the
   // long way copies nothing for those).
   bool FitsBlanks(const Conn& c, absl::Span<const LocalPutItem> items) const;

@@ -16,6 +16,7 @@
 #include "common/key_proto.h"
 #include "common/status_macros.h"
 #include "ems/v1/local.pb.h"
+#include "node/admission.h"
 #include "spdlog/spdlog.h"
 
 namespace ems::node {
@@ -160,6 +161,23 @@ void LocalServer::Record(const v1::LocalReadReport& report) {
   pool_->RecordLocalReads(hits, report.misses());
 }
 
+absl::Status LocalServer::CheckOwners(const v1::LocalRequest& req, v1::LocalResponse& resp) const {
+  // Reads, lookups and seals of granted writes (checked when granted) name no key to place.
+  const bool writes_keys = req.has_write() || (req.has_seal() && req.seal().keys_size() > 0);
+  if (!writes_keys || req.epoch() == 0 || !options_.view) return absl::OkStatus();
+  std::shared_ptr<const ClusterView> view = options_.view();
+  if (view == nullptr || req.epoch() >= view->epoch()) return absl::OkStatus();
+  const auto& writes = req.has_write() ? req.write().items() : req.seal().keys();
+  std::vector<BlockKey> keys;
+  keys.reserve(writes.size());
+  for (const v1::LocalWrite& w : writes) {
+    if (auto key = FromProto(w.key()); key.ok()) keys.push_back(*std::move(key));
+  }
+  absl::Status s = CheckOwnership(view.get(), options_.node_id, req.epoch(), keys);
+  if (!s.ok()) resp.set_epoch(view->epoch());
+  return s;
+}
+
 absl::Status LocalServer::Seal(const v1::LocalSeal& seal,
                                absl::flat_hash_set<pool::LeaseId>& leases,
                                v1::LocalResponse& resp) {
@@ -252,6 +270,12 @@ void LocalServer::Serve(int fd) {
       resp.set_message(std::string(s.message()));
       SendResponse(fd, resp, {});
       break;
+    } else if (absl::Status stale = CheckOwners(req, resp); !stale.ok()) {
+      // Before anything is granted or sealed: the client routes these keys again.
+      resp.set_id(req.id());
+      if (req.has_report()) Record(req.report());
+      resp.set_code(static_cast<int>(stale.code()));
+      resp.set_message(std::string(stale.message()));
     } else {
       resp.set_id(req.id());
       if (req.has_report()) Record(req.report());

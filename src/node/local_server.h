@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,6 +14,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/cluster_view.h"
 #include "node/credential.h"
 #include "node/internal/connection_threads.h"
 #include "pool/pool.h"
@@ -34,6 +36,8 @@ struct LocalServerOptions {
   // on gRPC and the bulk channel: the hello hands out the whole arena. Shared with them; it can
   // change while the node serves. nullptr = no key required.
   std::shared_ptr<const Credential> credential;
+  // The node's current cluster map; nullptr or returning nullptr = standalone (owns all keys).
+  std::function<std::shared_ptr<const ClusterView>()> view;
 };
 
 // One thread per connection (co-located clients are few: one per inference worker). Every
@@ -61,6 +65,10 @@ class LocalServer {
                      std::optional<uint64_t>* checked_generation) const;
   // Applies a client's report of reads it made through the block directory.
   void Record(const v1::LocalReadReport& report);
+  // A write or blank seal from a client whose map is older than the node's must name only
+  // keys this node owns (admission.h): otherwise FAILED_PRECONDITION, with the node's epoch
+  // set in `resp`, and nothing is written. Malformed keys are left to the request's handler.
+  absl::Status CheckOwners(const v1::LocalRequest& req, v1::LocalResponse& resp) const;
   // Seals the connection's write leases or blanks (one grant each in `resp`), then grants the
   // blanks asked for. An error is the whole request's (a malformed seal; nothing sealed).
   absl::Status Seal(const v1::LocalSeal& seal, absl::flat_hash_set<pool::LeaseId>& leases,

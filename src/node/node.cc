@@ -102,7 +102,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
     EMS_ASSIGN_OR_RETURN(node->local_,
                          LocalServer::Start(node->pool_.get(), {.socket_path = o.local_socket,
                                                                 .node_id = o.node_id,
-                                                                .credential = node->credential_}));
+                                                                .credential = node->credential_,
+                                                                .view = sopts.view}));
   }
   if (!o.controller.empty()) {
     MembershipAgentOptions aopts;

@@ -236,6 +236,7 @@ std::vector<absl::Status> ClientImpl::BatchPut(absl::Span<const PutItem> items) 
     using Call = RemoteCall<v1::BatchPutRequest, v1::BatchPutResponse>;
     std::vector<std::unique_ptr<Call>> calls;
     std::vector<BulkGroup> bulk;
+    bool any_stale = false;
     for (auto& [conn, idx] : groups) {
       LocalChannel* local = conn->local();
       if (local == nullptr && conn->bulk() != nullptr) {
@@ -250,11 +251,13 @@ std::vector<absl::Status> ClientImpl::BatchPut(absl::Span<const PutItem> items) 
       if (local != nullptr) {
         std::vector<client::LocalPutItem> local_items;
         for (size_t i : idx) local_items.push_back({items[i].key, items[i].value, items[i].parent});
-        auto st = local->BatchPut(local_items);
+        auto st = local->BatchPut(local_items, r.epoch);
         for (size_t j = 0; j < idx.size(); ++j) {
           const size_t i = idx[j];
           if (st[j].ok()) {
             stored[i] = true;
+          } else if (absl::IsFailedPrecondition(st[j])) {
+            stale[i] = any_stale = true;  // the node's map is newer: route it again
           } else if (IsTransport(st[j])) {
             transport[i] = true;
           } else if (error[i].ok()) {
@@ -283,7 +286,6 @@ std::vector<absl::Status> ClientImpl::BatchPut(absl::Span<const PutItem> items) 
     });
     RunBulk(bulk);
     if (in_flight) in_flight->Wait();
-    bool any_stale = false;
     for (BulkGroup& g : bulk) {
       const absl::Status& status = g.call->status();
       const bool is_stale = absl::IsFailedPrecondition(status) && g.call->node_epoch() > r.epoch;
