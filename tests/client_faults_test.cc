@@ -3,7 +3,6 @@
 // client held for them, batches larger than one gRPC message, Remove with replicas. Each test
 // failed on the client of d411048 (2026-11-30 review).
 #include <signal.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -433,16 +432,8 @@ TEST(ClientFaultsTest, ADrainWaitsForWritesInFlightAndMovesThem) {
   // A writer on node-1's shared-memory path holds a grant for one of its blocks.
   testing::RawLocal raw((*cluster)->local_socket(1));
   ASSERT_TRUE(raw.ok());
-  v1::LocalRequest hello;
-  hello.mutable_hello();
-  v1::LocalResponse welcome;
-  std::vector<int> fds;
-  ASSERT_TRUE(raw.Call(hello, &welcome, &fds));
-  ASSERT_FALSE(fds.empty());
-  void* arena = mmap(nullptr, welcome.arena_bytes(), PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
-  for (int fd : fds) close(fd);
-  ASSERT_NE(arena, MAP_FAILED);
-  absl::Cleanup unmap = [&] { munmap(arena, welcome.arena_bytes()); };
+  uint8_t* arena = raw.MapArena();
+  ASSERT_NE(arena, nullptr);
   v1::LocalRequest write;
   auto* item = write.mutable_write()->add_items();
   ToProto(TestKey(k), item->mutable_key());
@@ -454,8 +445,7 @@ TEST(ClientFaultsTest, ADrainWaitsForWritesInFlightAndMovesThem) {
   ASSERT_TRUE((*cluster)->SetState("node-1", v1::DRAINING).ok());
   absl::SleepFor(absl::Seconds(2));  // several migration periods: a drain with nothing to move
   const std::vector<uint8_t> value = TestValue(k, kBlockBytes);
-  std::memcpy(static_cast<uint8_t*>(arena) + granted.grants(0).offset(), value.data(),
-              value.size());
+  std::memcpy(arena + granted.grants(0).offset(), value.data(), value.size());
   v1::LocalRequest seal;
   seal.mutable_seal()->add_leases(granted.grants(0).lease());
   v1::LocalResponse sealed;
@@ -463,10 +453,8 @@ TEST(ClientFaultsTest, ADrainWaitsForWritesInFlightAndMovesThem) {
   ASSERT_EQ(sealed.grants(0).code(), 0) << sealed.grants(0).message();
 
   // The drain ends, and node-1 leaves as its pod would.
-  for (int i = 0; i < 500 && (*cluster)->CountState(v1::DOWN) == 0; ++i) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  ASSERT_EQ((*cluster)->CountState(v1::DOWN), 1) << "node-1 never finished its drain";
+  ASSERT_TRUE((*cluster)->WaitForState(v1::DOWN, 1, absl::Seconds(10)))
+      << "node-1 never finished its drain";
   (*cluster)->node(1).Signal(SIGTERM);
   (*cluster)->node(1).Wait();
   auto reader = testing::ClusterClient(**cluster);
@@ -490,10 +478,8 @@ TEST(ClientFaultsTest, ALocalPutUnderAnOlderMapGoesToTheCurrentOwner) {
   ASSERT_TRUE(writer.ok()) << writer.status();
   const uint64_t stale = (*writer)->epoch();
   ASSERT_TRUE((*cluster)->SetState("node-1", v1::DRAINING).ok());
-  for (int i = 0; i < 500 && (*cluster)->CountState(v1::DOWN) == 0; ++i) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  ASSERT_EQ((*cluster)->CountState(v1::DOWN), 1) << "node-1 never finished its drain";
+  ASSERT_TRUE((*cluster)->WaitForState(v1::DOWN, 1, absl::Seconds(10)))
+      << "node-1 never finished its drain";
   ASSERT_EQ((*writer)->epoch(), stale);
 
   constexpr int kBlocks = 64;

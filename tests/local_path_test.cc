@@ -1,6 +1,5 @@
 // The same-machine shared-memory path against a real ems-node process.
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -326,15 +325,8 @@ TEST_F(LocalPathTest, AStalledClientNeverWritesIntoAnotherBlock) {
   // wrote over them.
   testing::RawLocal raw(socket_);
   ASSERT_TRUE(raw.ok());
-  v1::LocalRequest hello;
-  hello.mutable_hello();
-  v1::LocalResponse welcome;
-  std::vector<int> fds;
-  ASSERT_TRUE(raw.Call(hello, &welcome, &fds));
-  ASSERT_FALSE(fds.empty());
-  void* arena = mmap(nullptr, welcome.arena_bytes(), PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
-  for (int fd : fds) close(fd);
-  ASSERT_NE(arena, MAP_FAILED);
+  uint8_t* arena = raw.MapArena();
+  ASSERT_NE(arena, nullptr);
   constexpr size_t kStalled = 1 << 20, kOther = 2 << 20;
   v1::LocalRequest write;
   write.mutable_write()->set_lease_ms(200);
@@ -351,8 +343,7 @@ TEST_F(LocalPathTest, AStalledClientNeverWritesIntoAnotherBlock) {
     ASSERT_TRUE(remote_->Put(TestKey(k), TestValue(k, kOther)).ok()) << k;
   }
   const std::vector<uint8_t> mine = TestValue(500, kStalled);  // and now it copies
-  std::memcpy(static_cast<uint8_t*>(arena) + granted.grants(0).offset(), mine.data(), kStalled);
-  munmap(arena, welcome.arena_bytes());
+  std::memcpy(arena + granted.grants(0).offset(), mine.data(), kStalled);
   v1::LocalRequest seal;
   seal.mutable_seal()->add_leases(granted.grants(0).lease());
   v1::LocalResponse sealed;

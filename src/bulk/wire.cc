@@ -41,11 +41,8 @@ absl::Status WriteAllImpl(int fd, struct iovec* iov, int iovcnt,
     if (n < 0) {
       if (errno == EINTR) continue;
       if (max_wait != nullptr && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        const absl::Duration wait = (*max_wait)();
-        const int ms = wait == absl::InfiniteDuration()
-                           ? -1
-                           : static_cast<int>(
-                                 std::clamp<int64_t>(absl::ToInt64Milliseconds(wait), 1, INT_MAX));
+        const int ms = static_cast<int>(
+            std::clamp<int64_t>(absl::ToInt64Milliseconds((*max_wait)()), 1, INT_MAX));
         struct pollfd p = {fd, POLLOUT, 0};
         const int ready = poll(&p, 1, ms);
         if (ready == 0) return IoError("send", EAGAIN);

@@ -12,7 +12,13 @@
 namespace ems {
 namespace {
 
-using StderrSink = spdlog::sinks::stderr_color_sink_mt;
+// The logger both set-ups install, named so that LogToStderrUnlessSetUp can tell it from
+// spdlog's own (unnamed, on stdout). Not registered by name first (stderr_color_mt): a second
+// install would throw; set_default_logger registers it.
+std::shared_ptr<spdlog::logger> StderrLogger() {
+  return std::make_shared<spdlog::logger>("ems",
+                                          std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+}
 
 void ProtobufLog(google::protobuf::LogLevel level, const char* file, int line,
                  const std::string& message) {
@@ -55,10 +61,7 @@ absl::Status InitLogging(absl::string_view level) {
     return absl::InvalidArgumentError(absl::StrCat(
         "unknown log level '", level, "'; expected trace, debug, info, warn, error or off"));
   }
-  // Not registered by name first (stderr_color_mt): a default logger already named "ems"
-  // (LogToStderrUnlessSetUp) would make that throw. set_default_logger registers it.
-  spdlog::set_default_logger(
-      std::make_shared<spdlog::logger>("ems", std::make_shared<StderrSink>()));
+  spdlog::set_default_logger(StderrLogger());
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%t] %v");
   spdlog::set_level(parsed);
   RouteProtobufLogs();
@@ -70,7 +73,7 @@ void LogToStderrUnlessSetUp() {
   absl::MutexLock lock(&mu);
   const std::shared_ptr<spdlog::logger> current = spdlog::default_logger();
   if (!current->name().empty()) return;
-  auto logger = std::make_shared<spdlog::logger>("ems", std::make_shared<StderrSink>());
+  std::shared_ptr<spdlog::logger> logger = StderrLogger();
   logger->set_level(current->level());
   spdlog::set_default_logger(std::move(logger));
 }

@@ -52,9 +52,11 @@ absl::StatusOr<WriteKeys> KeysOf(const v1::LocalWrite& item) {
   return w;
 }
 
-void SetStatus(v1::LocalGrant* g, const absl::Status& s) {
-  g->set_code(static_cast<int>(s.code()));
-  g->set_message(std::string(s.message()));
+// A grant's or a whole response's code and message.
+template <typename Message>
+void SetStatus(Message* m, const absl::Status& s) {
+  m->set_code(static_cast<int>(s.code()));
+  m->set_message(std::string(s.message()));
 }
 
 // Removes `lease` from the connection's set; a lease granted elsewhere is NOT_FOUND in `g`.
@@ -266,16 +268,14 @@ void LocalServer::Serve(int fd) {
       // Refused before anything is granted or recorded; the connection ends with its leases,
       // like a bulk connection whose key no longer passes.
       resp.set_id(req.id());
-      resp.set_code(static_cast<int>(s.code()));
-      resp.set_message(std::string(s.message()));
+      SetStatus(&resp, s);
       SendResponse(fd, resp, {});
       break;
     } else if (absl::Status stale = CheckOwners(req, resp); !stale.ok()) {
       // Before anything is granted or sealed: the client routes these keys again.
       resp.set_id(req.id());
       if (req.has_report()) Record(req.report());
-      resp.set_code(static_cast<int>(stale.code()));
-      resp.set_message(std::string(stale.message()));
+      SetStatus(&resp, stale);
     } else {
       resp.set_id(req.id());
       if (req.has_report()) Record(req.report());
@@ -316,8 +316,7 @@ void LocalServer::Serve(int fd) {
         }
         case v1::LocalRequest::kSeal:
           if (absl::Status s = Seal(req.seal(), leases, resp); !s.ok()) {
-            resp.set_code(static_cast<int>(s.code()));
-            resp.set_message(std::string(s.message()));
+            SetStatus(&resp, s);
           }
           break;
         case v1::LocalRequest::kRead: {

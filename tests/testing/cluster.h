@@ -131,14 +131,16 @@ class Cluster {
     return n;
   }
 
-  bool WaitForUp(int n, absl::Duration timeout) {
+  // True once exactly `n` nodes are in `state`; false if `timeout` passes first.
+  bool WaitForState(v1::NodeState state, int n, absl::Duration timeout) {
     const absl::Time deadline = absl::Now() + timeout;
     while (absl::Now() < deadline) {
-      if (CountState(v1::UP) == n) return true;
+      if (CountState(state) == n) return true;
       absl::SleepFor(absl::Milliseconds(50));
     }
     return false;
   }
+  bool WaitForUp(int n, absl::Duration timeout) { return WaitForState(v1::UP, n, timeout); }
 
   absl::Status SetState(const std::string& id, v1::NodeState state) {
     grpc::ClientContext ctx;

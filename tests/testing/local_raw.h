@@ -4,10 +4,12 @@
 #define EMS_TESTS_TESTING_LOCAL_RAW_H_
 
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -29,6 +31,7 @@ class RawLocal {
     }
   }
   ~RawLocal() {
+    if (arena_ != nullptr) munmap(arena_, arena_bytes_);
     if (fd_ >= 0) close(fd_);
   }
   bool ok() const { return fd_ >= 0; }
@@ -71,6 +74,21 @@ class RawLocal {
   bool Call(const v1::LocalRequest& req, v1::LocalResponse* resp, std::vector<int>* fds = nullptr) {
     return Send(req) && Receive(resp, fds);
   }
+  // Says hello and maps the arena it hands out, read-write, as a writer does; unmapped with
+  // this object. nullptr if the hello failed or passed no arena.
+  uint8_t* MapArena() {
+    v1::LocalRequest hello;
+    hello.mutable_hello();
+    v1::LocalResponse welcome;
+    std::vector<int> fds;
+    if (!Call(hello, &welcome, &fds) || fds.empty()) return nullptr;
+    void* p = mmap(nullptr, welcome.arena_bytes(), PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+    for (int fd : fds) close(fd);
+    if (p == MAP_FAILED) return nullptr;
+    arena_ = static_cast<uint8_t*>(p);
+    arena_bytes_ = welcome.arena_bytes();
+    return arena_;
+  }
   int fd() const { return fd_; }
   // Closes this process's descriptor (a forked child may still hold the socket).
   void CloseLocalCopy() {
@@ -80,6 +98,8 @@ class RawLocal {
 
  private:
   int fd_ = -1;
+  uint8_t* arena_ = nullptr;  // MapArena's
+  size_t arena_bytes_ = 0;
   std::string buf_ = std::string(1 << 20, '\0');  // the largest message the node takes
 };
 
