@@ -254,6 +254,64 @@ TEST_F(PoolTest, PinnedBlocksAreNeverEvictedAndFullOfPinsIsResourceExhausted) {
   EXPECT_TRUE(Put(*pool, 100, 2 * kMiB).ok()) << "unpinned blocks are evictable again";
 }
 
+// A cache of equal-size blocks whose size is not an allocator class boundary (65 pages of
+// 4 KiB): the hole a removed or evicted block leaves fits the next block of that size exactly.
+class ExactHoleTest : public PoolTest {
+ protected:
+  static constexpr uint64_t kBlock = 65 * 4096;
+  static constexpr uint64_t kBlocks = 15;  // 975 of the arena's 1024 pages; 49 left at the end
+
+  void SetUp() override {
+    PoolOptions o;
+    o.huge_page_num = 2;     // 4 MiB
+    o.high_watermark = 1.0;  // no eviction ahead of need: only what a put cannot fit
+    o.low_watermark = 1.0;
+    o.clock = &clock_;
+    auto p = Pool::Create(o);
+    ASSERT_TRUE(p.ok()) << p.status();
+    pool_ = *std::move(p);
+    for (uint64_t i = 0; i < kBlocks; ++i) ASSERT_TRUE(Put(*pool_, i, kBlock).ok());
+    ASSERT_EQ(pool_->Stats().used_bytes, kBlocks * kBlock);
+  }
+
+  std::unique_ptr<Pool> pool_;
+};
+
+TEST_F(ExactHoleTest, APutThatFitsTheHoleOfARemovedBlockEvictsNothing) {
+  ASSERT_TRUE(pool_->Remove(Key(7)).ok());
+  ASSERT_TRUE(Put(*pool_, 100, kBlock).ok());
+  const PoolStats s = pool_->Stats();
+  EXPECT_EQ(s.evictions, 0u) << "blocks evicted although the removed block's hole fits";
+  EXPECT_EQ(s.keys, kBlocks);
+  EXPECT_EQ(s.used_bytes, kBlocks * kBlock);
+  for (uint64_t i : {0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 100}) {
+    auto h = pool_->Get(Key(i));
+    ASSERT_TRUE(h.ok()) << "key " << i << ": " << h.status();
+    EXPECT_TRUE(Verify(h->data(), h->size(), i)) << "key " << i;
+  }
+}
+
+TEST_F(ExactHoleTest, APoolOfPinsStillFillsTheHoleOfARemovedBlock) {
+  std::vector<ReadHandle> pins;
+  for (uint64_t i = 0; i < kBlocks; ++i) {
+    if (i == 7) continue;
+    auto h = pool_->Get(Key(i));
+    ASSERT_TRUE(h.ok());
+    pins.push_back(*std::move(h));
+  }
+  ASSERT_TRUE(pool_->Remove(Key(7)).ok());
+  absl::Status put = Put(*pool_, 100, kBlock);
+  EXPECT_TRUE(put.ok()) << put;
+  auto h = pool_->Get(Key(100));
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_TRUE(Verify(h->data(), h->size(), 100));
+  EXPECT_EQ(h->info().offset, 7 * kBlock) << "the new block is in the removed one's hole";
+  for (const ReadHandle& pin : pins) {
+    EXPECT_TRUE(Verify(pin.data(), pin.size(), pin.info().offset / kBlock)) << "a pin changed";
+  }
+  EXPECT_EQ(pool_->Stats().evictions, 0u);
+}
+
 TEST_F(PoolTest, RemoveWhilePinnedHidesNowAndFreesAtUnpin) {
   auto pool = MakePool();
   ASSERT_TRUE(Put(*pool, 1, kMiB).ok());

@@ -43,6 +43,20 @@ Chunk* Allocator::FindSuitable(int* fl, int* sl) const {
   return heads_[*fl][*sl];
 }
 
+Chunk* Allocator::FindInOwnClass(uint64_t size) const {
+  int fl, sl;
+  Mapping(size >> granule_shift_, &fl, &sl);
+  if (fl >= kFlCount) return nullptr;
+  // Bounded, so a class crowded with chunks just too small keeps allocation O(1); a fitting
+  // chunk past the bound only costs an eviction, as before.
+  int walked = 0;
+  for (Chunk* c = heads_[fl][sl]; c != nullptr && walked < kOwnClassWalk; c = c->next_free) {
+    if (c->size >= size) return c;
+    ++walked;
+  }
+  return nullptr;
+}
+
 void Allocator::InsertFree(Chunk* c) {
   int fl, sl;
   Mapping(c->size >> granule_shift_, &fl, &sl);
@@ -83,8 +97,13 @@ Chunk* Allocator::Allocate(uint64_t bytes) {
   }
   int fl, sl;
   Mapping(units, &fl, &sl);
-  if (fl >= kFlCount) return nullptr;
-  Chunk* c = FindSuitable(&fl, &sl);
+  Chunk* c = fl < kFlCount ? FindSuitable(&fl, &sl) : nullptr;
+  // The rounding skips the request's own class, whose chunks may be smaller than the request,
+  // but also those that fit: a hole left by a block of this very size. Every block of a cache
+  // of equal-size blocks lands in one class, so without this walk a pool full of them evicted
+  // two neighbours to serve a put that fitted the hole the first eviction left, and a pool of
+  // pins with such a hole answered RESOURCE_EXHAUSTED. Walked only when the good fit failed.
+  if (c == nullptr) c = FindInOwnClass(size);
   if (c == nullptr) return nullptr;
   RemoveFree(c);
   if (c->size > size) {  // split off the tail as a new free chunk

@@ -51,9 +51,13 @@ class Allocator {
   static constexpr int kSlCount = 1 << kSlLog2;
   static constexpr int kFlCount = 64 - kSlLog2;
   static constexpr size_t kSlabChunks = 1024;
+  static constexpr int kOwnClassWalk = 64;  // chunks FindInOwnClass looks at, at most
 
   static void Mapping(uint64_t units, int* fl, int* sl);
   Chunk* FindSuitable(int* fl, int* sl) const;
+  // A free chunk of at least `size` bytes (a granule multiple) from the class `size` itself
+  // maps to, which the good-fit search skips; nullptr if none there fits.
+  Chunk* FindInOwnClass(uint64_t size) const;
   void InsertFree(Chunk* c);
   void RemoveFree(Chunk* c);
   Chunk* NewRecord();

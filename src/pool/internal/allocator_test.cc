@@ -88,5 +88,25 @@ TEST(AllocatorTest, GoodFitKeepsLargeRunsForLargeRequests) {
   EXPECT_NE(a.Allocate(kG), nullptr) << "a hole is reused";
 }
 
+// Blocks of one size that is not a class boundary (65 granules: its class holds 64 and 65).
+// The hole one of them leaves fits the next of that size exactly and must be found.
+TEST(AllocatorTest, AHoleOfExactlyTheRequestedSizeIsReused) {
+  Allocator a(1024 * kG, kG);
+  std::vector<Chunk*> blocks;
+  for (int i = 0; i < 15; ++i) {
+    blocks.push_back(a.Allocate(65 * kG));
+    ASSERT_NE(blocks.back(), nullptr);
+  }
+  // 975 granules used; the 49 left at the tail fit no block.
+  a.Free(blocks[7]);
+  EXPECT_EQ(a.free_bytes(), (49 + 65) * kG);
+  Chunk* again = a.Allocate(65 * kG);
+  ASSERT_NE(again, nullptr) << "the 65-granule hole was not found";
+  EXPECT_EQ(again->offset, 7 * 65 * kG);
+  EXPECT_EQ(again->size, 65 * kG);
+  EXPECT_EQ(a.Allocate(64 * kG), nullptr) << "only the 49-granule tail is free now";
+  EXPECT_NE(a.Allocate(49 * kG), nullptr);
+}
+
 }  // namespace
 }  // namespace ems::pool::internal
