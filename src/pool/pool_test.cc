@@ -15,6 +15,8 @@
 #include "directory/directory.h"
 #include "gtest/gtest.h"
 #include "pool/internal/arena.h"
+#include "pool/internal/lru_policy.h"
+#include "pool/internal/pool_impl.h"
 
 namespace ems::pool {
 namespace {
@@ -252,6 +254,66 @@ TEST_F(PoolTest, PinnedBlocksAreNeverEvictedAndFullOfPinsIsResourceExhausted) {
   }
   pins.clear();
   EXPECT_TRUE(Put(*pool, 100, 2 * kMiB).ok()) << "unpinned blocks are evictable again";
+}
+
+// LRU, plus a reader that pins each victim the moment the policy has chosen it, before the
+// pool's final check under the shard lock (a Get racing the eviction), and lets go before the
+// next pick. So the pool's check always finds the victim pinned, and the victim is picked
+// again. After `limit` picks the reader stops.
+class ReaderRacingEvictions : public EvictionPolicy {
+ public:
+  explicit ReaderRacingEvictions(int limit) : limit_(limit) {}
+  absl::string_view name() const override { return "lru"; }
+  void OnInsert(uint64_t id, uint64_t parent) override { lru_.OnInsert(id, parent); }
+  void OnAccess(uint64_t id) override { lru_.OnAccess(id); }
+  void OnErase(uint64_t id) override { lru_.OnErase(id); }
+  size_t size() const override { return lru_.size(); }
+  std::optional<uint64_t> Evict(absl::FunctionRef<bool(uint64_t)> can_evict) override {
+    pin_ = ReadHandle();  // last pick's reader is done
+    std::optional<uint64_t> victim = lru_.Evict(can_evict);
+    if (victim && picks_++ < limit_) {
+      auto pin = pool_->Pin(key_);  // Pin takes no space_mu_: safe under the eviction
+      EXPECT_TRUE(pin.ok()) << pin.status();
+      if (pin.ok()) pin_ = *std::move(pin);
+    }
+    return victim;
+  }
+
+  Pool* pool_ = nullptr;
+  BlockKey key_;  // the only block in the pool, so every victim
+  ReadHandle pin_;
+  int picks_ = 0;
+
+ private:
+  const int limit_;
+  internal::LruPolicy lru_;
+};
+
+TEST_F(PoolTest, EvictionsThatAReaderKeepsBeatingAreBounded) {
+  constexpr int kReaderPicks = 10000;
+  PoolOptions o;
+  o.huge_page_num = 2;  // 4 MiB
+  o.clock = &clock_;
+  auto arena = internal::Arena::Create(internal::ArenaOptions{.page_num = 2});
+  ASSERT_TRUE(arena.ok()) << arena.status();
+  auto owned = std::make_unique<ReaderRacingEvictions>(kReaderPicks);
+  ReaderRacingEvictions* policy = owned.get();
+  std::unique_ptr<Pool> pool = std::make_unique<internal::PoolImpl>(
+      o, *std::move(arena), std::move(owned), /*directory=*/nullptr);
+  policy->pool_ = pool.get();
+  policy->key_ = Key(1);
+  ASSERT_TRUE(Put(*pool, 1, kMiB).ok());
+  // Needs the whole arena: only evicting block 1 makes room, and every attempt loses the race.
+  auto big = pool->Allocate(Key(2), 4 * kMiB);
+  const int picks = policy->picks_;
+  // Bounded: one pick per tracked block plus a few (pool_impl.cc), per loop, not without end.
+  EXPECT_LE(picks, 2 * (1 + 16) + 2) << "the eviction loop kept picking the pinned block";
+  EXPECT_EQ(big.status().code(), absl::StatusCode::kResourceExhausted) << big.status();
+  policy->pin_ = ReadHandle();
+  auto h = pool->Get(Key(1));
+  ASSERT_TRUE(h.ok()) << "the block was raced, not evicted: " << h.status();
+  EXPECT_TRUE(Verify(h->data(), h->size(), 1));
+  EXPECT_EQ(pool->Stats().evictions, 0u);
 }
 
 // A cache of equal-size blocks whose size is not an allocator class boundary (65 pages of

@@ -172,15 +172,21 @@ bool PoolImpl::EvictOne() {
 
 Chunk* PoolImpl::AllocateSpace(uint64_t bytes) {
   const uint64_t need = allocator_.RoundUp(bytes);
-  // Bounds every loop below: each round evicts one block or gives up.
+  // Bounds both loops together: each round evicts one block or gives up. EvictOne also
+  // returns true when a reader pinned its pick first, so while readers keep winning this
+  // bound is all that ends them; it must never wrap below zero.
   size_t rounds = by_id_.size() + 16;
   if (allocator_.used_bytes() + need > high_bytes_) {
-    while (allocator_.used_bytes() + need > low_bytes_ && rounds-- > 0 && EvictOne()) {
+    while (allocator_.used_bytes() + need > low_bytes_ && rounds > 0) {
+      --rounds;
+      if (!EvictOne()) break;
     }
   }
   while (true) {
     if (Chunk* c = allocator_.Allocate(bytes)) return c;
-    if (rounds-- == 0 || !EvictOne()) return nullptr;  // fragmentation or all pinned
+    if (rounds == 0) return nullptr;
+    --rounds;
+    if (!EvictOne()) return nullptr;  // fragmentation or all pinned
   }
 }
 
