@@ -66,6 +66,27 @@ TEST(EvictionPolicyTest, S3FifoEvictsOneHitWondersBeforeReusedBlocks) {
   }
 }
 
+// Blocks in the main queue need up to four visits each (three to spend a frequency of 3, one
+// to go), so a scan sized for two finds nothing when every block is hot, pinned or not.
+TEST(EvictionPolicyTest, S3FifoFindsAVictimWhenEveryBlockIsHot) {
+  auto p = Make("s3fifo");
+  for (uint64_t id = 1; id <= 20; ++id) p->OnInsert(id, 0);
+  for (uint64_t id = 1; id <= 20; ++id) {
+    p->OnAccess(id);
+    p->OnAccess(id);
+  }
+  // Promotes all 20 to the main queue with no frequency, then evicts the oldest.
+  EXPECT_EQ(p->Evict(Any), 1u);
+  for (uint64_t id = 2; id <= 20; ++id) {
+    for (int i = 0; i < 3; ++i) p->OnAccess(id);
+  }
+  const std::optional<uint64_t> v = p->Evict(Any);
+  ASSERT_TRUE(v.has_value()) << "nothing evicted from 19 unpinned blocks";
+  EXPECT_GE(*v, 2u);
+  EXPECT_LE(*v, 20u);
+  EXPECT_EQ(p->size(), 18u);
+}
+
 TEST(EvictionPolicyTest, S3FifoGhostHitGoesStraightToMain) {
   auto p = Make("s3fifo");
   for (uint64_t id = 1; id <= 20; ++id) p->OnInsert(id, 0);

@@ -190,6 +190,56 @@ TEST_F(PoolTest, EvictsBetweenWatermarksAndKeepsServing) {
   EXPECT_EQ(present, pool->Stats().keys);
 }
 
+TEST_F(PoolTest, APoolOfHotBlocksStillEvictsDownToTheLowWatermark) {
+  PoolOptions o;
+  o.huge_page_num = 2;  // 4 MiB: 1024 pages of 4 KiB
+  o.eviction_policy = "s3fifo";
+  o.high_watermark = 0.95;
+  o.low_watermark = 0.93;
+  o.clock = &clock_;
+  auto created = Pool::Create(o);
+  ASSERT_TRUE(created.ok()) << created.status();
+  Pool& pool = **created;
+  const uint64_t high = 4 * kMiB * 95 / 100, low = 4 * kMiB * 93 / 100;
+  constexpr uint64_t kPage = 4096, kBlock = 50 * kPage;
+  auto read = [&](uint64_t i) {
+    auto h = pool.Get(Key(i));
+    ASSERT_TRUE(h.ok()) << i << ": " << h.status();
+    EXPECT_TRUE(Verify(h->data(), h->size(), i)) << i;
+  };
+  for (uint64_t i = 0; i < 19; ++i) ASSERT_TRUE(Put(pool, i, kBlock).ok());  // 950 pages
+  for (uint64_t i = 0; i < 19; ++i) {
+    read(i);
+    read(i);
+  }
+  // Past the high watermark: S3-FIFO moves the blocks read twice to its main queue, all but
+  // the last (its small queue keeps 10%), and evicts block 0; block 19 takes its place.
+  ASSERT_TRUE(Put(pool, 19, kBlock).ok());
+  ASSERT_EQ(pool.Stats().evictions, 1u);
+  ASSERT_FALSE(pool.Contains(Key(0)));
+  // Empty the small queue; make every block in the main queue hot.
+  ASSERT_TRUE(pool.Remove(Key(18)).ok());
+  ASSERT_TRUE(pool.Remove(Key(19)).ok());
+  for (uint64_t i = 1; i < 18; ++i) {
+    for (int n = 0; n < 3; ++n) read(i);
+  }
+  ASSERT_EQ(pool.Stats().used_bytes, 850 * kPage);
+  // 124 pages fit in the 124 free at the end, and take the pool past its high watermark.
+  ASSERT_TRUE(Put(pool, 100, 124 * kPage).ok());
+  const PoolStats s = pool.Stats();
+  EXPECT_LE(s.used_bytes, low) << "evicted " << s.evictions - 1 << " blocks; high watermark is "
+                               << high;
+  uint64_t present = 0;
+  for (uint64_t i = 1; i < 18; ++i) {
+    if (!pool.Contains(Key(i))) continue;
+    ++present;
+    read(i);
+  }
+  ASSERT_TRUE(pool.Contains(Key(100)));
+  read(100);
+  EXPECT_EQ(present + 1, s.keys);
+}
+
 TEST_F(PoolTest, TheKeyFeedTellsEverySealEvictionAndRemovalInOrder) {
   PoolOptions o;
   o.huge_page_num = 4;  // 8 MiB

@@ -67,8 +67,12 @@ bool S3FifoPolicy::PopLive(std::deque<Slot>& q, uint64_t* id) {
 
 std::optional<uint64_t> S3FifoPolicy::Evict(absl::FunctionRef<bool(uint64_t)> can_evict) {
   // Each step moves or evicts one block; a pinned block is re-queued. The budget bounds the
-  // work when everything is pinned.
-  const size_t budget = 2 * entries_.size() + 8;
+  // work when everything is pinned, and must cover the longest search when something is not:
+  // a block in the small queue takes one step to reach the main queue, and one there up to
+  // four visits (three to spend a frequency of 3, one to go), each a round of the main queue.
+  // Two steps per block returned nothing from a cache whose blocks were all hot, so a put
+  // past the high watermark evicted nothing and left the pool above it.
+  const size_t budget = 5 * entries_.size() + 8;
   for (size_t step = 0; step < budget && !entries_.empty(); ++step) {
     const bool from_small =
         small_live_ > 0 && (small_live_ >= kSmallShare * entries_.size() || main_live_ == 0);
