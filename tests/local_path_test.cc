@@ -1,11 +1,14 @@
 // The same-machine shared-memory path against a real ems-node process.
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
+#include <memory>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
@@ -408,6 +411,43 @@ TEST_F(LocalPathTest, AConnectionCannotTouchLeasesItWasNotGranted) {
     EXPECT_TRUE(absl::StrContains(resp.grants(0).message(), "not granted on this connection"));
   }
   EXPECT_FALSE(*remote_->MatchPrefix({TestKey(9)})) << "nobody sealed it";
+}
+
+TEST_F(LocalPathTest, PeersThatNeverSpeakDoNotHoldTheSocket) {
+  // A client that said hello may then idle as long as it likes (clients pool connections).
+  testing::RawLocal idle(socket_);
+  v1::LocalRequest hello;
+  hello.mutable_hello();
+  v1::LocalResponse welcome;
+  ASSERT_TRUE(idle.Call(hello, &welcome)) << "the node answers a hello";
+  // Peers that connect and say nothing take every other slot of the node's 256.
+  std::vector<std::unique_ptr<testing::RawLocal>> silent;
+  for (int i = 0; i < 255; ++i) {
+    silent.push_back(std::make_unique<testing::RawLocal>(socket_));
+    ASSERT_TRUE(silent.back()->ok()) << "connection " << i;
+  }
+  // A new client gets in once the silent peers' wait for a first request ran out; before,
+  // each new connection was refused for as long as they stayed.
+  bool served = false;
+  for (const absl::Time give_up = absl::Now() + absl::Seconds(20);
+       !served && absl::Now() < give_up;) {
+    testing::RawLocal fresh(socket_);
+    v1::LocalResponse resp;
+    served = fresh.ok() && fresh.Send(hello) && fresh.Receive(&resp, nullptr, 1000) &&
+             resp.code() == 0 && resp.arena_bytes() > 0;
+    if (!served) absl::SleepFor(absl::Milliseconds(200));
+  }
+  EXPECT_TRUE(served) << "255 silent peers shut a client out of the local socket";
+  EXPECT_EQ(recv(silent.front()->fd(), nullptr, 0, MSG_DONTWAIT), 0)
+      << "the node closed a silent peer";
+
+  // The client that said hello first idled through the same wait and is still served.
+  v1::LocalRequest match;
+  ToProto(TestKey(1), match.mutable_match_prefix()->add_keys());
+  v1::LocalResponse matched;
+  ASSERT_TRUE(idle.Call(match, &matched)) << "an admitted connection idled past the wait";
+  EXPECT_EQ(matched.code(), 0) << matched.message();
+  EXPECT_EQ(matched.matched(), 0u);
 }
 
 TEST_F(LocalPathTest, ConcurrentReadersWhileEvictionRunsSeeOnlyWholeBlocks) {

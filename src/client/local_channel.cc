@@ -185,8 +185,11 @@ LocalChannel::LocalChannel(std::unique_ptr<Conn> first, uint8_t* base, uint64_t 
   sweeper_ = std::thread([this] { SweepLoop(); });
   if (directory_ == nullptr) return;
   flusher_ = std::thread([this] { FlushLoop(); });
-  auto watch = Dial(socket_path_, timeout_);  // the watcher polls: no timeout applies
-  if (watch.ok()) {
+  // The watch connection says hello like any other: the node closes a connection that stays
+  // silent (it would hold one of its slots), and the arena the hello passes shows that this is
+  // still the node whose arena the channel maps. The watcher polls: no timeout applies.
+  auto watch = Dial(socket_path_, timeout_);
+  if (watch.ok() && CheckSameArena(**watch).ok()) {
     watch_fd_ = (*watch)->fd;
     (*watch)->fd = -1;  // owned by watch_fd_ now
     watcher_ = std::thread([this] { WatchLoop(); });

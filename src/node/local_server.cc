@@ -34,6 +34,12 @@ constexpr uint32_t kMaxBlanksPerSeal = 64;
 // closes its socket, and that ends every lease it held at once.
 constexpr absl::Duration kConnectionLease = absl::InfiniteDuration();
 
+// Bounds how long a blocking recv on `fd` waits; zero waits for ever.
+void SetReceiveTimeout(int fd, absl::Duration wait) {
+  struct timeval tv = absl::ToTimeval(wait);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
 // A write's key and, if it names one, its parent; the first that is malformed is the error.
 struct WriteKeys {
   BlockKey key;
@@ -229,17 +235,23 @@ absl::Status LocalServer::Seal(const v1::LocalSeal& seal,
   return absl::OkStatus();
 }
 
-absl::Status LocalServer::Admit(const v1::LocalRequest& req, std::string* hello_key,
-                                std::optional<uint64_t>* checked_generation) const {
-  if (!options_.credential) return absl::OkStatus();
-  if (req.has_hello()) {
-    *hello_key = req.hello().cd_key();
-    checked_generation->reset();
+absl::Status LocalServer::Admit(int fd, const v1::LocalRequest& req, Admission& admission) const {
+  if (options_.credential) {
+    if (req.has_hello()) {
+      admission.hello_key = req.hello().cd_key();
+      admission.checked_generation.reset();
+    }
+    const uint64_t generation = options_.credential->generation();
+    if (admission.checked_generation != generation) {
+      EMS_RETURN_IF_ERROR(
+          options_.credential->Check(options_.node_id, admission.hello_key, "its local hello"));
+      admission.checked_generation = generation;
+    }
   }
-  const uint64_t generation = options_.credential->generation();
-  if (*checked_generation == generation) return absl::OkStatus();
-  EMS_RETURN_IF_ERROR(options_.credential->Check(options_.node_id, *hello_key, "its local hello"));
-  *checked_generation = generation;
+  if (!admission.admitted) {
+    admission.admitted = true;
+    SetReceiveTimeout(fd, absl::ZeroDuration());  // clients pool connections; idle is fine
+  }
   return absl::OkStatus();
 }
 
@@ -247,12 +259,13 @@ void LocalServer::Serve(int fd) {
   // Leases granted on this connection and not yet sealed or released.
   absl::flat_hash_set<pool::LeaseId> leases;
   std::string buf(kMaxMessageBytes, '\0');
-  std::string hello_key;                       // what the last hello presented
-  std::optional<uint64_t> checked_generation;  // the credential's generation hello_key passed
+  Admission admission;
+  SetReceiveTimeout(fd, options_.first_request_timeout);
   while (true) {
     ssize_t n = recv(fd, buf.data(), buf.size(), MSG_TRUNC);
-    // Closed, reset or shut down; or a zero-length packet, which SOCK_SEQPACKET cannot tell
-    // from the end of the stream and no client sends: the connection ends either way.
+    // Closed, reset or shut down; a silent new peer's wait ran out; or a zero-length packet,
+    // which SOCK_SEQPACKET cannot tell from the end of the stream and no client sends: the
+    // connection ends either way.
     if (n <= 0) break;
     v1::LocalRequest req;
     v1::LocalResponse resp;
@@ -264,7 +277,7 @@ void LocalServer::Serve(int fd) {
       resp.set_message(static_cast<size_t>(n) > buf.size()
                            ? absl::StrCat("local request of ", n, " bytes exceeds ", buf.size())
                            : "local request is not a valid LocalRequest message");
-    } else if (absl::Status s = Admit(req, &hello_key, &checked_generation); !s.ok()) {
+    } else if (absl::Status s = Admit(fd, req, admission); !s.ok()) {
       // Refused before anything is granted or recorded; the connection ends with its leases,
       // like a bulk connection whose key no longer passes.
       resp.set_id(req.id());

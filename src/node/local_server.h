@@ -32,6 +32,11 @@ struct LocalServerOptions {
   std::string socket_path;  // created (and an existing stale socket replaced) at Start
   std::string node_id;
   int max_connections = 256;
+  // How long a new connection may stay silent before its first request is admitted (a
+  // client says hello as soon as it connects). Peers that connect and say nothing would
+  // otherwise hold the max_connections slots for good, shutting every client out. Once
+  // admitted, a connection may idle as long as it likes: clients pool them.
+  absl::Duration first_request_timeout = absl::Seconds(5);
   // When set and holding a key, a connection is served only after its hello presented it, as
   // on gRPC and the bulk channel: the hello hands out the whole arena. Shared with them; it can
   // change while the node serves. nullptr = no key required.
@@ -58,11 +63,17 @@ class LocalServer {
  private:
   LocalServer(pool::Pool* pool, LocalServerOptions options, dev_t socket_dev, ino_t socket_ino);
   void Serve(int fd);
-  // OK if a connection may make `req`: the key its last hello presented ("" before any; a
-  // hello presents its own) must pass the credential. Checked again only when a hello presents
-  // a key or the credential changed since `*checked_generation`.
-  absl::Status Admit(const v1::LocalRequest& req, std::string* hello_key,
-                     std::optional<uint64_t>* checked_generation) const;
+  // What a connection has shown of its right to be served.
+  struct Admission {
+    std::string hello_key;                       // what the last hello presented ("" before any)
+    std::optional<uint64_t> checked_generation;  // the credential's generation hello_key passed
+    bool admitted = false;  // a request passed; before that, recv waits a bounded time
+  };
+  // OK if connection `fd` may make `req`: the key its last hello presented (a hello presents
+  // its own) must pass the credential. Checked again only when a hello presents a key or the
+  // credential changed since it last passed. The first request that passes lifts the
+  // connection's first_request_timeout.
+  absl::Status Admit(int fd, const v1::LocalRequest& req, Admission& admission) const;
   // Applies a client's report of reads it made through the block directory.
   void Record(const v1::LocalReadReport& report);
   // A write or blank seal from a client whose map is older than the node's must name only
