@@ -16,7 +16,7 @@ namespace ems::directory {
 namespace {
 
 constexpr uint64_t kBlockGranule = 4096;     // the pool's smallest block
-constexpr uint64_t kMaxBytes = 64ull << 20;  // beyond this, blocks go unpublished
+constexpr uint64_t kMaxBytes = 64ull << 20;  // of slots; beyond them, blocks go unpublished
 
 uint64_t High64(const Digest& d) {
   uint64_t v;
@@ -52,7 +52,10 @@ uint64_t NamespaceHash(absl::string_view ns) {
 uint64_t DirectoryBytes(uint64_t arena_bytes) {
   const uint64_t blocks = std::max<uint64_t>(arena_bytes / kBlockGranule, 1);
   const uint64_t want = std::bit_ceil((blocks * 4 / 3 + kBucketSlots - 1) / kBucketSlots);
-  const uint64_t cap = (kMaxBytes - sizeof(Header)) / (sizeof(Slot) * kBucketSlots);
+  // The cap bounds the slots; the header comes on top. Taking it out of the cap first made
+  // the largest power of two of buckets half of it: 32 MiB, which a 256 GiB arena of 512 KiB
+  // blocks outgrows.
+  const uint64_t cap = kMaxBytes / (sizeof(Slot) * kBucketSlots);
   const uint64_t buckets = std::min(want, std::bit_floor(cap));
   return sizeof(Header) + buckets * kBucketSlots * sizeof(Slot);
 }

@@ -48,7 +48,7 @@ static_assert(sizeof(Header) == 64);
 uint64_t NamespaceHash(absl::string_view ns);
 
 // Bytes of a directory sized for an arena of `arena_bytes` (one slot per 4 KiB block at most
-// 75% full, capped at 64 MiB; blocks beyond that are counted in Header::unpublished).
+// 75% full, capped at 64 MiB of slots; blocks beyond that are counted in Header::unpublished).
 uint64_t DirectoryBytes(uint64_t arena_bytes);
 
 // Where a published block lives, and the slot state that vouches for it.
