@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -102,13 +103,17 @@ uint64_t LocalShare(uint64_t capacity, int instances, int k) {
   return capacity / n + (static_cast<uint64_t>(k) < capacity % n ? 1 : 0);
 }
 
-// "8 x 187-188 blocks" (or "8 x 100 blocks" when the division is exact).
-std::string LocalShares(uint64_t capacity, int instances) {
-  const auto lo = static_cast<unsigned long long>(capacity / static_cast<uint64_t>(instances));
-  if (capacity % static_cast<uint64_t>(instances) == 0) {
-    return absl::StrFormat("%d x %llu blocks", instances, lo);
+// What `caches` hold: "8 x 187-188 blocks = 1500" (or "8 x 100 blocks = 800" when all are
+// equal). Read off the caches themselves, so the label cannot say more than they hold.
+std::string CachesLabel(const std::vector<CacheSim>& caches) {
+  size_t lo = std::numeric_limits<size_t>::max(), hi = 0, total = 0;
+  for (const CacheSim& c : caches) {
+    lo = std::min(lo, c.capacity());
+    hi = std::max(hi, c.capacity());
+    total += c.capacity();
   }
-  return absl::StrFormat("%d x %llu-%llu blocks", instances, lo, lo + 1);
+  return lo == hi ? absl::StrFormat("%d x %d blocks = %d", caches.size(), lo, total)
+                  : absl::StrFormat("%d x %d-%d blocks = %d", caches.size(), lo, hi, total);
 }
 
 std::vector<int> ServeLocally(const std::vector<Request>& requests,
@@ -119,6 +124,8 @@ std::vector<int> ServeLocally(const std::vector<Request>& requests,
   for (int k = 0; k < instances; ++k) {
     caches.push_back(*CacheSim::Create(policy, LocalShare(capacity, instances, k)));
   }
+  b.detail = absl::StrFormat("%s, %s%s", CachesLabel(caches), policy.c_str(),
+                             by_prefix ? ", by prefix" : "");
   auto estimate = [&](size_t i, int k) {
     return ttft.Seconds(0, caches[k].LeadingHits(requests[i]), requests[i].input_length, gbps);
   };
@@ -340,8 +347,7 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
   // --- Baselines ----------------------------------------------------------------------------
   const size_t n = requests.size();
   Baseline none{"no-cache", "prefill everything", std::vector<size_t>(n, 0), {}};
-  Baseline local{
-      "local", absl::StrFormat("%s, %s", LocalShares(capacity, instances), policy.c_str()), {}, {}};
+  Baseline local{"local", "", {}, {}};  // ServeLocally says what its caches hold
   Baseline ems{"ems",
                absl::StrFormat("%llu blocks, %s, live", static_cast<unsigned long long>(capacity),
                                policy.c_str()),
@@ -374,11 +380,7 @@ int RunLiveReplay(const std::vector<Request>& requests, const std::string& workl
                                       /*by_prefix=*/false, policy, local);
   // The same local caches behind a cache-aware router: each request goes to the instance where
   // it would finish first, its cached prefix there weighed against the wait.
-  Baseline routed{
-      "routed",
-      absl::StrFormat("%s, %s, by prefix", LocalShares(capacity, instances), policy.c_str()),
-      {},
-      {}};
+  Baseline routed{"routed", "", {}, {}};
   extra.routed_instance = ServeLocally(requests, arrival_s, instances, capacity, ttft, local_gbps,
                                        /*by_prefix=*/true, policy, routed);
   std::vector<Baseline> baselines = {none, local, routed, ems};

@@ -51,6 +51,8 @@ class CacheSim {
   // them only if it tracks the parent too) and evicts down to the capacity.
   void AdmitBlock(uint64_t hash_id, std::optional<uint64_t> parent);
 
+  size_t capacity() const { return capacity_; }  // in blocks; 0 = unbounded
+
  private:
   CacheSim(std::unique_ptr<pool::EvictionPolicy> policy, size_t capacity)
       : policy_(std::move(policy)), capacity_(capacity) {}
