@@ -8,11 +8,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <string>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "spdlog/spdlog.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -46,78 +45,13 @@ absl::Status Prefault(uint8_t* base, uint64_t bytes, const std::function<bool()>
   return absl::OkStatus();
 }
 
-// First number in a file, or 0 when the file is absent or says "max".
-uint64_t ReadNumber(const std::string& path) {
-  std::ifstream in(path);
-  std::string word;
-  uint64_t v = 0;
-  if (in >> word && absl::SimpleAtoi(word, &v)) return v;
-  return 0;
-}
+struct Mapping {
+  int fd = -1;
+  uint8_t* base = nullptr;
+};
 
-uint64_t MemTotalBytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string name;
-  uint64_t kb;
-  std::string unit;
-  while (in >> name >> kb >> unit) {
-    if (name == "MemTotal:") return kb * 1024;
-  }
-  return 0;
-}
-
-}  // namespace
-
-uint64_t FreeHugepages(uint64_t page_mb) {
-  return ReadNumber(
-      absl::StrCat("/sys/kernel/mm/hugepages/hugepages-", page_mb * 1024, "kB/free_hugepages"));
-}
-
-uint64_t MemoryLimitBytes() {
-  uint64_t limit = MemTotalBytes();
-  for (const char* path :
-       {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
-    const uint64_t cg = ReadNumber(path);
-    if (cg > 0 && (limit == 0 || cg < limit)) limit = cg;
-  }
-  return limit;
-}
-
-absl::StatusOr<std::unique_ptr<Arena>> Arena::Create(const ArenaOptions& options) {
-  if (options.page_mb != 2 && options.page_mb != 1024) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("huge_page_flavor must be 2 or 1024 (MB), got ", options.page_mb));
-  }
-  if (options.page_num == 0) return absl::InvalidArgumentError("huge_page_num must be > 0");
-  const uint64_t page_bytes = options.page_mb << 20;
-  if (options.page_num > (UINT64_MAX >> 1) / page_bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("huge_page_num ", options.page_num, " overflows the arena size"));
-  }
-  const uint64_t bytes = options.page_num * page_bytes;
-  const uint64_t limit = MemoryLimitBytes();
-  if (limit > 0 && bytes > limit) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("arena of ", options.page_num, " x ", options.page_mb, " MB = ", bytes >> 20,
-                     " MiB exceeds what this machine or cgroup can hold (", limit >> 20, " MiB)"));
-  }
-  if (options.numa_node >= 0) {
-    if (numa_available() < 0) {
-      return absl::FailedPreconditionError("numa_node given but NUMA is not available here");
-    }
-    if (options.numa_node > numa_max_node()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "numa_node ", options.numa_node, " does not exist (max ", numa_max_node(), ")"));
-    }
-  }
-
-  const bool hugetlb = FreeHugepages(options.page_mb) >= options.page_num;
-  if (!hugetlb && options.require_hugepages) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("require_hugepages: ", options.page_num, " free ", options.page_mb,
-                     " MB hugepages needed, ", FreeHugepages(options.page_mb),
-                     " free (reserve them with vm.nr_hugepages)"));
-  }
+// A memfd of `bytes` on hugetlb or shmem pages, mapped, bound and (if asked) faulted in.
+absl::StatusOr<Mapping> MapArena(uint64_t bytes, bool hugetlb, const ArenaOptions& options) {
   unsigned flags = MFD_CLOEXEC;
   if (hugetlb) flags |= MFD_HUGETLB | (options.page_mb == 2 ? MFD_HUGE_2MB : MFD_HUGE_1GB);
   int fd = memfd_create("ems-arena", flags);
@@ -140,15 +74,9 @@ absl::StatusOr<std::unique_ptr<Arena>> Arena::Create(const ArenaOptions& options
     close(fd);
     return s;
   }
-  if (!hugetlb) {
-    // THP gives 2 MB pages where the kernel allows (shmem_enabled); without prefault, pages
-    // fill in as blocks are written.
-    madvise(base, bytes, MADV_HUGEPAGE);
-    spdlog::warn(
-        "arena: {} free {} MB hugepages needed, {} reserved; falling back to transparent huge "
-        "pages (hugepages=false)",
-        options.page_num, options.page_mb, FreeHugepages(options.page_mb));
-  }
+  // THP gives 2 MB pages where the kernel allows (shmem_enabled); without prefault, pages
+  // fill in as blocks are written.
+  if (!hugetlb) madvise(base, bytes, MADV_HUGEPAGE);
   if (options.numa_node >= 0) numa_tonode_memory(base, bytes, options.numa_node);
   if (options.prefault) {
     if (absl::Status s = Prefault(static_cast<uint8_t*>(base), bytes, options.keep_going);
@@ -158,8 +86,35 @@ absl::StatusOr<std::unique_ptr<Arena>> Arena::Create(const ArenaOptions& options
       return s;
     }
   }
-  spdlog::info("arena: {} MiB on {}", bytes >> 20, hugetlb ? "hugetlb pages" : "THP");
-  return std::unique_ptr<Arena>(new Arena(fd, static_cast<uint8_t*>(base), bytes, hugetlb));
+  return Mapping{fd, static_cast<uint8_t*>(base)};
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Arena>> Arena::Create(const ArenaOptions& options) {
+  return Create(options, ReadArenaFacts(options.page_mb));
+}
+
+absl::StatusOr<std::unique_ptr<Arena>> Arena::Create(const ArenaOptions& options,
+                                                     const ArenaFacts& facts) {
+  EMS_ASSIGN_OR_RETURN(const ArenaPlan plan, PlanArena(options.page_num, options.page_mb,
+                                                       options.require_hugepages, facts));
+  if (options.numa_node >= 0) {
+    if (numa_available() < 0) {
+      return absl::FailedPreconditionError("numa_node given but NUMA is not available here");
+    }
+    if (options.numa_node > numa_max_node()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "numa_node ", options.numa_node, " does not exist (max ", numa_max_node(), ")"));
+    }
+  }
+  if (!plan.hugetlb) {
+    spdlog::warn("arena: {}; falling back to transparent huge pages (hugepages=false)",
+                 plan.why_not_hugetlb);
+  }
+  EMS_ASSIGN_OR_RETURN(const Mapping m, MapArena(plan.bytes, plan.hugetlb, options));
+  spdlog::info("arena: {} MiB on {}", plan.bytes >> 20, plan.hugetlb ? "hugetlb pages" : "THP");
+  return std::unique_ptr<Arena>(new Arena(m.fd, m.base, plan.bytes, plan.hugetlb));
 }
 
 Arena::~Arena() {

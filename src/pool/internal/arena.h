@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "pool/internal/arena_plan.h"
 
 namespace ems::pool::internal {
 
@@ -33,6 +34,10 @@ class Arena {
   // FAILED_PRECONDITION if hugepages are required but not reserved; INVALID_ARGUMENT for a
   // bad page size, count or NUMA node.
   static absl::StatusOr<std::unique_ptr<Arena>> Create(const ArenaOptions& options);
+  // As above, deciding on `facts` instead of what this machine says (PlanArena); the kernel
+  // still has the last word on whether the pages exist.
+  static absl::StatusOr<std::unique_ptr<Arena>> Create(const ArenaOptions& options,
+                                                       const ArenaFacts& facts);
   ~Arena();
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
@@ -51,12 +56,6 @@ class Arena {
   const uint64_t size_;
   const bool hugepages_;
 };
-
-// Free hugetlb pages of `page_mb` (2 or 1024) MB on this machine; 0 if none or unknown.
-uint64_t FreeHugepages(uint64_t page_mb);
-
-// The smaller of the machine's MemTotal and the cgroup (v2 or v1) memory limit, in bytes.
-uint64_t MemoryLimitBytes();
 
 }  // namespace ems::pool::internal
 
