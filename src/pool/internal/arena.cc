@@ -54,13 +54,14 @@ struct Mapping {
 absl::StatusOr<Mapping> MapArena(uint64_t bytes, bool hugetlb, const ArenaOptions& options) {
   unsigned flags = MFD_CLOEXEC;
   if (hugetlb) flags |= MFD_HUGETLB | (options.page_mb == 2 ? MFD_HUGE_2MB : MFD_HUGE_1GB);
+  const char* kind = hugetlb ? "hugetlb pages" : "ordinary pages";
   int fd = memfd_create("ems-arena", flags);
   if (fd < 0) {
-    return absl::InternalError(absl::StrCat("memfd_create: ", std::strerror(errno)));
+    return absl::InternalError(absl::StrCat("memfd_create for ", kind, ": ", std::strerror(errno)));
   }
   if (ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
-    absl::Status s = absl::ResourceExhaustedError(
-        absl::StrCat("cannot size the arena to ", bytes, " bytes: ", std::strerror(errno)));
+    absl::Status s = absl::ResourceExhaustedError(absl::StrCat(
+        "cannot size the arena to ", bytes, " bytes on ", kind, ": ", std::strerror(errno)));
     close(fd);
     return s;
   }
@@ -69,8 +70,8 @@ absl::StatusOr<Mapping> MapArena(uint64_t bytes, bool hugetlb, const ArenaOption
   // the arena stayed on the node the process started on, whatever --numa_node said).
   void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) {
-    absl::Status s = absl::ResourceExhaustedError(
-        absl::StrCat("cannot map an arena of ", bytes, " bytes: ", std::strerror(errno)));
+    absl::Status s = absl::ResourceExhaustedError(absl::StrCat(
+        "cannot map an arena of ", bytes, " bytes on ", kind, ": ", std::strerror(errno)));
     close(fd);
     return s;
   }
@@ -112,9 +113,24 @@ absl::StatusOr<std::unique_ptr<Arena>> Arena::Create(const ArenaOptions& options
     spdlog::warn("arena: {}; falling back to transparent huge pages (hugepages=false)",
                  plan.why_not_hugetlb);
   }
-  EMS_ASSIGN_OR_RETURN(const Mapping m, MapArena(plan.bytes, plan.hugetlb, options));
-  spdlog::info("arena: {} MiB on {}", plan.bytes >> 20, plan.hugetlb ? "hugetlb pages" : "THP");
-  return std::unique_ptr<Arena>(new Arena(m.fd, m.base, plan.bytes, plan.hugetlb));
+  bool hugetlb = plan.hugetlb;
+  absl::StatusOr<Mapping> m = MapArena(plan.bytes, hugetlb, options);
+  // The facts are a snapshot: another process can take hugepages between the read and the
+  // mmap, and the kernel can refuse for reasons they do not show. Without require_hugepages
+  // that is the same case as too few free pages, so it gets the same fallback.
+  if (!m.ok() && hugetlb && !options.require_hugepages && !absl::IsCancelled(m.status())) {
+    if (absl::Status s = CheckFitsInMemory(options.page_num, options.page_mb, facts); !s.ok()) {
+      return absl::Status(
+          s.code(), absl::StrCat(s.message(), "; hugetlb pages failed: ", m.status().message()));
+    }
+    spdlog::warn("arena: {}; falling back to transparent huge pages (hugepages=false)",
+                 m.status().ToString());
+    hugetlb = false;
+    m = MapArena(plan.bytes, hugetlb, options);
+  }
+  if (!m.ok()) return m.status();
+  spdlog::info("arena: {} MiB on {}", plan.bytes >> 20, hugetlb ? "hugetlb pages" : "THP");
+  return std::unique_ptr<Arena>(new Arena(m->fd, m->base, plan.bytes, hugetlb));
 }
 
 Arena::~Arena() {

@@ -29,9 +29,10 @@ inline constexpr uint64_t kPrefaultStep = 256ull << 20;
 // Owns the memfd and its mapping. Immutable after Create; thread-safe.
 class Arena {
  public:
-  // Prefers a hugetlb memfd; otherwise a shmem memfd with MADV_HUGEPAGE (THP) and a warning.
-  // RESOURCE_EXHAUSTED if the size exceeds the machine's memory or the cgroup's limit;
-  // FAILED_PRECONDITION if hugepages are required but not reserved; INVALID_ARGUMENT for a
+  // Prefers a hugetlb memfd; otherwise a shmem memfd with MADV_HUGEPAGE (THP) and a warning,
+  // also when the kernel refuses hugetlb pages the facts said were there. PlanArena says how
+  // the size is checked on each path. RESOURCE_EXHAUSTED if it fits neither;
+  // FAILED_PRECONDITION if hugepages are required but cannot back it; INVALID_ARGUMENT for a
   // bad page size, count or NUMA node.
   static absl::StatusOr<std::unique_ptr<Arena>> Create(const ArenaOptions& options);
   // As above, deciding on `facts` instead of what this machine says (PlanArena); the kernel

@@ -77,6 +77,18 @@ ArenaFacts ReadArenaFacts(uint64_t page_mb, const std::string& root) {
   return f;
 }
 
+absl::Status CheckFitsInMemory(uint64_t page_num, uint64_t page_mb, const ArenaFacts& facts) {
+  const uint64_t bytes = page_num * (page_mb << 20);
+  const uint64_t limit = facts.memory_limit_bytes;
+  if (limit > 0 && bytes > limit) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("arena of ", page_num, " x ", page_mb, " MB = ", bytes >> 20,
+                     " MiB on ordinary pages exceeds what this machine or cgroup can hold (",
+                     limit >> 20, " MiB)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ArenaPlan> PlanArena(uint64_t page_num, uint64_t page_mb, bool require_hugepages,
                                     const ArenaFacts& facts) {
   if (page_mb != 2 && page_mb != 1024) {
@@ -91,20 +103,41 @@ absl::StatusOr<ArenaPlan> PlanArena(uint64_t page_num, uint64_t page_mb, bool re
   }
   ArenaPlan plan;
   plan.bytes = page_num * page_bytes;
-  const uint64_t limit = facts.memory_limit_bytes;
-  if (limit > 0 && plan.bytes > limit) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("arena of ", page_num, " x ", page_mb, " MB = ", plan.bytes >> 20,
-                     " MiB exceeds what this machine or cgroup can hold (", limit >> 20, " MiB)"));
+
+  // Hugetlb pages are charged to the hugetlb cgroup, not to memory.max (unless cgroup2 has
+  // memory_hugetlb_accounting), and come from a pool set aside beforehand that MemTotal already
+  // counts, so the pool's unclaimed pages and the hugetlb limit bound them. free_hugepages
+  // includes pages other mappings have reserved but not yet touched; an mmap that counts on
+  // those fails with ENOMEM.
+  const uint64_t available =
+      facts.free_hugepages > facts.resv_hugepages ? facts.free_hugepages - facts.resv_hugepages : 0;
+  std::string hint;
+  if (available < page_num) {
+    plan.why_not_hugetlb = absl::StrCat(page_num, " ", page_mb, " MB hugepages needed, ", available,
+                                        " available (", facts.free_hugepages, " free, ",
+                                        facts.resv_hugepages, " reserved by other mappings)");
+    hint = " (reserve them with vm.nr_hugepages)";
+  } else if (facts.hugetlb_limit_bytes > 0 && plan.bytes > facts.hugetlb_limit_bytes) {
+    plan.why_not_hugetlb = absl::StrCat(plan.bytes >> 20, " MiB of ", page_mb,
+                                        " MB hugepages exceeds the hugetlb cgroup limit (",
+                                        facts.hugetlb_limit_bytes >> 20, " MiB)");
+  } else if (facts.hugetlb_charged_to_memory && facts.memory_limit_bytes > 0 &&
+             plan.bytes > facts.memory_limit_bytes) {
+    plan.why_not_hugetlb = absl::StrCat(
+        plan.bytes >> 20, " MiB of hugepages exceeds the memory limit they are charged to (",
+        facts.memory_limit_bytes >> 20, " MiB, cgroup2 memory_hugetlb_accounting)");
+  } else {
+    plan.hugetlb = true;
+    return plan;
   }
-  plan.hugetlb = facts.free_hugepages >= page_num;
-  if (!plan.hugetlb) {
-    plan.why_not_hugetlb = absl::StrCat(page_num, " free ", page_mb, " MB hugepages needed, ",
-                                        facts.free_hugepages, " free");
-    if (require_hugepages) {
-      return absl::FailedPreconditionError(absl::StrCat("require_hugepages: ", plan.why_not_hugetlb,
-                                                        " (reserve them with vm.nr_hugepages)"));
-    }
+  if (require_hugepages) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("require_hugepages: ", plan.why_not_hugetlb, hint));
+  }
+  if (absl::Status s = CheckFitsInMemory(page_num, page_mb, facts); !s.ok()) {
+    return absl::Status(
+        s.code(),
+        absl::StrCat(s.message(), "; hugetlb pages do not fit either: ", plan.why_not_hugetlb));
   }
   return plan;
 }

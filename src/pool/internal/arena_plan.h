@@ -31,10 +31,21 @@ struct ArenaPlan {
   std::string why_not_hugetlb;  // when !hugetlb: what the hugetlb path lacked, for the warning
 };
 
-// INVALID_ARGUMENT for a bad page size or count; RESOURCE_EXHAUSTED if the arena does not fit;
-// FAILED_PRECONDITION if `require_hugepages` and hugetlb pages cannot back it.
+// Hugetlb when the hugepages no other mapping has claimed (free - reserved) cover the arena and
+// it fits the hugetlb cgroup limit; otherwise THP, which must fit the memory limit. The memory
+// limit does not bound hugetlb pages: they are charged to the hugetlb controller, not to
+// memory.max (unless cgroup2 is mounted with memory_hugetlb_accounting; then it bounds them
+// too), and MemTotal already counts the hugepage pool.
+// INVALID_ARGUMENT for a bad page size or count; FAILED_PRECONDITION if `require_hugepages`
+// and hugetlb cannot back the arena; RESOURCE_EXHAUSTED if neither path can. Messages give the
+// numbers.
 absl::StatusOr<ArenaPlan> PlanArena(uint64_t page_num, uint64_t page_mb, bool require_hugepages,
                                     const ArenaFacts& facts);
+
+// OK if an arena of `page_num` x `page_mb` MB on ordinary pages (THP) fits
+// facts.memory_limit_bytes; RESOURCE_EXHAUSTED with the numbers if not.
+// REQUIRES: the size is valid (PlanArena accepted it).
+absl::Status CheckFitsInMemory(uint64_t page_num, uint64_t page_mb, const ArenaFacts& facts);
 
 }  // namespace ems::pool::internal
 

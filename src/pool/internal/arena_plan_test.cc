@@ -111,6 +111,53 @@ TEST(ArenaPlanTest, RequireHugepagesWithNoneFreeFailsWithTheCount) {
   EXPECT_TRUE(absl::StrContains(p.status().message(), "vm.nr_hugepages")) << p.status();
 }
 
+// The prod overlay: memory 16Gi, hugepages-2Mi 256Gi, a 256 GiB arena. Hugetlb pages are not
+// charged to memory.max, so the memory limit does not bound them.
+TEST(ArenaPlanTest, AHugetlbArenaAboveMemoryMaxIsNotRefused) {
+  const ArenaFacts prod{
+      .free_hugepages = 131072, .memory_limit_bytes = 16 * kGiB, .hugetlb_limit_bytes = 256 * kGiB};
+  auto p = PlanArena(131072, 2, true, prod);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_TRUE(p->hugetlb);
+  EXPECT_EQ(p->bytes, 256 * kGiB);
+}
+
+// free_hugepages counts pages other mappings have reserved but not yet faulted in.
+TEST(ArenaPlanTest, PagesReservedByOthersAreNotAvailable) {
+  const ArenaFacts f{.free_hugepages = 10, .resv_hugepages = 4, .memory_limit_bytes = kGiB};
+  auto p = PlanArena(8, 2, false, f);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_FALSE(p->hugetlb) << "10 free - 4 reserved = 6 < 8";
+  EXPECT_TRUE(absl::StrContains(p->why_not_hugetlb, "6 available")) << p->why_not_hugetlb;
+  auto six = PlanArena(6, 2, false, f);
+  ASSERT_TRUE(six.ok()) << six.status();
+  EXPECT_TRUE(six->hugetlb);
+}
+
+TEST(ArenaPlanTest, RequireHugepagesCountsPagesReservedByOthers) {
+  auto p = PlanArena(8, 2, true,
+                     {.free_hugepages = 10, .resv_hugepages = 4, .memory_limit_bytes = kGiB});
+  ASSERT_EQ(p.status().code(), absl::StatusCode::kFailedPrecondition);
+  for (const char* part : {"8 ", "6 available", "10 free", "4 reserved"}) {
+    EXPECT_TRUE(absl::StrContains(p.status().message(), part)) << part << ": " << p.status();
+  }
+}
+
+// Above the hugetlb cgroup limit the kernel refuses pages when they are faulted in (a SIGBUS,
+// on the data path with --prefault=false), not at mmap, so the plan must check it.
+TEST(ArenaPlanTest, TheHugetlbCgroupLimitBoundsTheHugetlbPath) {
+  const ArenaFacts f{
+      .free_hugepages = 1000, .memory_limit_bytes = kGiB, .hugetlb_limit_bytes = 100 * kMiB};
+  auto p = PlanArena(64, 2, false, f);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_FALSE(p->hugetlb);
+  EXPECT_TRUE(absl::StrContains(p->why_not_hugetlb, "100 MiB")) << p->why_not_hugetlb;
+  auto required = PlanArena(64, 2, true, f);
+  ASSERT_EQ(required.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(required.status().message(), "hugetlb cgroup limit"))
+      << required.status();
+}
+
 TEST(ArenaPlanTest, WithHugetlbAccountingTheMemoryLimitBoundsHugetlbToo) {
   const ArenaFacts f{
       .free_hugepages = 2048, .memory_limit_bytes = kGiB, .hugetlb_charged_to_memory = true};
@@ -120,6 +167,31 @@ TEST(ArenaPlanTest, WithHugetlbAccountingTheMemoryLimitBoundsHugetlbToo) {
   auto fits = PlanArena(256, 2, true, f);
   ASSERT_TRUE(fits.ok()) << fits.status();
   EXPECT_TRUE(fits->hugetlb);
+}
+
+TEST(ArenaPlanTest, ARefusalSaysWhyNeitherPathFits) {
+  auto p = PlanArena(1024, 2, false,
+                     {.free_hugepages = 10, .resv_hugepages = 4, .memory_limit_bytes = kGiB});
+  ASSERT_EQ(p.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(absl::StrContains(p.status().message(), "exceeds")) << p.status();
+  EXPECT_TRUE(absl::StrContains(p.status().message(), "6 available")) << p.status();
+}
+
+// The facts promise hugepages this machine has not reserved: the hugetlb mapping fails in the
+// kernel and Create must fall back to THP, as it does when the facts say so.
+TEST(ArenaCreateTest, FallsBackToThpWhenTheKernelRefusesHugetlbPages) {
+  const ArenaFacts real = ReadArenaFacts(2);
+  if (real.free_hugepages > real.resv_hugepages) GTEST_SKIP() << "this machine has hugepages";
+  ArenaFacts promised = real;
+  promised.free_hugepages = 1 << 20;
+  ArenaOptions o;
+  o.page_num = 8;
+  o.page_mb = 2;
+  auto arena = Arena::Create(o, promised);
+  ASSERT_TRUE(arena.ok()) << arena.status();
+  EXPECT_FALSE((*arena)->hugepages());
+  EXPECT_EQ((*arena)->size(), 16 * kMiB);
+  (*arena)->base()[(*arena)->size() - 1] = 1;  // mapped and writable
 }
 
 TEST(ArenaCreateTest, RequireHugepagesDoesNotFallBackWhenTheKernelRefuses) {
