@@ -301,6 +301,66 @@ TEST(ClusterTest, MigrationKeepsItsCopyOfABlockAnotherPutIsStillWritingThere) {
   EXPECT_EQ(readable, kBlocks) << "blocks lost to an unfinished write on the new owner";
 }
 
+TEST(ClusterTest, AKeyRemovedWhileItsRangeMovesDoesNotComeBackButOnePutAgainStays) {
+  // On an expand the old owner pushes the ranges the new node took over, 16 MiB per push, paced
+  // by --migration_mbps (here about 2 s between pushes). A client routing by the new map
+  // removes a key on its new owner only (the old one neither owns nor serves it any more), so
+  // a push that came after the remove stored the block again, readable for good. A key the
+  // client put again after its remove must stay, whatever the pushes do.
+  constexpr int kBlocks = 640;  // 40 MiB on node-0: node-1's half takes two pushes
+  constexpr int kPutAgain = 64;
+  auto cluster = testing::Cluster::Start({.nodes = 1, .node_flags = {"--migration_mbps=8"}});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto client = ClusterClient(**cluster);
+  ASSERT_NE(client, nullptr);
+  PutAll(*client, kBlocks);
+  ASSERT_EQ(CountReadable(*client, kBlocks), kBlocks);
+
+  ASSERT_TRUE((*cluster)->AddNode().ok());
+  ASSERT_TRUE((*cluster)->WaitForUp(2, absl::Seconds(10)));
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (client->epoch() != (*cluster)->Map()->epoch() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(client->epoch(), (*cluster)->Map()->epoch()) << "the client routes by the new map";
+  std::vector<BlockKey> keys;
+  for (int i = 0; i < kBlocks; ++i) keys.push_back(TestKey(i));
+  auto removed = client->Remove(keys);  // while node-0 is still pushing node-1's range
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  PutAll(*client, kPutAgain);
+
+  // The migration ends when node-0 holds only what it owns: nothing but the keys put again.
+  auto old_node = Client::Connect({.address = (*cluster)->node(0).Value("LISTENING")});
+  auto new_node = Client::Connect({.address = (*cluster)->node(1).Value("LISTENING")});
+  ASSERT_TRUE(old_node.ok() && new_node.ok());
+  // node-0 frees each copy only once node-1 answered its push, so by then every push landed.
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    if ((*old_node)->Stats()->keys() <= static_cast<uint64_t>(kPutAgain)) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_LE((*old_node)->Stats()->keys(), static_cast<uint64_t>(kPutAgain)) << "still pushing";
+  int resurrected = 0;
+  std::vector<uint8_t> out(kBlockBytes);
+  for (int i = 0; i < kBlocks; ++i) {
+    auto got = client->Get(TestKey(i), absl::MakeSpan(out));
+    if (i < kPutAgain) {
+      ASSERT_TRUE(got.ok()) << "block " << i
+                            << ", put again after its remove, is gone: " << got.status();
+    } else if (got.ok()) {
+      ++resurrected;
+    } else {
+      EXPECT_TRUE(absl::IsNotFound(got.status())) << got.status();
+      continue;
+    }
+    EXPECT_EQ(out, TestValue(i, kBlockBytes)) << "block " << i << " has wrong bytes";
+  }
+  RecordProperty("resurrected", resurrected);
+  EXPECT_EQ(resurrected, 0) << "of " << kBlocks - kPutAgain
+                            << " removed blocks, readable again after the migration";
+  EXPECT_EQ((*old_node)->Stats()->keys() + (*new_node)->Stats()->keys(),
+            static_cast<uint64_t>(kPutAgain));
+}
+
 TEST(ClusterTest, ExpandThenShrinkUnderLoadKeepsTheWorkingSet) {
   auto cluster = testing::Cluster::Start({.nodes = 3});
   ASSERT_TRUE(cluster.ok()) << cluster.status();
