@@ -264,6 +264,8 @@ void BulkServer::Serve(int fd) {
           }
           absl::StatusOr<pool::WriteHandle> block = absl::CancelledError("not stored");
           if (results[i].ok() && stale.ok()) {
+            // A client's put: no migration push may undo it (removed_keys.h).
+            if (options_.removed_keys != nullptr) options_.removed_keys->Forget(*key);
             block = pool_->Allocate(*key, ph.size, ph.has_parent ? &*parent : nullptr);
             if (!block.ok() && !pool::StoredAlready(block.status())) {
               results[i] = block.status();  // an existing block of the same size is a success

@@ -12,6 +12,7 @@
 #include "common/cluster_view.h"
 #include "node/credential.h"
 #include "node/internal/connection_threads.h"
+#include "node/removed_keys.h"
 #include "pool/pool.h"
 
 namespace ems::node {
@@ -27,6 +28,9 @@ struct BulkServerOptions {
   // block it was writing (an idle pooled connection may wait for its next request forever).
   absl::Duration io_timeout = absl::Seconds(30);
   int max_connections = 1024;
+  // Keys clients removed lately (data_service.h); a put here ends a key's entry. Not owned;
+  // nullptr = none kept.
+  RemovedKeys* removed_keys = nullptr;
 };
 
 // Thread-safe. `pool` is not owned and must outlive the server.

@@ -30,6 +30,13 @@ absl::StatusOr<std::vector<BlockKey>> KeysFrom(
   return out;
 }
 
+// True if the call is a node's migration push rather than a client's put.
+bool IsPush(grpc::CallbackServerContext* ctx) {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find(kMigrationHeader);
+  return it != md.end() && absl::string_view(it->second.data(), it->second.size()) == "1";
+}
+
 grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& s) {
   grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
   r->Finish(ToGrpcStatus(s));
@@ -65,9 +72,23 @@ absl::Status DataService::Admit(grpc::CallbackServerContext* ctx,
   return s;
 }
 
-absl::Status DataService::PutOne(const v1::PutRequest& req, v1::PutResponse* resp) {
+absl::Status DataService::PutOne(const v1::PutRequest& req, PutKind kind, v1::PutResponse* resp,
+                                 bool* refused) {
   auto key = FromProto(req.key());
   if (!key.ok()) return key.status();
+  // A client's Remove may reach this node (the key's new owner) before a migration push of the
+  // block it removed, sent by an old owner that was not asked (an expand) or had already
+  // copied it (a drain): stored, the block would be readable again for good. So a push of a key
+  // removed here lately is refused, and answered OK so the pusher lets its copy go. The pusher
+  // cannot tell instead: after a remove a client may put the key again, here, and a follow-up
+  // remove from the pusher would delete that block, which the client was told is stored. A
+  // client's put ends the refusal, before it allocates (see RemovedKeys).
+  RemovedKeys* removed = options_.removed_keys;
+  if (removed != nullptr && kind == PutKind::kClient) removed->Forget(*key);
+  if (removed != nullptr && kind == PutKind::kPush && removed->Contains(*key)) {
+    *refused = true;
+    return absl::OkStatus();
+  }
   absl::StatusOr<BlockKey> parent;
   if (req.has_parent()) {
     parent = FromProto(req.parent());
@@ -85,7 +106,10 @@ absl::Status DataService::PutOne(const v1::PutRequest& req, v1::PutResponse* res
     return handle.status();
   }
   std::memcpy(handle->data(), req.value().data(), req.value().size());
-  return pool_->Seal(*std::move(handle), req.checksum());
+  EMS_RETURN_IF_ERROR(pool_->Seal(*std::move(handle), req.checksum()));
+  // A remove that came while the push wrote the block found nothing sealed to remove.
+  if (removed != nullptr && kind == PutKind::kPush) *refused = removed->UndoIfNoted(*key, *pool_);
+  return absl::OkStatus();
 }
 
 void DataService::GetOne(const v1::Key& k, v1::GetResponse* resp, absl::Status* status) {
@@ -110,7 +134,8 @@ grpc::ServerUnaryReactor* DataService::Put(grpc::CallbackServerContext* ctx,
   google::protobuf::RepeatedPtrField<v1::Key> keys;
   *keys.Add() = req->key();
   if (absl::Status s = Admit(ctx, &keys); !s.ok()) return Done(ctx, s);
-  return Done(ctx, PutOne(*req, resp));
+  bool refused = false;  // a client's put is never refused
+  return Done(ctx, PutOne(*req, PutKind::kClient, resp, &refused));
 }
 
 grpc::ServerUnaryReactor* DataService::Get(grpc::CallbackServerContext* ctx,
@@ -129,12 +154,15 @@ grpc::ServerUnaryReactor* DataService::BatchPut(grpc::CallbackServerContext* ctx
   google::protobuf::RepeatedPtrField<v1::Key> keys;
   for (const auto& item : req->items()) *keys.Add() = item.key();
   if (absl::Status s = Admit(ctx, &keys); !s.ok()) return Done(ctx, s);
+  const PutKind kind = IsPush(ctx) ? PutKind::kPush : PutKind::kClient;
   for (const v1::PutRequest& item : req->items()) {
     v1::PutResponse put;
-    absl::Status s = PutOne(item, &put);
+    bool refused = false;
+    absl::Status s = PutOne(item, kind, &put, &refused);
     v1::ItemStatus* st = resp->add_statuses();
     st->set_code(static_cast<int>(s.code()));
-    st->set_message(std::string(s.message()));
+    st->set_message(refused ? "removed here by a client lately: not stored"
+                            : std::string(s.message()));
     st->set_being_written(put.being_written());
   }
   return Done(ctx, absl::OkStatus());
@@ -184,6 +212,8 @@ grpc::ServerUnaryReactor* DataService::Remove(grpc::CallbackServerContext* ctx,
   if (!keys.ok()) return Done(ctx, keys.status());
   uint32_t removed = 0;
   for (const BlockKey& k : *keys) {
+    // Noted first, so a push that seals the block after this remove looked undoes it.
+    if (options_.removed_keys != nullptr) options_.removed_keys->Note(k);
     const bool gone = pool_->Remove(k).ok();
     removed += gone;
     resp->add_removed_keys(gone);

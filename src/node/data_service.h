@@ -11,6 +11,7 @@
 #include "common/cluster_view.h"
 #include "ems/v1/data.grpc.pb.h"
 #include "node/credential.h"
+#include "node/removed_keys.h"
 #include "pool/pool.h"
 
 namespace ems::node {
@@ -23,6 +24,9 @@ struct DataServiceOptions {
   // The node's current cluster map; nullptr or returning nullptr = standalone (owns all keys).
   std::function<std::shared_ptr<const ClusterView>()> view;
   int bulk_port = 0;  // advertised in Health; 0 = no bulk channel
+  // Keys clients removed lately, shared with the other put paths; not owned. Remove notes them
+  // and migration pushes of them are refused. nullptr = none kept (a standalone node).
+  RemovedKeys* removed_keys = nullptr;
 };
 
 // Thread-safe. `pool` is not owned and must outlive the service.
@@ -61,7 +65,12 @@ class DataService final : public v1::DataPlane::CallbackService {
   // every key (FAILED_PRECONDITION with our epoch in the trailer otherwise).
   absl::Status Admit(grpc::CallbackServerContext* ctx,
                      const google::protobuf::RepeatedPtrField<v1::Key>* keys);
-  absl::Status PutOne(const v1::PutRequest& req, v1::PutResponse* resp);
+  // A client's put, or a node's migration push (kMigrationHeader).
+  enum class PutKind { kClient, kPush };
+  // Stores one block. A push of a key a client removed here lately is not stored (or is
+  // removed again if the remove came while it was written): OK with *refused set.
+  absl::Status PutOne(const v1::PutRequest& req, PutKind kind, v1::PutResponse* resp,
+                      bool* refused);
   void GetOne(const v1::Key& key, v1::GetResponse* resp, absl::Status* status);
 
   pool::Pool* const pool_;

@@ -215,6 +215,7 @@ absl::Status LocalServer::Seal(const v1::LocalSeal& seal,
       pool_->Release(lease).IgnoreError();  // the blank goes back; this put failed
       continue;
     }
+    if (options_.removed_keys != nullptr) options_.removed_keys->Forget(keys->key);
     absl::Status s = pool_->SealBlank(lease, keys->key, keys->parent_ptr(), sum);
     if (absl::IsFailedPrecondition(s)) leases.insert(lease);  // not a blank: still held
     if (pool::StoredAlready(s)) {
@@ -310,6 +311,8 @@ void LocalServer::Serve(int fd) {
               SetStatus(g, keys.status());
               continue;
             }
+            // A client's put: no migration push may undo it (removed_keys.h).
+            if (options_.removed_keys != nullptr) options_.removed_keys->Forget(keys->key);
             auto grant =
                 pool_->AcquireWrite(keys->key, item.size(), keys->parent_ptr(), kConnectionLease);
             if (!grant.ok()) {

@@ -17,6 +17,7 @@
 #include "common/cluster_view.h"
 #include "node/credential.h"
 #include "node/internal/connection_threads.h"
+#include "node/removed_keys.h"
 #include "pool/pool.h"
 
 namespace ems::v1 {
@@ -43,6 +44,9 @@ struct LocalServerOptions {
   std::shared_ptr<const Credential> credential;
   // The node's current cluster map; nullptr or returning nullptr = standalone (owns all keys).
   std::function<std::shared_ptr<const ClusterView>()> view;
+  // Keys clients removed lately (data_service.h); a put here ends a key's entry. Not owned;
+  // nullptr = none kept.
+  RemovedKeys* removed_keys = nullptr;
 };
 
 // One thread per connection (co-located clients are few: one per inference worker). Every

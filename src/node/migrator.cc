@@ -184,6 +184,9 @@ void Migrator::PushPage(const ClusterView& view, const std::vector<BlockKey>& ke
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
       ctx.AddMetadata(kEpochHeader, absl::StrCat(view.epoch()));
+      // A push, not a client's put: an owner a client removed one of these keys from since
+      // (the remove raced this copy) refuses it and answers OK, and the copy here goes too.
+      ctx.AddMetadata(kMigrationHeader, "1");
       if (options_.credential != nullptr) options_.credential->Present(ctx);
       v1::BatchPutResponse resp;
       grpc::Status s = stub->BatchPut(&ctx, req, &resp);

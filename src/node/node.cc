@@ -18,6 +18,7 @@
 #include "node/local_server.h"
 #include "node/membership_agent.h"
 #include "node/migrator.h"
+#include "node/removed_keys.h"
 #include "spdlog/spdlog.h"
 
 namespace ems::node {
@@ -57,6 +58,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
 
   DataServiceOptions sopts;
   sopts.credential = node->credential_;
+  // Only a cluster's nodes receive migration pushes, which a client's recent remove refuses.
+  if (!o.controller.empty()) node->removed_keys_ = std::make_unique<RemovedKeys>();
+  sopts.removed_keys = node->removed_keys_.get();
   Node* raw = node.get();
   sopts.view = [raw]() -> std::shared_ptr<const ClusterView> {
     MembershipAgent* agent = raw->agent_raw_.load(std::memory_order_acquire);
@@ -76,12 +80,13 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
     std::string bulk_host = host;
     if (bulk_host == "localhost") bulk_host = "127.0.0.1";
     if (bulk_host.empty() || bulk_host == "[::]" || bulk_host == "::") bulk_host = "0.0.0.0";
-    EMS_ASSIGN_OR_RETURN(node->bulk_,
-                         BulkServer::Start(node->pool_.get(), {.host = bulk_host,
-                                                               .port = o.bulk_port,
-                                                               .node_id = o.node_id,
-                                                               .credential = node->credential_,
-                                                               .view = sopts.view}));
+    EMS_ASSIGN_OR_RETURN(
+        node->bulk_, BulkServer::Start(node->pool_.get(), {.host = bulk_host,
+                                                           .port = o.bulk_port,
+                                                           .node_id = o.node_id,
+                                                           .credential = node->credential_,
+                                                           .view = sopts.view,
+                                                           .removed_keys = sopts.removed_keys}));
     sopts.bulk_port = node->bulk_->port();
   }
   node->service_ = std::make_unique<DataService>(node->pool_.get(), sopts);
@@ -99,11 +104,12 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   spdlog::info("ems-node {}: gRPC on {}:{}", o.node_id, host, node->port_);
 
   if (!o.local_socket.empty()) {
-    EMS_ASSIGN_OR_RETURN(node->local_,
-                         LocalServer::Start(node->pool_.get(), {.socket_path = o.local_socket,
-                                                                .node_id = o.node_id,
-                                                                .credential = node->credential_,
-                                                                .view = sopts.view}));
+    EMS_ASSIGN_OR_RETURN(
+        node->local_, LocalServer::Start(node->pool_.get(), {.socket_path = o.local_socket,
+                                                             .node_id = o.node_id,
+                                                             .credential = node->credential_,
+                                                             .view = sopts.view,
+                                                             .removed_keys = sopts.removed_keys}));
   }
   if (!o.controller.empty()) {
     MembershipAgentOptions aopts;
@@ -223,6 +229,14 @@ std::string Node::MetricsText() {
   metric("reclaimed_writes_total", "counter", "Unsealed writes freed.", s.reclaimed_writes);
   metric("metadata_bytes", "gauge", "Off-arena metadata bytes (estimate).", s.metadata_bytes);
   metric("hugepages", "gauge", "1 if the arena is on hugetlb pages.", s.hugepages ? 1 : 0);
+  if (removed_keys_) {
+    metric("removed_keys", "gauge",
+           "Keys clients removed lately, whose migration pushes this node refuses.",
+           removed_keys_->size());
+    metric("removed_keys_dropped_total", "counter",
+           "Removes forgotten early for room: a push of their key is no longer refused.",
+           removed_keys_->dropped());
+  }
   if (bulk_) {
     metric("bulk_connections", "gauge", "Open bulk data channel connections.",
            bulk_->connections());

@@ -27,6 +27,7 @@ class DataService;
 class LocalServer;
 class MembershipAgent;
 class Migrator;
+class RemovedKeys;
 
 struct NodeOptions {
   std::string listen = "0.0.0.0:50051";  // port 0 picks a free port
@@ -72,6 +73,7 @@ class Node {
 
   NodeOptions options_;
   std::unique_ptr<pool::Pool> pool_;
+  std::unique_ptr<RemovedKeys> removed_keys_;  // cluster mode only; outlives the servers
   std::unique_ptr<DataService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<LocalServer> local_;
