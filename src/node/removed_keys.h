@@ -23,7 +23,8 @@ struct RemovedKeysOptions {
   // remove it (an expand) comes when that owner's pass reaches the key, which for a large pool
   // at a capped rate takes minutes.
   absl::Duration ttl = absl::Minutes(10);
-  // At most this many are remembered (about 100 bytes each); the oldest go first.
+  // At most this many are remembered (under 100 bytes each: 256k take about 20 MB); the oldest
+  // go first.
   size_t capacity = 1 << 18;
   Clock* clock = nullptr;  // not owned; nullptr = Clock::Real()
 };
@@ -53,12 +54,16 @@ class RemovedKeys {
   uint64_t dropped() const;
 
  private:
+  // Keys are kept as a 64-bit hash, a quarter of a BlockKey's size (and no namespace string on
+  // the heap). Two keys of one hash are one key here: a push of the other is refused too, a
+  // miss, with odds of about capacity / 2^64.
   struct Entry {
     uint64_t seq;
     absl::Time at;
-    BlockKey key;
+    uint64_t key;
   };
-  bool ContainsLocked(const BlockKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static uint64_t Hash(const BlockKey& key);
+  bool ContainsLocked(uint64_t key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TrimLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const RemovedKeysOptions options_;
@@ -70,7 +75,7 @@ class RemovedKeys {
   std::atomic<size_t> count_{0};
 
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<BlockKey, uint64_t> seq_ ABSL_GUARDED_BY(mu_);  // key → its latest Note
+  absl::flat_hash_map<uint64_t, uint64_t> seq_ ABSL_GUARDED_BY(mu_);  // key → its latest Note
   std::deque<Entry> order_ ABSL_GUARDED_BY(mu_);  // oldest first; stale entries skipped
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
