@@ -86,6 +86,19 @@ class Cluster {
   // Kills node i (SIGKILL) and starts it again as the same node: its id, socket, gRPC address
   // and bulk port, as a DaemonSet pod restarted on its host ports. Its blocks are gone.
   absl::Status RestartNode(int i) {
+    KillNode(i);
+    return StartNodeAgain(i);
+  }
+
+  // SIGKILLs node i and reaps it; the map keeps it until the controller marks it DOWN.
+  void KillNode(int i) {
+    nodes_[i]->Signal(SIGKILL);
+    nodes_[i]->Wait();
+  }
+
+  // Starts a process for node i again, under its id, addresses and socket as the map has them,
+  // with an empty arena. REQUIRES: node i's process has exited (KillNode, or it drained).
+  absl::Status StartNodeAgain(int i) {
     auto map = Map();
     if (!map.ok()) return map.status();
     const std::string id = absl::StrCat("node-", i);
@@ -95,12 +108,23 @@ class Cluster {
     std::vector<std::string> flags = flags_[i];
     flags.push_back("--listen=" + info->address());
     flags.push_back(absl::StrCat("--bulk_port=", info->bulk_port()));
-    nodes_[i]->Signal(SIGKILL);
-    nodes_[i]->Wait();
     auto node = StartNode(flags);
     if (!node.ok()) return node.status();
     nodes_[i] = *std::move(node);
     return absl::OkStatus();
+  }
+
+  int node_count() const { return static_cast<int>(nodes_.size()); }
+
+  // The state the controller's map gives node i; DOWN if the map has no such node.
+  v1::NodeState StateOf(int i) {
+    auto map = Map();
+    if (map.ok()) {
+      for (const auto& n : map->nodes()) {
+        if (n.id() == absl::StrCat("node-", i)) return n.state();
+      }
+    }
+    return v1::DOWN;
   }
 
   std::string controller_address() const { return controller_->Value("MEMBERSHIP"); }
