@@ -57,7 +57,8 @@ class Chaos {
   int lost_single_copy() const { return lost_single_copy_; }
 
   void Log(const std::string& line) {
-    absl::PrintF("[chaos +%6.1fs] %s\n", absl::ToDoubleSeconds(absl::Now() - start_), line);
+    absl::PrintF("[chaos +%6.1fs %s] %s\n", absl::ToDoubleSeconds(absl::Now() - start_),
+                 absl::FormatTime("%H:%M:%E3S", absl::Now(), absl::UTCTimeZone()), line);
     std::fflush(stdout);
   }
 
@@ -134,6 +135,7 @@ class Chaos {
     Log(absl::StrCat(
         when, ": ", total - want.size(), " of ", total, " held blocks readable",
         "; prompts whose lookup stops short of their readable prefix: ", ShortLookups(checker)));
+    ExistsAgreesWithReads(checker, when, want);
     if (!want.empty()) {
       std::vector<std::vector<bool>> held = Census();
       for (size_t j = 0; j < want.size() && j < 5; ++j) {
@@ -146,6 +148,34 @@ class Chaos {
       oracle_.Breach(absl::StrCat(when, ": ", want.size(), " held blocks unreadable"));
     }
     gate_.Resume();
+  }
+
+  // Exists asks every node that may hold a key, as Get reads it (docs/distributed.md): each
+  // held block that was just read must be reported present. `unreadable`: the ones that were
+  // not, left out.
+  void ExistsAgreesWithReads(Client& checker, const std::string& when,
+                             const std::vector<int>& unreadable) {
+    std::vector<BlockKey> keys;
+    std::vector<int> idx;
+    for (int i = 0; i < oracle_.size(); ++i) {
+      if (oracle_.state(i) != KeyState::kHeld ||
+          std::find(unreadable.begin(), unreadable.end(), i) != unreadable.end()) {
+        continue;
+      }
+      keys.push_back(oracle_.key(i).key);
+      idx.push_back(i);
+    }
+    absl::StatusOr<std::vector<bool>> present = checker.Exists(keys);
+    if (!present.ok()) {
+      oracle_.Breach(absl::StrCat(when, ": Exists: ", present.status().ToString()));
+      return;
+    }
+    const int absent = static_cast<int>(std::count(present->begin(), present->end(), false));
+    if (absent > 0) {
+      const int first = idx[std::find(present->begin(), present->end(), false) - present->begin()];
+      oracle_.Breach(absl::StrCat(when, ": Exists calls ", absent, " readable held blocks absent",
+                                  " (key ", first, " first)"));
+    }
   }
 
   // How many of the workers' prompts MatchPrefix answers with fewer blocks than the leading

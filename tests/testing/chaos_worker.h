@@ -82,12 +82,15 @@ class ChaosWorker {
     }
   }
 
+  static std::string Now() {
+    return absl::FormatTime("%H:%M:%E3S", absl::Now(), absl::UTCTimeZone());
+  }
+
   void Absent(int i, const char* op, uint64_t& counter) {
     ++counter;
     if (c_.absent_found++ < 5) {
-      absl::PrintF("[chaos %s] thread %d: key %d, removed or never put, found by %s\n",
-                   absl::FormatTime("%H:%M:%E3S", absl::Now(), absl::UTCTimeZone()), thread_, i,
-                   op);
+      absl::PrintF("[chaos %s] thread %d: key %d, removed or never put, found by %s\n", Now(),
+                   thread_, i, op);
     }
   }
 
@@ -155,7 +158,10 @@ class ChaosWorker {
       } else if (absl::IsNotFound(got[j].status())) {
         // Allowed while a fault is on (a frozen owner costs the call its deadline); the
         // checker asserts readability once the fault has settled.
-        c_.misses_of_held += o_.state(i) == KeyState::kHeld;
+        if (o_.state(i) == KeyState::kHeld && c_.misses_of_held++ < 3) {
+          absl::PrintF("[chaos %s] thread %d: key %d, held, missed by %s\n", Now(), thread_, i,
+                       n == 1 ? "Get" : "BatchGet");
+        }
       } else {
         o_.Breach(absl::StrCat("thread ", thread_, ": read of key ", i, ": ",
                                got[j].status().ToString()));
