@@ -128,25 +128,28 @@ BaselineStats Summarize(const Baseline& b, const std::vector<Request>& requests,
 }
 
 void PrintTable(const std::vector<BaselineStats>& stats, const std::string& queue) {
-  std::printf("\n%-9s %-34s %8s %8s | %9s %9s %9s %9s | %7s\n", "baseline", "", "prefix", "token",
+  // The detail column fits the longest detail ("8 x 187-188 blocks = 1500, lru, by prefix").
+  int w = 34;
+  for (const BaselineStats& s : stats) w = std::max(w, static_cast<int>(s.detail.size()));
+  std::printf("\n%-9s %-*s %8s %8s | %9s %9s %9s %9s | %7s\n", "baseline", w, "", "prefix", "token",
               "TTFT mean", "p50", "p90", "p99", "TTFT");
-  std::printf("%-9s %-34s %8s %8s | %9s %9s %9s %9s | %7s\n", "", "", "hit", "hit", "(ms)", "(ms)",
-              "(ms)", "(ms)", "saved");
-  std::printf("%s\n", std::string(117, '-').c_str());
+  std::printf("%-9s %-*s %8s %8s | %9s %9s %9s %9s | %7s\n", "", w, "", "hit", "hit", "(ms)",
+              "(ms)", "(ms)", "(ms)", "saved");
+  std::printf("%s\n", std::string(83 + w, '-').c_str());
   for (const BaselineStats& s : stats) {
-    std::printf("%-9s %-34s %8.3f %8.3f | %9.1f %9.1f %9.1f %9.1f | %6.1f%%\n", s.name.c_str(),
+    std::printf("%-9s %-*s %8.3f %8.3f | %9.1f %9.1f %9.1f %9.1f | %6.1f%%\n", s.name.c_str(), w,
                 s.detail.c_str(), s.prefix_hit_ratio, s.token_hit_ratio, s.mean_ms, s.p50_ms,
                 s.p90_ms, s.p99_ms, 100 * s.savings);
   }
   std::printf("\nqueued: %s\n", queue.c_str());
-  std::printf("%-9s %-34s %6s | %9s %9s %9s %9s | %7s\n", "baseline", "", "load", "TTFT mean",
+  std::printf("%-9s %-*s %6s | %9s %9s %9s %9s | %7s\n", "baseline", w, "", "load", "TTFT mean",
               "p50", "p90", "p99", "TTFT");
-  std::printf("%-9s %-34s %6s | %9s %9s %9s %9s | %7s\n", "", "", "", "(ms)", "(ms)", "(ms)",
+  std::printf("%-9s %-*s %6s | %9s %9s %9s %9s | %7s\n", "", w, "", "", "(ms)", "(ms)", "(ms)",
               "(ms)", "saved");
-  std::printf("%s\n", std::string(106, '-').c_str());
+  std::printf("%s\n", std::string(72 + w, '-').c_str());
   bool overloaded = false;
   for (const BaselineStats& s : stats) {
-    std::printf("%-9s %-34s %6.2f | %9.1f %9.1f %9.1f %9.1f | %6.1f%%\n", s.name.c_str(),
+    std::printf("%-9s %-*s %6.2f | %9.1f %9.1f %9.1f %9.1f | %6.1f%%\n", s.name.c_str(), w,
                 s.detail.c_str(), s.load, s.queued_mean_ms, s.queued_p50_ms, s.queued_p90_ms,
                 s.queued_p99_ms, 100 * s.queued_savings);
     overloaded = overloaded || s.load >= 1;
