@@ -354,9 +354,7 @@ TEST(ClientFaultsTest, ALargeBatchGetOverGrpcReturnsEveryBlock) {
 TEST(ClientFaultsTest, ConnectingToAStalledNodeDoesNotHoldUpCallsToOthers) {
   auto cluster = testing::Cluster::Start({.nodes = 2, .local_sockets = true});
   ASSERT_TRUE(cluster.ok()) << cluster.status();
-  auto map = (*cluster)->Map();
-  ASSERT_TRUE(map.ok()) << map.status();
-  auto view = ClusterView::Build(*map);
+  auto view = (*cluster)->View();
   ASSERT_TRUE(view.ok()) << view.status();
   int on[2] = {-1, -1};  // a key owned by node-0, and one by node-1
   for (int i = 0; on[0] < 0 || on[1] < 0; ++i) {
@@ -422,9 +420,7 @@ TEST(ClientFaultsTest, ALookupWhileANodeDrainsFindsTheBlocksItStillHolds) {
 TEST(ClientFaultsTest, ADrainWaitsForWritesInFlightAndMovesThem) {
   auto cluster = testing::Cluster::Start({.nodes = 2, .local_sockets = true});
   ASSERT_TRUE(cluster.ok()) << cluster.status();
-  auto map = (*cluster)->Map();
-  ASSERT_TRUE(map.ok()) << map.status();
-  auto view = ClusterView::Build(*map);
+  auto view = (*cluster)->View();
   ASSERT_TRUE(view.ok()) << view.status();
   uint64_t k = 0;
   while (!(*view)->Owns("node-1", TestKey(k))) ++k;

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/cluster_view.h"
 #include "ems/v1/membership.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "testing/process.h"
@@ -144,6 +145,12 @@ class Cluster {
     grpc::Status s = membership_->GetClusterMap(&ctx, req, &map);
     if (!s.ok()) return absl::UnavailableError(s.error_message());
     return map;
+  }
+  // The controller's map as a client routes with it.
+  absl::StatusOr<std::shared_ptr<const ClusterView>> View() {
+    auto map = Map();
+    if (!map.ok()) return map.status();
+    return ClusterView::Build(*map);
   }
 
   int CountState(v1::NodeState state) {
